@@ -1,0 +1,125 @@
+//! The one error type of the crate.
+//!
+//! Every public function validates all of its arguments before it touches an output buffer, so
+//! an `Err` always means that nothing was written.
+
+use core::fmt;
+
+use crate::Isa;
+
+/// Why a call was refused. The message names the offending argument.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A dropout probability that is NaN or outside `[0, 1]`.
+    InvalidProbability {
+        /// The value passed.
+        p: f32,
+    },
+    /// Two buffers that must have the same length do not.
+    LengthMismatch {
+        /// The argument whose length is wrong.
+        arg: &'static str,
+        /// The length it must have.
+        expected: usize,
+        /// The length it has.
+        actual: usize,
+    },
+    /// An output buffer shorter than what the call must write.
+    BufferTooSmall {
+        /// The argument that is too short.
+        arg: &'static str,
+        /// The minimum length.
+        needed: usize,
+        /// The length it has.
+        actual: usize,
+    },
+    /// Shape dimensions whose product does not fit in `usize`.
+    ShapeOverflow {
+        /// The dimensions `[n, c, h, w]`.
+        dims: [usize; 4],
+    },
+    /// A shape that the layout cannot hold (e.g. `h != 1` for [`Layout::Nc`](crate::Layout::Nc)).
+    InvalidShape {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `offset + len` does not fit in `u64`, so the element indices of the dropout stream would wrap.
+    OffsetOverflow {
+        /// The offset passed.
+        offset: u64,
+        /// The number of elements (or planes) of the call.
+        len: usize,
+    },
+    /// An instruction set that this CPU (or this build target) does not have.
+    IsaUnavailable {
+        /// The instruction set asked for.
+        isa: Isa,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidProbability { p } => {
+                write!(f, "invalid dropout probability p = {p}: must be in [0, 1]")
+            }
+            Error::LengthMismatch {
+                arg,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "length mismatch: `{arg}` has {actual} elements, expected {expected}"
+            ),
+            Error::BufferTooSmall {
+                arg,
+                needed,
+                actual,
+            } => write!(
+                f,
+                "buffer too small: `{arg}` has {actual} elements, needs at least {needed}"
+            ),
+            Error::ShapeOverflow { dims } => write!(
+                f,
+                "shape {dims:?}: the product of the dimensions overflows usize"
+            ),
+            Error::InvalidShape { reason } => write!(f, "invalid shape: {reason}"),
+            Error::OffsetOverflow { offset, len } => write!(
+                f,
+                "`offset` {offset} + {len} elements overflows the u64 element index"
+            ),
+            Error::IsaUnavailable { isa } => {
+                write!(f, "instruction set {isa} is not available on this CPU")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Checks that `actual == expected` for the argument `arg`.
+pub(crate) fn check_len(arg: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            arg,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// Checks that `actual >= needed` for the argument `arg`.
+pub(crate) fn check_min_len(arg: &'static str, needed: usize, actual: usize) -> Result<(), Error> {
+    if actual >= needed {
+        Ok(())
+    } else {
+        Err(Error::BufferTooSmall {
+            arg,
+            needed,
+            actual,
+        })
+    }
+}

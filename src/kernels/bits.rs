@@ -1,0 +1,104 @@
+//! Random draws and keep bits from interleaved 16-lane xoshiro128++ streams.
+
+use crate::rng::{STREAMS, StreamState};
+use crate::simd::Simd;
+
+/// One xoshiro128++ step of 16 lanes; returns the output and advances the state. Same
+/// operations, in the same order, as `rand_xoshiro::Xoshiro128PlusPlus::next_u32`.
+#[inline(always)]
+fn step<S: Simd>(s: S, st: &mut [S::U; 4]) -> S::U {
+    let [s0, s1, s2, s3] = *st;
+    let r = s.add_u(s.rotl_u::<7>(s.add_u(s0, s3)), s0);
+    let t = s.shl_u::<9>(s1);
+    let s2 = s.xor_u(s2, s0);
+    let s3 = s.xor_u(s3, s1);
+    let s1 = s.xor_u(s1, s2);
+    let s0 = s.xor_u(s0, s3);
+    let s2 = s.xor_u(s2, t);
+    let s3 = s.rotl_u::<11>(s3);
+    *st = [s0, s1, s2, s3];
+    r
+}
+
+#[inline(always)]
+fn load_state<S: Simd>(s: S, st: &StreamState) -> [S::U; 4] {
+    // SAFETY: each word row is 16 u32.
+    core::array::from_fn(|k| unsafe { s.loadu_u(st.s[k].as_ptr()) })
+}
+
+/// `out[16*d + l]` = draw `d` of lane `l`, for `d < draws`.
+///
+/// # Safety
+/// `out` must be valid for `16 * draws` writes.
+#[inline(always)]
+pub(crate) unsafe fn random_u32<S: Simd>(s: S, st: &StreamState, draws: usize, out: *mut u32) {
+    let mut v = load_state(s, st);
+    for d in 0..draws {
+        let r = step(s, &mut v);
+        // SAFETY: d < draws, so 16*d + 16 <= 16*draws.
+        unsafe { s.storeu_u(out.add(16 * d), r) };
+    }
+}
+
+/// Keep bits of groups `first .. first + groups` of one block: `out[4*(g-first) + s]` gets the
+/// 16 keep bits (bit `l` = lane `l`, set iff draw >= `thresh`) of stream `s` at draw `g`.
+///
+/// The streams are stepped `S::INTERLEAVE` at a time: the result is the same for any
+/// interleave, only the number of dependency chains in flight changes.
+///
+/// # Safety
+/// `out` must be valid for `4 * groups` writes.
+#[inline(always)]
+pub(crate) unsafe fn keep_bits<S: Simd>(
+    s: S,
+    st: &[StreamState; STREAMS],
+    first: usize,
+    groups: usize,
+    thresh: u32,
+    out: *mut u16,
+) {
+    // SAFETY (all three arms): forwarded from the caller.
+    unsafe {
+        match S::INTERLEAVE {
+            4 => keep_bits_pass::<S, 4>(s, st, 0, first, groups, thresh, out),
+            2 => {
+                keep_bits_pass::<S, 2>(s, st, 0, first, groups, thresh, out);
+                keep_bits_pass::<S, 2>(s, st, 2, first, groups, thresh, out);
+            }
+            _ => {
+                for k in 0..STREAMS {
+                    keep_bits_pass::<S, 1>(s, st, k, first, groups, thresh, out);
+                }
+            }
+        }
+    }
+}
+
+/// Streams `s0 .. s0 + K` of [`keep_bits`], stepped together.
+#[inline(always)]
+unsafe fn keep_bits_pass<S: Simd, const K: usize>(
+    s: S,
+    st: &[StreamState; STREAMS],
+    s0: usize,
+    first: usize,
+    groups: usize,
+    thresh: u32,
+    out: *mut u16,
+) {
+    let mut v: [[S::U; 4]; K] = core::array::from_fn(|k| load_state(s, &st[s0 + k]));
+    // Skipping draws before `first` costs one step each, less than producing them; at most a
+    // block's worth when a piece starts mid-block.
+    for _ in 0..first {
+        for vk in v.iter_mut() {
+            step(s, vk);
+        }
+    }
+    let t = s.splat_u(thresh);
+    for g in 0..groups {
+        for (k, vk) in v.iter_mut().enumerate() {
+            let r = step(s, vk);
+            // SAFETY: g < groups and s0 + k < 4, so the index is < 4 * groups.
+            unsafe { *out.add(4 * g + s0 + k) = s.ge_bits(r, t) };
+        }
+    }
+}

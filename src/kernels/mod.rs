@@ -1,0 +1,6 @@
+//! Kernel bodies, each written once against the [`Simd`](crate::simd::Simd) trait and
+//! instantiated per ISA by `simd::entry_points!`. Everything here is `#[inline(always)]` so
+//! that it compiles inside the `#[target_feature]` entry points.
+
+pub(crate) mod bits;
+pub(crate) mod stream;

@@ -1,0 +1,64 @@
+//! Chunking rules. Work is split by fixed element counts that depend only on the data's
+//! length, never on the thread count, so results are identical for any number of threads.
+//! With the `rayon` feature the chunks run on rayon's current pool (callers can
+//! `ThreadPool::install` their own); without it, or below [`SEQ_THRESHOLD`], on the caller's
+//! thread.
+
+/// Below this many elements a call runs on the caller's thread: the fork/join costs more than
+/// it saves.
+pub(crate) const SEQ_THRESHOLD: usize = 1 << 16;
+
+/// Minimum chunks per rayon task, so that each task moves at least ~256 KiB.
+#[cfg(feature = "rayon")]
+const MIN_CHUNKS_PER_TASK: usize = 4;
+
+/// Calls `f(k, chunk)` for each `chunk` of `y` of `chunk_len` elements (the last may be
+/// shorter), `k` being its index; in parallel when `parallel` is set.
+pub(crate) fn for_each_chunk<T: Send>(
+    y: &mut [T],
+    chunk_len: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    #[cfg(feature = "rayon")]
+    if parallel {
+        use rayon::prelude::*;
+        y.par_chunks_mut(chunk_len)
+            .enumerate()
+            .with_min_len(MIN_CHUNKS_PER_TASK)
+            .for_each(|(k, c)| f(k, c));
+        return;
+    }
+    let _ = parallel;
+    y.chunks_mut(chunk_len)
+        .enumerate()
+        .for_each(|(k, c)| f(k, c));
+}
+
+/// Like [`for_each_chunk`] over two slices cut into the same number of chunks (`a` in chunks
+/// of `a_len`, `b` of `b_len`).
+pub(crate) fn for_each_chunk2<A: Send, B: Send>(
+    a: &mut [A],
+    a_len: usize,
+    b: &mut [B],
+    b_len: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
+) {
+    debug_assert_eq!(a.len().div_ceil(a_len), b.len().div_ceil(b_len));
+    #[cfg(feature = "rayon")]
+    if parallel {
+        use rayon::prelude::*;
+        a.par_chunks_mut(a_len)
+            .zip(b.par_chunks_mut(b_len))
+            .enumerate()
+            .with_min_len(MIN_CHUNKS_PER_TASK)
+            .for_each(|(k, (ca, cb))| f(k, ca, cb));
+        return;
+    }
+    let _ = parallel;
+    a.chunks_mut(a_len)
+        .zip(b.chunks_mut(b_len))
+        .enumerate()
+        .for_each(|(k, (ca, cb))| f(k, ca, cb));
+}

@@ -1,0 +1,166 @@
+//! The vector layer: one small trait over 16 logical `f32`/`u32` lanes, three implementations
+//! (portable via `wide`, AVX2+FMA, AVX-512) and the per-ISA kernel tables.
+//!
+//! Every kernel body is written once, generic over [`Simd`], in `crate::kernels`. The
+//! `#[target_feature]` entry points that instantiate those bodies are stamped out per ISA by
+//! [`entry_points!`]; a [`Kernels`] table of function pointers is chosen once per public call
+//! (see [`crate::isa`]) and captured by the rayon closures, so the choice never changes inside
+//! a call.
+//!
+//! The lane count is 16 on every ISA, which is what makes the dropout stream layout — and so
+//! every dropout mask — identical on every ISA.
+
+pub(crate) mod portable;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx512;
+
+mod table;
+
+pub(crate) use table::{Kernels, Src};
+
+/// Logical lanes of every vector type, on every ISA.
+pub(crate) const LANES: usize = 16;
+
+/// 16 lanes of `f32` and `u32`, and the handful of operations the kernels need.
+///
+/// Implementations are zero-sized tokens that can only be created once the CPU is known to
+/// support their instructions (their `new` is `unsafe`), so the methods themselves are safe to
+/// call. All methods are `#[inline(always)]` and carry no `#[target_feature]` (that combination
+/// is rejected by rustc and would block inlining); they are meant to be inlined into the
+/// `#[target_feature]` entry points, where the intrinsics compile to single instructions.
+pub(crate) trait Simd: Copy + Send + Sync {
+    /// 16 × f32.
+    type F: Copy;
+    /// 16 × u32.
+    type U: Copy;
+    /// Whether [`Simd::store_nt`] really bypasses the caches (otherwise it is a plain store).
+    const NT: bool;
+    /// How many 16-lane RNG streams to step at once: enough independent dependency chains to
+    /// fill the vector units, few enough that the state stays in registers.
+    const INTERLEAVE: usize;
+
+    /// Loads 16 floats from `p` (no alignment needed).
+    ///
+    /// # Safety
+    /// `p..p+16` must be readable.
+    unsafe fn loadu(self, p: *const f32) -> Self::F;
+    /// Stores 16 floats to `p` (no alignment needed).
+    ///
+    /// # Safety
+    /// `p..p+16` must be writable.
+    unsafe fn storeu(self, p: *mut f32, v: Self::F);
+    /// Non-temporal store of 16 floats.
+    ///
+    /// # Safety
+    /// `p..p+16` must be writable and `p` 64-byte aligned.
+    unsafe fn store_nt(self, p: *mut f32, v: Self::F);
+    /// Orders earlier non-temporal stores before anything that follows.
+    fn fence(self);
+
+    /// All lanes `x`.
+    fn splat(self, x: f32) -> Self::F;
+    /// `a * b`.
+    fn mul(self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b` in lanes whose bit of `keep` is set, `+0.0` elsewhere (whatever `a` holds).
+    fn mul_keep(self, keep: u16, a: Self::F, b: Self::F) -> Self::F;
+
+    /// Loads 16 `u32`.
+    ///
+    /// # Safety
+    /// `p..p+16` must be readable.
+    unsafe fn loadu_u(self, p: *const u32) -> Self::U;
+    /// Stores 16 `u32`.
+    ///
+    /// # Safety
+    /// `p..p+16` must be writable.
+    unsafe fn storeu_u(self, p: *mut u32, v: Self::U);
+    /// All lanes `x`.
+    fn splat_u(self, x: u32) -> Self::U;
+    /// Wrapping `a + b`.
+    fn add_u(self, a: Self::U, b: Self::U) -> Self::U;
+    /// `a ^ b`.
+    fn xor_u(self, a: Self::U, b: Self::U) -> Self::U;
+    /// `a << K`, `0 < K < 32`.
+    fn shl_u<const K: i32>(self, a: Self::U) -> Self::U;
+    /// `a.rotate_left(K)`, `0 < K < 32`.
+    fn rotl_u<const K: i32>(self, a: Self::U) -> Self::U;
+    /// Bit `l` set iff `a[l] >= b[l]` as unsigned integers.
+    fn ge_bits(self, a: Self::U, b: Self::U) -> u16;
+}
+
+/// Instantiates every generic kernel body for one backend as a plain function that can be
+/// stored in a [`Kernels`] table, and defines that table as `KERNELS`.
+///
+/// `$(#[$attr])*` are the attributes of each entry point — `#[target_feature(enable = "...")]`
+/// for the x86 backends, nothing for the portable one — and `$backend` is the token type.
+/// Callers of the entry points (only `Kernels`' safe wrappers) must ensure the features are
+/// present, which `Kernels::for_isa` checks before it hands out a table.
+macro_rules! entry_points {
+    ($backend:ty, $(#[$attr:meta])*) => {
+        use crate::kernels;
+        use crate::rng::StreamState;
+
+        $(#[$attr])*
+        unsafe fn keep_bits(
+            st: &[StreamState; crate::rng::STREAMS],
+            first: usize,
+            groups: usize,
+            thresh: u32,
+            out: *mut u16,
+        ) {
+            // SAFETY: the caller guarantees the CPU features (see `Kernels::for_isa`) and that
+            // `out` has room for `4 * groups` u16.
+            unsafe { kernels::bits::keep_bits(<$backend>::new(), st, first, groups, thresh, out) }
+        }
+
+        $(#[$attr])*
+        unsafe fn random_u32(st: &StreamState, draws: usize, out: *mut u32) {
+            // SAFETY: as above; `out` has room for `16 * draws` u32.
+            unsafe { kernels::bits::random_u32(<$backend>::new(), st, draws, out) }
+        }
+
+        $(#[$attr])*
+        unsafe fn apply_mask(
+            x: *const f32,
+            y: *mut f32,
+            n: usize,
+            bits: *const u16,
+            scale: f32,
+            nt: bool,
+        ) {
+            // SAFETY: as above; `x`, `y` valid for `n` floats, `bits` for `n / 16 + 2` u16.
+            unsafe { kernels::stream::apply_mask(<$backend>::new(), x, y, n, bits, scale, nt) }
+        }
+
+        $(#[$attr])*
+        unsafe fn scale(x: *const f32, y: *mut f32, n: usize, s: f32, nt: bool) {
+            // SAFETY: as above; `x` and `y` valid for `n` floats.
+            unsafe { kernels::stream::scale(<$backend>::new(), x, y, n, s, nt) }
+        }
+
+        $(#[$attr])*
+        unsafe fn copy(x: *const f32, y: *mut f32, n: usize, nt: bool) {
+            // SAFETY: as above.
+            unsafe { kernels::stream::copy(<$backend>::new(), x, y, n, nt) }
+        }
+
+        $(#[$attr])*
+        unsafe fn fill(y: *mut f32, n: usize, v: f32, nt: bool) {
+            // SAFETY: as above; `y` valid for `n` floats.
+            unsafe { kernels::stream::fill(<$backend>::new(), y, n, v, nt) }
+        }
+
+        pub(crate) static KERNELS: crate::simd::Kernels = crate::simd::Kernels {
+            nt: <$backend as crate::simd::Simd>::NT,
+            keep_bits,
+            random_u32,
+            apply_mask,
+            scale,
+            copy,
+            fill,
+        };
+    };
+}
+pub(crate) use entry_points;

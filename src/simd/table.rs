@@ -1,0 +1,123 @@
+//! The per-ISA table of kernel entry points and its safe, slice-based wrappers.
+//!
+//! The wrappers are the boundary of the unsafe layer: they check every length the entry point
+//! relies on (an internal invariant — public functions have validated their arguments already,
+//! so these asserts never fire on user input) and then call through the function pointer.
+
+use crate::Isa;
+use crate::rng::{STREAMS, StreamState};
+
+/// Function pointers to one ISA's instantiation of every kernel. `Copy + Send + Sync`, so a
+/// rayon closure can capture it.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    /// Whether this ISA has real non-temporal stores.
+    pub nt: bool,
+    pub(super) keep_bits: unsafe fn(&[StreamState; STREAMS], usize, usize, u32, *mut u16),
+    pub(super) random_u32: unsafe fn(&StreamState, usize, *mut u32),
+    pub(super) apply_mask: unsafe fn(*const f32, *mut f32, usize, *const u16, f32, bool),
+    pub(super) scale: unsafe fn(*const f32, *mut f32, usize, f32, bool),
+    pub(super) copy: unsafe fn(*const f32, *mut f32, usize, bool),
+    pub(super) fill: unsafe fn(*mut f32, usize, f32, bool),
+}
+
+/// Where an elementwise kernel reads its input: another slice, or the output itself.
+#[derive(Clone, Copy)]
+pub(crate) enum Src<'a> {
+    /// Read from this slice (same length as the output).
+    Slice(&'a [f32]),
+    /// Read from the output slice (in-place).
+    InPlace,
+}
+
+impl<'a> Src<'a> {
+    /// The part of the source that feeds `range` of the output.
+    pub(crate) fn sub(self, range: core::ops::Range<usize>) -> Src<'a> {
+        match self {
+            Src::Slice(x) => Src::Slice(&x[range]),
+            Src::InPlace => Src::InPlace,
+        }
+    }
+
+    fn ptr(self, y: &mut [f32]) -> *const f32 {
+        match self {
+            Src::Slice(x) => {
+                assert_eq!(x.len(), y.len(), "kernel source/output length");
+                x.as_ptr()
+            }
+            Src::InPlace => y.as_ptr(),
+        }
+    }
+}
+
+impl Kernels {
+    /// The table for `isa`, or `None` if this CPU lacks it.
+    pub(crate) fn for_isa(isa: Isa) -> Option<&'static Kernels> {
+        if !isa.is_available() {
+            return None;
+        }
+        match isa {
+            Isa::Portable => Some(&super::portable::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(&super::x86_avx2::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(&super::x86_avx512::KERNELS),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => None,
+        }
+    }
+
+    /// Keep bits of `groups` consecutive 64-element groups of one RNG block, starting at group
+    /// `first`, into `out[4*g + s]` (stream `s`, bit `l` = lane `l`). Drop iff `r < thresh`.
+    pub(crate) fn keep_bits(
+        &self,
+        st: &[StreamState; STREAMS],
+        first: usize,
+        groups: usize,
+        thresh: u32,
+        out: &mut [u16],
+    ) {
+        assert!(out.len() >= 4 * groups, "keep_bits output");
+        // SAFETY: `for_isa` handed out this table only if the CPU has its features; `out` has
+        // room for the `4 * groups` u16 written.
+        unsafe { (self.keep_bits)(st, first, groups, thresh, out.as_mut_ptr()) }
+    }
+
+    /// `out.len() / 16` draws of the 16 lanes of `st`: `out[16*d + l]` = draw `d` of lane `l`.
+    pub(crate) fn random_u32(&self, st: &StreamState, out: &mut [u32]) {
+        // SAFETY: features checked by `for_isa`; exactly `out.len() / 16 * 16` values written.
+        unsafe { (self.random_u32)(st, out.len() / 16, out.as_mut_ptr()) }
+    }
+
+    /// `y[i] = bit(bits, i) ? x[i] * scale : +0.0`. `bits` holds bit `i` at `bits[i/16] >> (i%16)`
+    /// and is padded: at least `y.len() / 16 + 2` entries.
+    pub(crate) fn apply_mask(&self, x: Src, y: &mut [f32], bits: &[u16], scale: f32, nt: bool) {
+        let x = x.ptr(y);
+        assert!(bits.len() >= y.len() / 16 + 2, "apply_mask bits padding");
+        // SAFETY: features checked by `for_isa`; `x` and `y` hold `y.len()` floats (same
+        // pointer when in place, which the kernel allows); `bits` is long enough for every
+        // 16-bit window the kernel reads.
+        unsafe { (self.apply_mask)(x, y.as_mut_ptr(), y.len(), bits.as_ptr(), scale, nt) }
+    }
+
+    /// `y = x * s`.
+    pub(crate) fn scale(&self, x: Src, y: &mut [f32], s: f32, nt: bool) {
+        let x = x.ptr(y);
+        // SAFETY: features checked by `for_isa`; `x` and `y` hold `y.len()` floats.
+        unsafe { (self.scale)(x, y.as_mut_ptr(), y.len(), s, nt) }
+    }
+
+    /// `y = x`, bit for bit.
+    pub(crate) fn copy(&self, x: &[f32], y: &mut [f32], nt: bool) {
+        assert_eq!(x.len(), y.len(), "copy length");
+        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` floats and cannot
+        // overlap (one is shared, one exclusive).
+        unsafe { (self.copy)(x.as_ptr(), y.as_mut_ptr(), y.len(), nt) }
+    }
+
+    /// `y[i] = v`.
+    pub(crate) fn fill(&self, y: &mut [f32], v: f32, nt: bool) {
+        // SAFETY: features checked by `for_isa`; `y` holds `y.len()` floats.
+        unsafe { (self.fill)(y.as_mut_ptr(), y.len(), v, nt) }
+    }
+}

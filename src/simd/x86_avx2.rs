@@ -1,0 +1,154 @@
+//! The AVX2+FMA backend: each 16-lane vector is a pair of `ymm` registers.
+
+use core::arch::x86_64::*;
+
+use super::{Simd, entry_points};
+
+/// Token proving the CPU has AVX2 and FMA (see [`Isa::Avx2`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2(());
+
+impl Avx2 {
+    /// # Safety
+    /// The CPU must support `avx2` and `fma`.
+    #[inline(always)]
+    pub(crate) const unsafe fn new() -> Self {
+        Avx2(())
+    }
+}
+
+/// Bit `i` of a 16-bit keep word, for lanes 0..8 and 8..16.
+const LANE_BITS: [[i32; 8]; 2] = [
+    [1, 2, 4, 8, 16, 32, 64, 128],
+    [256, 512, 1024, 2048, 4096, 8192, 16384, 32768],
+];
+
+// Every `unsafe` block below calls AVX2 intrinsics; a token exists only after runtime detection
+// of AVX2+FMA (`Avx2::new`), which is the precondition of each of them.
+impl Simd for Avx2 {
+    type F = [__m256; 2];
+    type U = [__m256i; 2];
+    const NT: bool = true;
+    // Two streams = 16 ymm registers of state: the most that stays in the register file.
+    const INTERLEAVE: usize = 2;
+
+    #[inline(always)]
+    unsafe fn loadu(self, p: *const f32) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX; the caller guarantees 16 readable floats.
+        unsafe { [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))] }
+    }
+    #[inline(always)]
+    unsafe fn storeu(self, p: *mut f32, v: [__m256; 2]) {
+        // SAFETY: token ⇒ AVX; the caller guarantees 16 writable floats.
+        unsafe {
+            _mm256_storeu_ps(p, v[0]);
+            _mm256_storeu_ps(p.add(8), v[1]);
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_nt(self, p: *mut f32, v: [__m256; 2]) {
+        // SAFETY: token ⇒ AVX; `p` is 64-byte aligned, so both halves are 32-byte aligned as
+        // vmovntps requires.
+        unsafe {
+            _mm256_stream_ps(p, v[0]);
+            _mm256_stream_ps(p.add(8), v[1]);
+        }
+    }
+    #[inline(always)]
+    fn fence(self) {
+        // SAFETY: sfence is SSE, present on every x86_64.
+        unsafe { _mm_sfence() }
+    }
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX.
+        let v = unsafe { _mm256_set1_ps(x) };
+        [v, v]
+    }
+    #[inline(always)]
+    fn mul(self, a: [__m256; 2], b: [__m256; 2]) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX.
+        unsafe { [_mm256_mul_ps(a[0], b[0]), _mm256_mul_ps(a[1], b[1])] }
+    }
+    #[inline(always)]
+    fn mul_keep(self, keep: u16, a: [__m256; 2], b: [__m256; 2]) -> [__m256; 2] {
+        let p = self.mul(a, b);
+        // SAFETY: token ⇒ AVX2. Lane i is all-ones iff bit i of `keep` is set; the AND then
+        // writes +0.0 to dropped lanes whatever the product holds.
+        unsafe {
+            let k = _mm256_set1_epi32(keep as i32);
+            let half = |h: usize| {
+                let lb = _mm256_loadu_si256(LANE_BITS[h].as_ptr().cast());
+                let m = _mm256_cmpeq_epi32(_mm256_and_si256(k, lb), lb);
+                _mm256_and_ps(p[h], _mm256_castsi256_ps(m))
+            };
+            [half(0), half(1)]
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn loadu_u(self, p: *const u32) -> [__m256i; 2] {
+        // SAFETY: token ⇒ AVX; the caller guarantees 16 readable u32.
+        unsafe {
+            [
+                _mm256_loadu_si256(p.cast()),
+                _mm256_loadu_si256(p.add(8).cast()),
+            ]
+        }
+    }
+    #[inline(always)]
+    unsafe fn storeu_u(self, p: *mut u32, v: [__m256i; 2]) {
+        // SAFETY: token ⇒ AVX; the caller guarantees 16 writable u32.
+        unsafe {
+            _mm256_storeu_si256(p.cast(), v[0]);
+            _mm256_storeu_si256(p.add(8).cast(), v[1]);
+        }
+    }
+    #[inline(always)]
+    fn splat_u(self, x: u32) -> [__m256i; 2] {
+        // SAFETY: token ⇒ AVX.
+        let v = unsafe { _mm256_set1_epi32(x as i32) };
+        [v, v]
+    }
+    #[inline(always)]
+    fn add_u(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: token ⇒ AVX2.
+        unsafe { [_mm256_add_epi32(a[0], b[0]), _mm256_add_epi32(a[1], b[1])] }
+    }
+    #[inline(always)]
+    fn xor_u(self, a: [__m256i; 2], b: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: token ⇒ AVX2.
+        unsafe { [_mm256_xor_si256(a[0], b[0]), _mm256_xor_si256(a[1], b[1])] }
+    }
+    #[inline(always)]
+    fn shl_u<const K: i32>(self, a: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: token ⇒ AVX2.
+        unsafe { [_mm256_slli_epi32::<K>(a[0]), _mm256_slli_epi32::<K>(a[1])] }
+    }
+    #[inline(always)]
+    fn rotl_u<const K: i32>(self, a: [__m256i; 2]) -> [__m256i; 2] {
+        // SAFETY: token ⇒ AVX2. `32 - K` cannot be a const argument on stable, so the right
+        // shift takes a splat count, which LLVM folds back to the immediate form.
+        unsafe {
+            let kc = _mm256_set1_epi32(32 - K);
+            let rot = |v| _mm256_or_si256(_mm256_slli_epi32::<K>(v), _mm256_srlv_epi32(v, kc));
+            [rot(a[0]), rot(a[1])]
+        }
+    }
+    #[inline(always)]
+    fn ge_bits(self, a: [__m256i; 2], b: [__m256i; 2]) -> u16 {
+        // SAFETY: token ⇒ AVX2. Unsigned a >= b  ⇔  max(a, b) == a.
+        unsafe {
+            let half = |a, b| {
+                let ge = _mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a);
+                _mm256_movemask_ps(_mm256_castsi256_ps(ge)) as u16
+            };
+            half(a[0], b[0]) | (half(a[1], b[1]) << 8)
+        }
+    }
+}
+
+entry_points!(Avx2,
+    #[target_feature(enable = "avx2,fma")]
+);

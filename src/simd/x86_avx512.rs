@@ -1,0 +1,110 @@
+//! The AVX-512 backend: one `zmm` register per 16 lanes, keep masks in `k` registers.
+
+use core::arch::x86_64::*;
+
+use super::{Simd, entry_points};
+
+/// Token proving the CPU has AVX-512 F/BW/DQ/VL (see [`Isa::Avx512`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512(());
+
+impl Avx512 {
+    /// # Safety
+    /// The CPU must support `avx512f`, `avx512bw`, `avx512dq` and `avx512vl`.
+    #[inline(always)]
+    pub(crate) const unsafe fn new() -> Self {
+        Avx512(())
+    }
+}
+
+// Every `unsafe` block below calls AVX-512 intrinsics; a token exists only after runtime
+// detection of AVX-512 (`Avx512::new`), which is the precondition of each of them.
+impl Simd for Avx512 {
+    type F = __m512;
+    type U = __m512i;
+    const NT: bool = true;
+    const INTERLEAVE: usize = 4;
+
+    #[inline(always)]
+    unsafe fn loadu(self, p: *const f32) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 readable floats.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn storeu(self, p: *mut f32, v: __m512) {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 writable floats.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_nt(self, p: *mut f32, v: __m512) {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 writable floats at a 64-byte
+        // aligned `p`, as vmovntps requires.
+        unsafe { _mm512_stream_ps(p, v) }
+    }
+    #[inline(always)]
+    fn fence(self) {
+        // SAFETY: sfence is SSE, present on every x86_64.
+        unsafe { _mm_sfence() }
+    }
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    fn mul(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul_keep(self, keep: u16, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F. Zero-masking writes +0.0 to dropped lanes.
+        unsafe { _mm512_maskz_mul_ps(keep, a, b) }
+    }
+
+    #[inline(always)]
+    unsafe fn loadu_u(self, p: *const u32) -> __m512i {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 readable u32.
+        unsafe { _mm512_loadu_si512(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn storeu_u(self, p: *mut u32, v: __m512i) {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 writable u32.
+        unsafe { _mm512_storeu_si512(p.cast(), v) }
+    }
+    #[inline(always)]
+    fn splat_u(self, x: u32) -> __m512i {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_set1_epi32(x as i32) }
+    }
+    #[inline(always)]
+    fn add_u(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_add_epi32(a, b) }
+    }
+    #[inline(always)]
+    fn xor_u(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_xor_si512(a, b) }
+    }
+    #[inline(always)]
+    fn shl_u<const K: i32>(self, a: __m512i) -> __m512i {
+        // SAFETY: token ⇒ AVX-512F. A splat shift count folds to the immediate form.
+        unsafe { _mm512_sllv_epi32(a, _mm512_set1_epi32(K)) }
+    }
+    #[inline(always)]
+    fn rotl_u<const K: i32>(self, a: __m512i) -> __m512i {
+        // SAFETY: token ⇒ AVX-512F (vprold).
+        unsafe { _mm512_rol_epi32::<K>(a) }
+    }
+    #[inline(always)]
+    fn ge_bits(self, a: __m512i, b: __m512i) -> u16 {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_cmpge_epu32_mask(a, b) }
+    }
+}
+
+entry_points!(Avx512,
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+);

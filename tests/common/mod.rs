@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use dropnorm::{Isa, with_isa};
+
+/// Bit patterns, so NaNs compare and +0.0 differs from -0.0.
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Runs `f` once per ISA this CPU has, with that ISA forced on this thread.
+pub fn for_each_isa(mut f: impl FnMut(Isa)) {
+    for isa in Isa::available() {
+        with_isa(isa, || f(isa)).unwrap();
+    }
+}
+
+/// Deterministic test data: a mix of magnitudes and signs, with a few specials.
+pub fn data(n: usize, salt: u64) -> Vec<f32> {
+    let mut s = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            match i % 97 {
+                13 => f32::INFINITY,
+                29 => f32::NEG_INFINITY,
+                41 => f32::NAN,
+                _ => ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0,
+            }
+        })
+        .collect()
+}
+
+/// A buffer with `guard` sentinel elements on both sides of an `n`-element window that starts
+/// `misalign` elements past the guard (to exercise unaligned starts).
+pub struct Guarded {
+    pub buf: Vec<f32>,
+    pub start: usize,
+    pub n: usize,
+}
+
+pub const SENTINEL: f32 = -12345.678;
+
+impl Guarded {
+    pub fn new(n: usize, misalign: usize, fill: f32) -> Self {
+        let guard = 37;
+        let mut buf = vec![SENTINEL; n + 2 * guard + misalign];
+        let start = guard + misalign;
+        buf[start..start + n].fill(fill);
+        Guarded { buf, start, n }
+    }
+    pub fn from(x: &[f32], misalign: usize) -> Self {
+        let mut g = Guarded::new(x.len(), misalign, 0.0);
+        g.window_mut().copy_from_slice(x);
+        g
+    }
+    pub fn window(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.n]
+    }
+    pub fn window_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..self.start + self.n]
+    }
+    pub fn assert_guards(&self, what: &str) {
+        let outside = self.buf[..self.start]
+            .iter()
+            .chain(&self.buf[self.start + self.n..]);
+        for v in outside {
+            assert_eq!(v.to_bits(), SENTINEL.to_bits(), "{what}: guard band overwritten");
+        }
+    }
+}
