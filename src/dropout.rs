@@ -269,18 +269,16 @@ fn run(x: Src, y: &mut [f32], mask: MaskArg, params: &DropoutParams) -> Result<(
         (Plan::Zero, _) => copy_or_fill(k, x, y, Some(0.0), nt, par),
         (Plan::Drop { thresh, scale }, MaskArg::None) => {
             for_each_chunk(y, CHUNK, par, |ci, yc| {
-                let mut bits = [0u16; CHUNK_WORDS];
-                keep_bits_range(k, seed, thresh, offset + (ci * CHUNK) as u64, yc.len(), &mut bits);
-                k.apply_mask(x_of(ci, yc.len()), yc, &bits, scale, nt);
+                let start = offset + (ci * CHUNK) as u64;
+                drop_chunk(k, seed, thresh, scale, start, x_of(ci, yc.len()), yc, nt, None);
             });
         }
         (Plan::Drop { thresh, scale }, MaskArg::Out(m)) => {
             let m = &mut m[..mask_len(n)];
             for_each_chunk2(y, CHUNK, m, CHUNK / 8, par, |ci, yc, mc| {
-                let mut bits = [0u16; CHUNK_WORDS];
-                keep_bits_range(k, seed, thresh, offset + (ci * CHUNK) as u64, yc.len(), &mut bits);
-                k.apply_mask(x_of(ci, yc.len()), yc, &bits, scale, nt);
-                write_mask(&bits, yc.len(), mc);
+                let start = offset + (ci * CHUNK) as u64;
+                let x = x_of(ci, yc.len());
+                drop_chunk(k, seed, thresh, scale, start, x, yc, nt, Some(mc));
             });
         }
         (Plan::Drop { scale, .. }, MaskArg::In(m)) => {
@@ -292,6 +290,46 @@ fn run(x: Src, y: &mut [f32], mask: MaskArg, params: &DropoutParams) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Fused dropout of one chunk whose first element has stream index `start`: one fused
+/// segment per RNG block it touches (two at most, when `offset` is not block-aligned). With
+/// `mask`, the chunk's keep bits are also written to it (the chunk's `mask_len` bytes).
+#[allow(clippy::too_many_arguments)]
+fn drop_chunk(
+    k: &Kernels,
+    seed: u64,
+    thresh: u32,
+    scale: f32,
+    start: u64,
+    x: Src,
+    y: &mut [f32],
+    nt: bool,
+    mut mask: Option<&mut [u8]>,
+) {
+    // Byte-aligned segments copy whole bytes; otherwise bits are ORed into zeroed bytes.
+    let bytewise = start % 8 == 0;
+    if !bytewise && let Some(m) = mask.as_deref_mut() {
+        m.fill(0);
+    }
+    let mut pos = 0;
+    while pos < y.len() {
+        let gi = start + pos as u64;
+        let j0 = (gi % BLOCK as u64) as usize;
+        let seg = (BLOCK - j0).min(y.len() - pos);
+        let streams = rng::block_streams(seed, gi / BLOCK as u64);
+        let mut bits = [0u16; BLOCK / 16 + 2];
+        let ys = &mut y[pos..pos + seg];
+        k.dropout_segment(&streams, j0, x.sub(pos..pos + seg), ys, &mut bits, thresh, scale, nt);
+        if let Some(m) = mask.as_deref_mut() {
+            if bytewise {
+                copy_mask_bytes(m, pos / 8, &bits, j0 / 8, seg);
+            } else {
+                or_mask_bits(m, pos, &bits, j0, seg);
+            }
+        }
+        pos += seg;
+    }
 }
 
 /// `y = x` (`value = None`) or `y = value`, chunked like the rest.
@@ -359,15 +397,44 @@ fn copy_bits(dst: &mut [u16], dpos: usize, src: &[u16], spos: usize, len: usize)
     }
 }
 
-/// Packs the first `n` bits of `bits` into the bytes of `m` (`mask_len(n)` of them).
-fn write_mask(bits: &[u16], n: usize, m: &mut [u8]) {
-    for (b, byte) in m.iter_mut().enumerate() {
-        *byte = (bits[b / 2] >> (8 * (b % 2))) as u8;
-    }
-    if n % 8 != 0
-        && let Some(last) = m.last_mut()
+/// Byte `b` of a keep-bit buffer (little-endian bytes of its u16 words).
+#[cfg(not(target_endian = "little"))]
+fn bits_byte(bits: &[u16], b: usize) -> u8 {
+    (bits[b / 2] >> (8 * (b % 2))) as u8
+}
+
+/// Writes `len` bits of `bits` from byte `src_byte` as mask bytes from `dst_byte`; padding
+/// bits past `len` in the last byte are cleared.
+fn copy_mask_bytes(m: &mut [u8], dst_byte: usize, bits: &[u16], src_byte: usize, len: usize) {
+    let dst = &mut m[dst_byte..dst_byte + mask_len(len)];
+    #[cfg(target_endian = "little")]
     {
-        *last &= (1u8 << (n % 8)) - 1;
+        let bytes: &[u8] = wide::bytemuck::cast_slice(bits);
+        dst.copy_from_slice(&bytes[src_byte..src_byte + dst.len()]);
+    }
+    #[cfg(not(target_endian = "little"))]
+    for (t, d) in dst.iter_mut().enumerate() {
+        *d = bits_byte(bits, src_byte + t);
+    }
+    if len % 8 != 0
+        && let Some(last) = dst.last_mut()
+    {
+        *last &= (1u8 << (len % 8)) - 1;
+    }
+}
+
+/// ORs `len` bits of `bits` from bit `spos` into the (zeroed) mask bytes from bit `dpos`.
+fn or_mask_bits(m: &mut [u8], dpos: usize, bits: &[u16], spos: usize, len: usize) {
+    let mut t = 0;
+    while t < len {
+        let nb = (len - t).min(8);
+        let v = (bits16(bits, spos + t) as u32 & ((1u32 << nb) - 1)) << ((dpos + t) % 8);
+        let b = (dpos + t) / 8;
+        m[b] |= v as u8;
+        if v >> 8 != 0 {
+            m[b + 1] |= (v >> 8) as u8;
+        }
+        t += nb;
     }
 }
 

@@ -15,9 +15,6 @@
 //! operations, which caps one 16-lane stream at about two thirds of copy bandwidth; four
 //! independent chains hide that latency on AVX-512.
 
-use rand_xoshiro::Xoshiro128PlusPlus;
-use rand_xoshiro::rand_core::SeedableRng;
-
 /// Elements per RNG block. A multiple of [`GROUP`]; large enough that seeding its 64 lanes is
 /// noise (64 SplitMix64 seedings per 16 Ki elements), small enough to be a unit of parallel work.
 pub const BLOCK: usize = 1 << 14;
@@ -36,14 +33,24 @@ pub struct StreamState {
 }
 
 impl StreamState {
-    /// Each lane seeded as `Xoshiro128PlusPlus::seed_from_u64(lane_seed(l))`.
+    /// Each lane seeded as `Xoshiro128PlusPlus::seed_from_u64(lane_seed(l))` would seed it.
+    ///
+    /// That is SplitMix64 from the seed, two outputs read as four little-endian words; it is
+    /// written out here because the generic `rand_core` path costs several times more, which
+    /// shows at 64 lanes per 16 Ki-element block (the tests compare it with `rand_xoshiro`).
     pub fn from_lane_seeds(lane_seed: impl Fn(usize) -> u64) -> StreamState {
         let mut s = [[0u32; 16]; 4];
         for l in 0..16 {
-            let st = Xoshiro128PlusPlus::seed_from_u64(lane_seed(l)).state();
-            for (k, word) in s.iter_mut().enumerate() {
-                word[l] = u32::from_le_bytes([st[4 * k], st[4 * k + 1], st[4 * k + 2], st[4 * k + 3]]);
-            }
+            let mut x = lane_seed(l);
+            let mut next = || {
+                x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                mix64_of_state(x)
+            };
+            let (a, b) = (next(), next());
+            s[0][l] = a as u32;
+            s[1][l] = (a >> 32) as u32;
+            s[2][l] = b as u32;
+            s[3][l] = (b >> 32) as u32;
         }
         StreamState { s }
     }
@@ -63,9 +70,14 @@ pub fn lane_seed(seed: u64, block: u64, lane: usize) -> u64 {
     seed ^ mix64(block.wrapping_mul(GROUP as u64).wrapping_add(lane as u64))
 }
 
-/// The SplitMix64 output function (a bijection on `u64`).
+/// One SplitMix64 step from state `x` (a bijection on `u64`).
 fn mix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    mix64_of_state(x.wrapping_add(0x9E37_79B9_7F4A_7C15))
+}
+
+/// The SplitMix64 output function of an already advanced state.
+#[inline(always)]
+fn mix64_of_state(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

@@ -1,6 +1,6 @@
 //! Random draws and keep bits from interleaved 16-lane xoshiro128++ streams.
 
-use crate::rng::{STREAMS, StreamState};
+use crate::rng::{GROUP, GROUPS_PER_BLOCK, STREAMS, StreamState};
 use crate::simd::Simd;
 
 /// One xoshiro128++ step of 16 lanes; returns the output and advances the state. Same
@@ -22,8 +22,24 @@ fn step<S: Simd>(s: S, st: &mut [S::U; 4]) -> S::U {
 
 #[inline(always)]
 fn load_state<S: Simd>(s: S, st: &StreamState) -> [S::U; 4] {
-    // SAFETY: each word row is 16 u32.
-    core::array::from_fn(|k| unsafe { s.loadu_u(st.s[k].as_ptr()) })
+    // SAFETY: each word row is 16 u32. (No `array::from_fn`: its closure may stay out of line.)
+    unsafe {
+        [
+            s.loadu_u(st.s[0].as_ptr()),
+            s.loadu_u(st.s[1].as_ptr()),
+            s.loadu_u(st.s[2].as_ptr()),
+            s.loadu_u(st.s[3].as_ptr()),
+        ]
+    }
+}
+
+#[inline(always)]
+fn load_streams<S: Simd, const K: usize>(s: S, st: &[StreamState]) -> [[S::U; 4]; K] {
+    let mut v = [load_state(s, &st[0]); K];
+    for (k, vk) in v.iter_mut().enumerate().skip(1) {
+        *vk = load_state(s, &st[k]);
+    }
+    v
 }
 
 /// `out[16*d + l]` = draw `d` of lane `l`, for `d < draws`.
@@ -85,7 +101,7 @@ unsafe fn keep_bits_pass<S: Simd, const K: usize>(
     thresh: u32,
     out: *mut u16,
 ) {
-    let mut v: [[S::U; 4]; K] = core::array::from_fn(|k| load_state(s, &st[s0 + k]));
+    let mut v: [[S::U; 4]; K] = load_streams(s, &st[s0..]);
     // Skipping draws before `first` costs one step each, less than producing them; at most a
     // block's worth when a piece starts mid-block.
     for _ in 0..first {
@@ -99,6 +115,50 @@ unsafe fn keep_bits_pass<S: Simd, const K: usize>(
             let r = step(s, vk);
             // SAFETY: g < groups and s0 + k < 4, so the index is < 4 * groups.
             unsafe { *out.add(4 * g + s0 + k) = s.ge_bits(r, t) };
+        }
+    }
+}
+
+/// Keep bits of one block produced on demand, one group (all four streams, four independent
+/// dependency chains) at a time, so that a fused kernel interleaves random generation with
+/// its loads and stores instead of running the two in separate phases.
+pub(crate) struct KeepGen<S: Simd> {
+    v: [[S::U; 4]; STREAMS],
+    t: S::U,
+    next: usize,
+}
+
+impl<S: Simd> KeepGen<S> {
+    /// A generator positioned at group `first` of the block whose streams are `st`.
+    #[inline(always)]
+    pub(crate) fn new(s: S, st: &[StreamState; STREAMS], first: usize, thresh: u32) -> Self {
+        let mut v: [[S::U; 4]; STREAMS] = load_streams(s, st);
+        for _ in 0..first {
+            for vk in v.iter_mut() {
+                step(s, vk);
+            }
+        }
+        KeepGen {
+            v,
+            t: s.splat_u(thresh),
+            next: first,
+        }
+    }
+
+    /// Makes sure the bits of block positions below `upto` (capped at the block's end) are in
+    /// `bits` (block-indexed: `bits[4*g + s]` for group `g`, stream `s`).
+    ///
+    /// # Safety
+    /// `bits` must be valid for writes of `4 * GROUPS_PER_BLOCK` u16.
+    #[inline(always)]
+    pub(crate) unsafe fn ensure(&mut self, s: S, bits: *mut u16, upto: usize) {
+        while self.next * GROUP < upto && self.next < GROUPS_PER_BLOCK {
+            for (k, vk) in self.v.iter_mut().enumerate() {
+                let r = step(s, vk);
+                // SAFETY: next < GROUPS_PER_BLOCK and k < 4.
+                unsafe { *bits.add(4 * self.next + k) = s.ge_bits(r, self.t) };
+            }
+            self.next += 1;
         }
     }
 }

@@ -8,21 +8,29 @@
 
 use core::ptr;
 
+use crate::kernels::bits::KeepGen;
+use crate::rng::{GROUP, STREAMS, StreamState};
 use crate::simd::{LANES, Simd};
 
-/// Writes `y[i..i+len]` for every piece of `0..n` with the value `f(i, len)`: `len == 16` for
-/// full vectors, `len < 16` for the partial head/tail (only the first `len` lanes are stored).
+/// The value of output elements `i .. i + len` of a streaming kernel (`len == 16` for full
+/// vectors, `len < 16` for a partial head or tail, of which only `len` lanes are stored).
+///
+/// A trait with `#[inline(always)]` implementations rather than a closure: closures carry no
+/// inline attribute on stable, and one left out of line would also take the intrinsics inside
+/// it out of the `#[target_feature]` context, turning each into a call.
+pub(crate) trait Lanes<S: Simd> {
+    /// # Safety
+    /// `i + len` must not exceed the `n` the kernel was called with.
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F;
+}
+
+/// Writes `y[i..i+len]` for every piece of `0..n` with the value `f.at(i, len)`, in order.
 ///
 /// # Safety
-/// `y` must be valid for `n` writes; `f` must be safe to call for every `(i, len)` it receives.
+/// `y` must be valid for `n` writes; `f` must be safe to call for every `(i, len)` with
+/// `i + len <= n`.
 #[inline(always)]
-unsafe fn write_stream<S: Simd>(
-    s: S,
-    y: *mut f32,
-    n: usize,
-    nt: bool,
-    mut f: impl FnMut(usize, usize) -> S::F,
-) {
+unsafe fn write_stream<S: Simd>(s: S, y: *mut f32, n: usize, nt: bool, mut f: impl Lanes<S>) {
     let mut i = 0;
     // SAFETY (whole body): every store covers y[i..i+len] with i + len <= n.
     unsafe {
@@ -34,24 +42,24 @@ unsafe fn write_stream<S: Simd>(
                 ((64 - misalign) / 4).min(n)
             };
             if head > 0 {
-                store_partial(s, y, head, f(0, head));
+                store_partial(s, y, head, f.at(s, 0, head));
                 i = head;
             }
             while i + LANES <= n {
-                s.store_nt(y.add(i), f(i, LANES));
+                s.store_nt(y.add(i), f.at(s, i, LANES));
                 i += LANES;
             }
             if i < n {
-                store_partial(s, y.add(i), n - i, f(i, n - i));
+                store_partial(s, y.add(i), n - i, f.at(s, i, n - i));
             }
             s.fence();
             return;
         }
         while i + 4 * LANES <= n {
-            let v0 = f(i, LANES);
-            let v1 = f(i + LANES, LANES);
-            let v2 = f(i + 2 * LANES, LANES);
-            let v3 = f(i + 3 * LANES, LANES);
+            let v0 = f.at(s, i, LANES);
+            let v1 = f.at(s, i + LANES, LANES);
+            let v2 = f.at(s, i + 2 * LANES, LANES);
+            let v3 = f.at(s, i + 3 * LANES, LANES);
             s.storeu(y.add(i), v0);
             s.storeu(y.add(i + LANES), v1);
             s.storeu(y.add(i + 2 * LANES), v2);
@@ -59,11 +67,11 @@ unsafe fn write_stream<S: Simd>(
             i += 4 * LANES;
         }
         while i + LANES <= n {
-            s.storeu(y.add(i), f(i, LANES));
+            s.storeu(y.add(i), f.at(s, i, LANES));
             i += LANES;
         }
         if i < n {
-            store_partial(s, y.add(i), n - i, f(i, n - i));
+            store_partial(s, y.add(i), n - i, f.at(s, i, n - i));
         }
     }
 }
@@ -113,6 +121,21 @@ unsafe fn bits16(bits: *const u16, i: usize) -> u16 {
     (pair >> (i % 16)) as u16
 }
 
+/// Masked scale: `bit i of bits ? x[i] * scale : +0.0`.
+struct MaskedScale<S: Simd> {
+    x: *const f32,
+    bits: *const u16,
+    sv: S::F,
+}
+
+impl<S: Simd> Lanes<S> for MaskedScale<S> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        // SAFETY: the kernel's contract covers x[i..i+len] and the bit window at i.
+        unsafe { s.mul_keep(bits16(self.bits, i), load(s, self.x.add(i), len), self.sv) }
+    }
+}
+
 /// `y[i] = bit i of bits ? x[i] * scale : +0.0`. `x` may equal `y` (in place).
 ///
 /// # Safety
@@ -127,12 +150,89 @@ pub(crate) unsafe fn apply_mask<S: Simd>(
     scale: f32,
     nt: bool,
 ) {
-    let sv = s.splat(scale);
+    let f = MaskedScale::<S> {
+        x,
+        bits,
+        sv: s.splat(scale),
+    };
     // SAFETY: `write_stream` passes i + len <= n, and i / 16 + 1 <= n / 16 + 1.
-    unsafe {
-        write_stream(s, y, n, nt, |i, len| {
-            s.mul_keep(bits16(bits, i), load(s, x.add(i), len), sv)
-        })
+    unsafe { write_stream(s, y, n, nt, f) }
+}
+
+/// How far (elements) keep-bit generation runs ahead of its use. Reading a 16-bit window that
+/// spans two u16 stores still in the store buffer cannot be forwarded and stalls for the
+/// store to commit; a lead of a few groups lets the stores reach L1 first.
+const GEN_LEAD: usize = 4 * GROUP;
+
+const PREFETCH: usize = 512;
+
+/// Dropout with keep bits generated ahead of their use.
+struct FusedDropout<S: Simd> {
+    keep: KeepGen<S>,
+    j0: usize,
+    x: *const f32,
+    bits: *mut u16,
+    sv: S::F,
+}
+
+impl<S: Simd> Lanes<S> for FusedDropout<S> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        let p = self.j0 + i;
+        // SAFETY: `dropout_segment`'s contract: the bit window at p lies in the padded block
+        // buffer, and `ensure` has generated every bit of it below the block's end.
+        unsafe {
+            s.prefetch(self.x.wrapping_add(i + PREFETCH));
+            self.keep.ensure(s, self.bits, p + LANES + GEN_LEAD);
+            s.mul_keep(bits16(self.bits, p), load(s, self.x.add(i), len), self.sv)
+        }
+    }
+}
+
+/// Fused dropout of `n` elements that sit at block positions `j0 .. j0 + n` of the block whose
+/// streams are `st`: keep bits are generated group by group just ahead of the elements that
+/// use them, into the block-indexed `bits` (left there for callers that store the mask), so
+/// random generation overlaps the loads and stores. `x` may equal `y`.
+///
+/// # Safety
+/// `x` valid for `n` reads, `y` for `n` writes, `bits` for `BLOCK / 16 + 2` reads and writes,
+/// `j0 + n <= BLOCK`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn dropout_segment<S: Simd>(
+    s: S,
+    st: &[StreamState; STREAMS],
+    j0: usize,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    bits: *mut u16,
+    thresh: u32,
+    scale: f32,
+    nt: bool,
+) {
+    let f = FusedDropout {
+        keep: KeepGen::new(s, st, j0 / GROUP, thresh),
+        j0,
+        x,
+        bits,
+        sv: s.splat(scale),
+    };
+    // SAFETY: forwarded; `write_stream` passes i + len <= n.
+    unsafe { write_stream(s, y, n, nt, f) }
+}
+
+/// `x * k`.
+struct Scale<S: Simd> {
+    x: *const f32,
+    kv: S::F,
+}
+
+impl<S: Simd> Lanes<S> for Scale<S> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        // SAFETY: the kernel's contract covers x[i..i+len].
+        unsafe { s.mul(load(s, self.x.add(i), len), self.kv) }
     }
 }
 
@@ -142,9 +242,20 @@ pub(crate) unsafe fn apply_mask<S: Simd>(
 /// `x` valid for `n` reads, `y` for `n` writes.
 #[inline(always)]
 pub(crate) unsafe fn scale<S: Simd>(s: S, x: *const f32, y: *mut f32, n: usize, k: f32, nt: bool) {
-    let kv = s.splat(k);
+    let f = Scale::<S> { x, kv: s.splat(k) };
     // SAFETY: `write_stream` passes i + len <= n.
-    unsafe { write_stream(s, y, n, nt, |i, len| s.mul(load(s, x.add(i), len), kv)) }
+    unsafe { write_stream(s, y, n, nt, f) }
+}
+
+/// `x` as is.
+struct Load(*const f32);
+
+impl<S: Simd> Lanes<S> for Load {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        // SAFETY: the kernel's contract covers x[i..i+len].
+        unsafe { load(s, self.0.add(i), len) }
+    }
 }
 
 /// `y = x` bit for bit (no arithmetic, so NaN payloads survive).
@@ -154,7 +265,17 @@ pub(crate) unsafe fn scale<S: Simd>(s: S, x: *const f32, y: *mut f32, n: usize, 
 #[inline(always)]
 pub(crate) unsafe fn copy<S: Simd>(s: S, x: *const f32, y: *mut f32, n: usize, nt: bool) {
     // SAFETY: `write_stream` passes i + len <= n.
-    unsafe { write_stream(s, y, n, nt, |i, len| load(s, x.add(i), len)) }
+    unsafe { write_stream(s, y, n, nt, Load(x)) }
+}
+
+/// A constant.
+struct Splat<S: Simd>(S::F);
+
+impl<S: Simd> Lanes<S> for Splat<S> {
+    #[inline(always)]
+    unsafe fn at(&mut self, _: S, _: usize, _: usize) -> S::F {
+        self.0
+    }
 }
 
 /// `y[i] = v`.
@@ -163,7 +284,6 @@ pub(crate) unsafe fn copy<S: Simd>(s: S, x: *const f32, y: *mut f32, n: usize, n
 /// `y` valid for `n` writes.
 #[inline(always)]
 pub(crate) unsafe fn fill<S: Simd>(s: S, y: *mut f32, n: usize, v: f32, nt: bool) {
-    let vv = s.splat(v);
     // SAFETY: forwarded.
-    unsafe { write_stream(s, y, n, nt, |_, _| vv) }
+    unsafe { write_stream(s, y, n, nt, Splat::<S>(s.splat(v))) }
 }

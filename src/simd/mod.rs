@@ -58,6 +58,11 @@ pub(crate) trait Simd: Copy + Send + Sync {
     unsafe fn store_nt(self, p: *mut f32, v: Self::F);
     /// Orders earlier non-temporal stores before anything that follows.
     fn fence(self);
+    /// Hints that the cache line at `p` will be read soon. Never faults.
+    #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        let _ = p;
+    }
 
     /// All lanes `x`.
     fn splat(self, x: f32) -> Self::F;
@@ -135,6 +140,27 @@ macro_rules! entry_points {
         }
 
         $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn dropout_segment(
+            st: &[StreamState; crate::rng::STREAMS],
+            j0: usize,
+            x: *const f32,
+            y: *mut f32,
+            n: usize,
+            bits: *mut u16,
+            thresh: u32,
+            scale: f32,
+            nt: bool,
+        ) {
+            // SAFETY: as above; `Kernels::dropout_segment` checked the lengths.
+            unsafe {
+                kernels::stream::dropout_segment(
+                    <$backend>::new(), st, j0, x, y, n, bits, thresh, scale, nt,
+                )
+            }
+        }
+
+        $(#[$attr])*
         unsafe fn scale(x: *const f32, y: *mut f32, n: usize, s: f32, nt: bool) {
             // SAFETY: as above; `x` and `y` valid for `n` floats.
             unsafe { kernels::stream::scale(<$backend>::new(), x, y, n, s, nt) }
@@ -157,6 +183,7 @@ macro_rules! entry_points {
             keep_bits,
             random_u32,
             apply_mask,
+            dropout_segment,
             scale,
             copy,
             fill,

@@ -5,7 +5,7 @@
 //! so these asserts never fire on user input) and then call through the function pointer.
 
 use crate::Isa;
-use crate::rng::{STREAMS, StreamState};
+use crate::rng::{BLOCK, STREAMS, StreamState};
 
 /// Function pointers to one ISA's instantiation of every kernel. `Copy + Send + Sync`, so a
 /// rayon closure can capture it.
@@ -16,6 +16,18 @@ pub(crate) struct Kernels {
     pub(super) keep_bits: unsafe fn(&[StreamState; STREAMS], usize, usize, u32, *mut u16),
     pub(super) random_u32: unsafe fn(&StreamState, usize, *mut u32),
     pub(super) apply_mask: unsafe fn(*const f32, *mut f32, usize, *const u16, f32, bool),
+    #[allow(clippy::type_complexity)]
+    pub(super) dropout_segment: unsafe fn(
+        &[StreamState; STREAMS],
+        usize,
+        *const f32,
+        *mut f32,
+        usize,
+        *mut u16,
+        u32,
+        f32,
+        bool,
+    ),
     pub(super) scale: unsafe fn(*const f32, *mut f32, usize, f32, bool),
     pub(super) copy: unsafe fn(*const f32, *mut f32, usize, bool),
     pub(super) fill: unsafe fn(*mut f32, usize, f32, bool),
@@ -98,6 +110,39 @@ impl Kernels {
         // pointer when in place, which the kernel allows); `bits` is long enough for every
         // 16-bit window the kernel reads.
         unsafe { (self.apply_mask)(x, y.as_mut_ptr(), y.len(), bits.as_ptr(), scale, nt) }
+    }
+
+    /// Fused dropout of `y.len()` elements at block positions `j0 ..` of the block with streams
+    /// `st`; the block-indexed keep bits are left in `bits` (`BLOCK / 16 + 2` words).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dropout_segment(
+        &self,
+        st: &[StreamState; STREAMS],
+        j0: usize,
+        x: Src,
+        y: &mut [f32],
+        bits: &mut [u16; BLOCK / 16 + 2],
+        thresh: u32,
+        scale: f32,
+        nt: bool,
+    ) {
+        let x = x.ptr(y);
+        assert!(j0 + y.len() <= BLOCK, "dropout_segment crosses a block");
+        // SAFETY: features checked by `for_isa`; `x`, `y` hold `y.len()` floats; the segment
+        // lies inside one block and `bits` has the padded block size the kernel needs.
+        unsafe {
+            (self.dropout_segment)(
+                st,
+                j0,
+                x,
+                y.as_mut_ptr(),
+                y.len(),
+                bits.as_mut_ptr(),
+                thresh,
+                scale,
+                nt,
+            )
+        }
     }
 
     /// `y = x * s`.

@@ -59,6 +59,11 @@ impl Simd for Avx2 {
         // SAFETY: sfence is SSE, present on every x86_64.
         unsafe { _mm_sfence() }
     }
+    #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        // SAFETY: prefetcht0 is SSE, present on every x86_64; it never faults, whatever `p`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
 
     #[inline(always)]
     fn splat(self, x: f32) -> [__m256; 2] {
@@ -74,16 +79,10 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn mul_keep(self, keep: u16, a: [__m256; 2], b: [__m256; 2]) -> [__m256; 2] {
         let p = self.mul(a, b);
-        // SAFETY: token ⇒ AVX2. Lane i is all-ones iff bit i of `keep` is set; the AND then
-        // writes +0.0 to dropped lanes whatever the product holds.
+        // SAFETY: token ⇒ AVX2.
         unsafe {
             let k = _mm256_set1_epi32(keep as i32);
-            let half = |h: usize| {
-                let lb = _mm256_loadu_si256(LANE_BITS[h].as_ptr().cast());
-                let m = _mm256_cmpeq_epi32(_mm256_and_si256(k, lb), lb);
-                _mm256_and_ps(p[h], _mm256_castsi256_ps(m))
-            };
-            [half(0), half(1)]
+            [keep_half(k, 0, p[0]), keep_half(k, 1, p[1])]
         }
     }
 
@@ -132,20 +131,46 @@ impl Simd for Avx2 {
         // shift takes a splat count, which LLVM folds back to the immediate form.
         unsafe {
             let kc = _mm256_set1_epi32(32 - K);
-            let rot = |v| _mm256_or_si256(_mm256_slli_epi32::<K>(v), _mm256_srlv_epi32(v, kc));
-            [rot(a[0]), rot(a[1])]
+            [
+                _mm256_or_si256(_mm256_slli_epi32::<K>(a[0]), _mm256_srlv_epi32(a[0], kc)),
+                _mm256_or_si256(_mm256_slli_epi32::<K>(a[1]), _mm256_srlv_epi32(a[1], kc)),
+            ]
         }
     }
     #[inline(always)]
     fn ge_bits(self, a: [__m256i; 2], b: [__m256i; 2]) -> u16 {
-        // SAFETY: token ⇒ AVX2. Unsigned a >= b  ⇔  max(a, b) == a.
-        unsafe {
-            let half = |a, b| {
-                let ge = _mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a);
-                _mm256_movemask_ps(_mm256_castsi256_ps(ge)) as u16
-            };
-            half(a[0], b[0]) | (half(a[1], b[1]) << 8)
-        }
+        // SAFETY: token ⇒ AVX2.
+        unsafe { ge_half(a[0], b[0]) | (ge_half(a[1], b[1]) << 8) }
+    }
+}
+
+/// `v` where the lane's bit of `keep` (bits `8h .. 8h+8`, broadcast in `k`) is set, +0.0
+/// elsewhere. A plain `#[inline(always)]` fn, not a closure, so it is inlined into the
+/// `#[target_feature]` entry point with its intrinsics.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn keep_half(k: __m256i, h: usize, v: __m256) -> __m256 {
+    // SAFETY: forwarded. Lane i is all-ones iff its bit is set; the AND then writes +0.0 to
+    // dropped lanes whatever `v` holds.
+    unsafe {
+        let lb = _mm256_loadu_si256(LANE_BITS[h].as_ptr().cast());
+        let m = _mm256_cmpeq_epi32(_mm256_and_si256(k, lb), lb);
+        _mm256_and_ps(v, _mm256_castsi256_ps(m))
+    }
+}
+
+/// Bit i set iff `a[i] >= b[i]` unsigned, for 8 lanes.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn ge_half(a: __m256i, b: __m256i) -> u16 {
+    // SAFETY: forwarded. Unsigned a >= b  ⇔  max(a, b) == a.
+    unsafe {
+        let ge = _mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a);
+        _mm256_movemask_ps(_mm256_castsi256_ps(ge)) as u16
     }
 }
 

@@ -46,6 +46,11 @@ impl Simd for Avx512 {
         // SAFETY: sfence is SSE, present on every x86_64.
         unsafe { _mm_sfence() }
     }
+    #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        // SAFETY: prefetcht0 is SSE, present on every x86_64; it never faults, whatever `p`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
 
     #[inline(always)]
     fn splat(self, x: f32) -> __m512 {

@@ -1,0 +1,237 @@
+//! The roofline: every kernel's throughput against this machine's copy bandwidth, measured in
+//! the same process, at the same sizes and thread counts.
+//!
+//! ```text
+//! cargo run --release --example roofline                 # full run, table
+//! cargo run --release --example roofline -- --json       # one JSON object per line
+//! cargo run --release --example roofline -- --quick      # short smoke run (CI)
+//! cargo run --release --example roofline -- --threads 2  # one thread count
+//! cargo run --release --example roofline -- --isa avx2   # another ISA than the best
+//! ```
+//!
+//! GB/s are of each kernel's minimum traffic (dropout: read x, write y = 8 B/element; with
+//! the mask 8 B + 1 bit). `frac` divides by the plain-store copy of the same bytes, `frac_nt`
+//! by the non-temporal-store copy; a kernel that skips the read-for-ownership with
+//! non-temporal stores can show `frac > 1`. `speedup` is against the naive scalar version (one
+//! `rand_xoshiro` call and a branch per element, one thread).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use dropnorm::{DropoutParams, Isa, mask_len, reference, testing, with_isa};
+use rayon::prelude::*;
+
+struct Opts {
+    quick: bool,
+    json: bool,
+    threads: Vec<usize>,
+    isa: Isa,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        quick: false,
+        json: false,
+        threads: Vec::new(),
+        isa: Isa::best(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--json" => o.json = true,
+            "--threads" => {
+                let t = args.next().ok_or("--threads needs a number")?;
+                o.threads = vec![t.parse().map_err(|_| format!("bad thread count {t:?}"))?];
+            }
+            "--isa" => {
+                let name = args.next().ok_or("--isa needs a name")?;
+                o.isa = name.parse().map_err(|e| format!("{e}"))?;
+                if !o.isa.is_available() {
+                    return Err(format!("{} is not available on this CPU", o.isa));
+                }
+            }
+            "-h" | "--help" => {
+                println!("usage: roofline [--quick] [--json] [--threads N] [--isa portable|avx2|avx512]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if o.threads.is_empty() {
+        let max = std::thread::available_parallelism().map_or(1, |n| n.get());
+        o.threads = if max > 1 { vec![1, max] } else { vec![1] };
+    }
+    Ok(o)
+}
+
+/// Median wall time of `f` over repetitions filling at least `budget` (at least 5 runs, after
+/// one warm-up run).
+fn time(budget: Duration, mut f: impl FnMut()) -> Duration {
+    f();
+    let mut runs = Vec::new();
+    let start = Instant::now();
+    while runs.len() < 5 || start.elapsed() < budget {
+        let t = Instant::now();
+        f();
+        runs.push(t.elapsed());
+        if runs.len() >= 1000 {
+            break;
+        }
+    }
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+/// Copies in the same 16 Ki-element chunks the kernels use, on the current rayon pool.
+fn par_copy(isa: Isa, x: &[f32], y: &mut [f32], nt: bool) {
+    y.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14))
+        .with_min_len(4)
+        .for_each(|(yc, xc)| testing::copy(isa, xc, yc, nt).expect("isa checked"));
+}
+
+struct Row {
+    kernel: &'static str,
+    layout: &'static str,
+    shape: String,
+    elems: usize,
+    threads: usize,
+    isa: Isa,
+    secs: f64,
+    bytes: f64,
+    copy_gbps: f64,
+    copy_nt_gbps: f64,
+    naive_secs: Option<f64>,
+}
+
+impl Row {
+    fn gbps(&self) -> f64 {
+        self.bytes / self.secs / 1e9
+    }
+    fn print(&self, json: bool) {
+        let gbps = self.gbps();
+        let speedup = self.naive_secs.map(|n| n / self.secs);
+        if json {
+            println!(
+                "{{\"kernel\":\"{}\",\"layout\":\"{}\",\"shape\":\"{}\",\"elems\":{},\"threads\":{},\"isa\":\"{}\",\"ms\":{:.4},\"gbps\":{:.3},\"copy_gbps\":{:.3},\"copy_nt_gbps\":{:.3},\"frac\":{:.4},\"frac_nt\":{:.4},\"speedup\":{}}}",
+                self.kernel,
+                self.layout,
+                self.shape,
+                self.elems,
+                self.threads,
+                self.isa,
+                self.secs * 1e3,
+                gbps,
+                self.copy_gbps,
+                self.copy_nt_gbps,
+                gbps / self.copy_gbps,
+                gbps / self.copy_nt_gbps,
+                speedup.map_or("null".to_string(), |s| format!("{s:.2}")),
+            );
+        } else {
+            println!(
+                "{:<17} {:<6} {:<12} {:>3} {:<8} {:>9.3} {:>8.2} {:>8.2} {:>6.2} {:>7.2} {:>9}",
+                self.kernel,
+                self.layout,
+                self.shape,
+                self.threads,
+                self.isa.name(),
+                self.secs * 1e3,
+                gbps,
+                self.copy_gbps,
+                gbps / self.copy_gbps,
+                gbps / self.copy_nt_gbps,
+                speedup.map_or("-".to_string(), |s| format!("{s:.1}x")),
+            );
+        }
+    }
+}
+
+fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("roofline: {e}");
+            std::process::exit(2);
+        }
+    };
+    let budget = Duration::from_millis(if o.quick { 30 } else { 400 });
+    let sizes: &[usize] = if o.quick {
+        &[1 << 16, 1 << 20]
+    } else {
+        &[1 << 16, 1 << 20, 1 << 24]
+    };
+    if !o.json {
+        println!(
+            "dropnorm roofline — isa {} (best here: {}), non-temporal stores from {} MiB of output",
+            o.isa,
+            Isa::best(),
+            testing::NT_MIN_BYTES >> 20
+        );
+        println!(
+            "{:<17} {:<6} {:<12} {:>3} {:<8} {:>9} {:>8} {:>8} {:>6} {:>7} {:>9}",
+            "kernel", "layout", "shape", "thr", "isa", "ms", "GB/s", "copyGB/s", "frac", "frac_nt", "vs naive"
+        );
+    }
+    for &threads in &o.threads {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        pool.install(|| {
+            with_isa(o.isa, || run_dropout(&o, threads, budget, sizes)).expect("isa checked")
+        });
+    }
+}
+
+fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
+    for &n in sizes {
+        let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 * 0.001).collect();
+        let mut y = vec![0.0f32; n];
+        let mut mask = vec![0u8; mask_len(n)];
+        let bytes = 8.0 * n as f64;
+        let secs = |d: Duration| d.as_secs_f64();
+
+        let copy = secs(time(budget, || par_copy(o.isa, &x, &mut y, false)));
+        let copy_nt = if testing::has_nt(o.isa) {
+            secs(time(budget, || par_copy(o.isa, &x, &mut y, true)))
+        } else {
+            copy
+        };
+        let (copy_gbps, copy_nt_gbps) = (bytes / copy / 1e9, bytes / copy_nt / 1e9);
+        let naive = secs(time(budget, || {
+            reference::dropout_naive(black_box(&x), &mut y, 0.5, 1)
+        }));
+
+        let params = DropoutParams::new(0.5, 42);
+        let mut step = 0u64;
+        let row = |kernel, bytes: f64, f: &mut dyn FnMut()| {
+            let d = secs(time(budget, f));
+            Row {
+                kernel,
+                layout: "flat",
+                shape: format!("[{n}]"),
+                elems: n,
+                threads,
+                isa: o.isa,
+                secs: d,
+                bytes,
+                copy_gbps,
+                copy_nt_gbps,
+                naive_secs: Some(naive),
+            }
+            .print(o.json);
+        };
+        row("dropout", bytes, &mut || {
+            step += 1;
+            dropnorm::dropout(&x, &mut y, &params.with_offset(step << 32)).expect("valid")
+        });
+        row("dropout_mask", bytes + n as f64 / 8.0, &mut || {
+            dropnorm::dropout_with_mask(&x, &mut y, &mut mask, &params).expect("valid")
+        });
+        row("dropout_backward", bytes, &mut || {
+            dropnorm::dropout_backward(&x, &mut y, &params).expect("valid")
+        });
+    }
+}
