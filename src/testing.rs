@@ -32,3 +32,136 @@ pub fn has_nt(isa: Isa) -> bool {
 
 /// Output size (bytes) from which the kernels switch to non-temporal stores.
 pub const NT_MIN_BYTES: usize = crate::dropout::NT_MIN_BYTES;
+
+/// Little reader over fuzzer bytes: missing bytes read as zero.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let n = N.min(self.0.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        out
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+    fn f32(&mut self) -> f32 {
+        f32::from_le_bytes(self.take())
+    }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// The dropout fuzz check, shared by the cargo-fuzz target and the corpus-replay test.
+///
+/// Decodes `p`, seed, offset, flags, a mask-length adjustment, a shape and the data from
+/// `data`, runs every dropout entry point on every available ISA and asserts the invariants:
+/// no panic; an `Err` leaves every output untouched; results agree bit for bit across ISAs and
+/// with the scalar reference; the mask matches the output.
+pub fn fuzz_dropout(data: &[u8]) {
+    use crate::{DropoutParams, Layout, Shape, mask_len, reference};
+    let mut b = Bytes(data);
+    let p = match b.u8() % 4 {
+        0 => b.f32(),                                 // anything, NaN and out of range too
+        1 => (b.u8() as f32) / 255.0,                 // valid, with 0 and 1
+        2 => 0.5,
+        _ => f32::from_bits(b.u8() as u32 * 0x0101_0101 & 0x3F7F_FFFF), // in [0, 1)
+    };
+    let seed = b.u64();
+    let offset = match b.u8() % 3 {
+        0 => 0,
+        1 => b.u64() % (1 << 20),
+        _ => b.u64(),
+    };
+    let flags = b.u8();
+    let mask_delta = (b.u8() % 4) as usize; // 0 ⇒ one byte short (when n > 0)
+    let (n_, c_, hw) = (b.u8() as usize % 5, b.u8() as usize % 9, b.u8() as usize % 7);
+    let x: Vec<f32> = b.0.chunks(4).take(20_000).map(|c| {
+        let mut w = [0u8; 4];
+        w[..c.len()].copy_from_slice(c);
+        f32::from_le_bytes(w)
+    }).collect();
+    let n = x.len();
+    let params = DropoutParams::new(p, seed)
+        .with_offset(offset)
+        .with_training(flags & 1 == 0);
+    let valid_p = (0.0..=1.0).contains(&p);
+    let fits = offset.checked_add(n as u64).is_some();
+    const SENTINEL: u32 = 0x7FC0_0BAD;
+
+    let mut first: Option<(Vec<f32>, Vec<u8>)> = None;
+    for isa in crate::Isa::available() {
+        crate::with_isa(isa, || {
+            let mut y = vec![f32::from_bits(SENTINEL); n];
+            let mlen = (mask_len(n) + mask_delta).saturating_sub(1);
+            let mut mask = vec![0xC3u8; mlen];
+            let r = crate::dropout_with_mask(&x, &mut y, &mut mask, &params);
+            let ok = valid_p && fits && mlen >= mask_len(n);
+            assert_eq!(r.is_ok(), ok, "{isa}: {r:?}");
+            if !ok {
+                assert!(y.iter().all(|v| v.to_bits() == SENTINEL), "{isa}: written on error");
+                assert!(mask.iter().all(|&m| m == 0xC3), "{isa}: mask written on error");
+                return;
+            }
+            // Same as plain forward, in place, and the reference (small inputs).
+            let mut y2 = vec![0.0f32; n];
+            crate::dropout(&x, &mut y2, &params).unwrap();
+            assert!(same_bits(&y, &y2), "{isa}: with_mask vs plain");
+            let mut z = x.clone();
+            crate::dropout_inplace(&mut z, &params).unwrap();
+            assert!(same_bits(&y, &z), "{isa}: in place");
+            if n <= 4096 {
+                assert!(same_bits(&y, &reference::dropout(&x, &params)), "{isa}: reference");
+            }
+            // The mask explains the output: dropped ⇒ +0.0; backward from it == regenerated.
+            for i in 0..n {
+                if mask[i / 8] >> (i % 8) & 1 == 0 {
+                    assert_eq!(y[i].to_bits(), 0, "{isa}: dropped element {i} not +0.0");
+                }
+            }
+            if mlen > mask_len(n) {
+                assert!(mask[mask_len(n)..].iter().all(|&m| m == 0xC3), "{isa}: mask overrun");
+            }
+            let mut dx = vec![0.0f32; n];
+            crate::dropout_backward_with_mask(&x, &mut dx, &mask, &params).unwrap();
+            if params.training && p > 0.0 {
+                assert!(same_bits(&dx, &y), "{isa}: backward from mask");
+            }
+            match &first {
+                None => first = Some((y, mask)),
+                Some((fy, fm)) => {
+                    assert!(same_bits(fy, &y), "{isa}: differs from another ISA");
+                    assert_eq!(fm[..mask_len(n)], mask[..mask_len(n)], "{isa}: mask differs");
+                }
+            }
+            // Channel-wise on a shape that may or may not fit the data.
+            let shape = Shape::nchw(n_, c_, hw, 1 + (flags as usize >> 4) % 3);
+            let layout = if flags & 2 == 0 { Layout::Nchw } else { Layout::Nhwc };
+            let mut yc = vec![f32::from_bits(SENTINEL); n];
+            let r = crate::dropout_channels(&x, &mut yc, shape, layout, &params);
+            let fits_shape = shape.numel() == Ok(n)
+                && shape.planes().is_ok_and(|pl| offset.checked_add(pl as u64).is_some());
+            assert_eq!(r.is_ok(), fits_shape, "{isa}: channels {shape:?}: {r:?}");
+            if r.is_err() {
+                assert!(yc.iter().all(|v| v.to_bits() == SENTINEL), "{isa}: channels wrote on error");
+            } else if n > 0 {
+                let want = reference::dropout_channels(
+                    &x,
+                    shape.c,
+                    shape.h * shape.w,
+                    layout == Layout::Nhwc,
+                    &params,
+                );
+                assert!(same_bits(&yc, &want), "{isa}: channels vs reference");
+            }
+        })
+        .expect("available ISA");
+    }
+}

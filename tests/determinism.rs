@@ -1,0 +1,82 @@
+//! The determinism contract: identical bits for 1, 2 and 3 threads, for every ISA, and for a
+//! tensor processed whole or in pieces with offsets.
+
+mod common;
+
+use common::*;
+use dropnorm::rng::BLOCK;
+use dropnorm::*;
+
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+/// Everything the elementwise API writes, as bits.
+fn run_all(x: &[f32], params: &DropoutParams) -> (Vec<u32>, Vec<u8>, Vec<u32>) {
+    let mut y = vec![f32::NAN; x.len()];
+    dropout(x, &mut y, params).unwrap();
+    let mut ym = vec![f32::NAN; x.len()];
+    let mut mask = vec![0u8; mask_len(x.len())];
+    dropout_with_mask(x, &mut ym, &mut mask, params).unwrap();
+    assert_eq!(bits(&y), bits(&ym));
+    let mut c = vec![f32::NAN; x.len()];
+    let shape = Shape::nchw(3, 7, 65, 61);
+    if x.len() == shape.numel().unwrap() {
+        dropout_channels(x, &mut c, shape, Layout::Nchw, params).unwrap();
+    }
+    (bits(&y), mask, bits(&c))
+}
+
+#[test]
+fn identical_bits_for_1_2_3_threads_on_every_isa() {
+    let n = 3 * 7 * 65 * 61 * 3; // large enough to go parallel, not a multiple of anything
+    let x = data(n, 1);
+    let shape_x = data(3 * 7 * 65 * 61, 2);
+    let mut results = Vec::new();
+    for isa in Isa::available() {
+        for threads in [1, 2, 3] {
+            for off in [0u64, 1001] {
+                let params = DropoutParams::new(0.4, 5).with_offset(off);
+                let r = in_pool(threads, || with_isa(isa, || (run_all(&x, &params), run_all(&shape_x, &params))).unwrap());
+                results.push(((off, isa, threads), r));
+            }
+        }
+    }
+    for off in [0u64, 1001] {
+        let group: Vec<_> = results.iter().filter(|((o, _, _), _)| *o == off).collect();
+        for (key, r) in &group[1..] {
+            assert!(r == &group[0].1, "{key:?} differs from {:?}", group[0].0);
+        }
+    }
+}
+
+#[test]
+fn pieces_with_offsets_equal_the_whole() {
+    let n = 5 * BLOCK + 777;
+    let x = data(n, 3);
+    let base = DropoutParams::new(0.6, 2024).with_offset(99);
+    let mut whole = vec![0.0f32; n];
+    let mut whole_mask = vec![0u8; mask_len(n)];
+    dropout_with_mask(&x, &mut whole, &mut whole_mask, &base).unwrap();
+    let keep = reference::keep_decisions(2024, 0.6, 99, n);
+    // Cuts at awkward places: mid-group, mid-block, a one-element piece, an empty piece.
+    let cuts = [0, 1, 17, 17, 5000, BLOCK + 3, 2 * BLOCK, 4 * BLOCK - 1, n];
+    for isa in Isa::available() {
+        let mut pieces = vec![f32::NAN; n];
+        for w in cuts.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let params = base.with_offset(base.offset + a as u64);
+            let mut mask = vec![0u8; mask_len(b - a)];
+            with_isa(isa, || {
+                dropout_with_mask(&x[a..b], &mut pieces[a..b], &mut mask, &params).unwrap()
+            })
+            .unwrap();
+            assert_eq!(mask, reference::pack_mask(&keep[a..b]), "{isa} piece {a}..{b}");
+        }
+        assert_eq!(bits(&pieces), bits(&whole), "{isa}");
+    }
+}
