@@ -52,7 +52,9 @@ fn parse_args() -> Result<Opts, String> {
                 }
             }
             "-h" | "--help" => {
-                println!("usage: roofline [--quick] [--json] [--threads N] [--isa portable|avx2|avx512]");
+                println!(
+                    "usage: roofline [--quick] [--json] [--threads N] [--isa portable|avx2|avx512]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -171,7 +173,17 @@ fn main() {
         );
         println!(
             "{:<17} {:<6} {:<12} {:>3} {:<8} {:>9} {:>8} {:>8} {:>6} {:>7} {:>9}",
-            "kernel", "layout", "shape", "thr", "isa", "ms", "GB/s", "copyGB/s", "frac", "frac_nt", "vs naive"
+            "kernel",
+            "layout",
+            "shape",
+            "thr",
+            "isa",
+            "ms",
+            "GB/s",
+            "copyGB/s",
+            "frac",
+            "frac_nt",
+            "vs naive"
         );
     }
     for &threads in &o.threads {

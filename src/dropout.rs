@@ -164,7 +164,7 @@ pub fn dropout_inplace(x: &mut [f32], params: &DropoutParams) -> Result<(), Erro
     run(Src::InPlace, x, MaskArg::None, params)
 }
 
-/// Dropout that also writes the packed keep mask (see the [module docs](self#masks)); `mask`
+/// Dropout that also writes the packed keep mask (see [the mask layout](mod@crate::dropout#masks)); `mask`
 /// needs at least [`mask_len`]`(x.len())` bytes, and only that many are written.
 ///
 /// ```
@@ -270,7 +270,17 @@ fn run(x: Src, y: &mut [f32], mask: MaskArg, params: &DropoutParams) -> Result<(
         (Plan::Drop { thresh, scale }, MaskArg::None) => {
             for_each_chunk(y, CHUNK, par, |ci, yc| {
                 let start = offset + (ci * CHUNK) as u64;
-                drop_chunk(k, seed, thresh, scale, start, x_of(ci, yc.len()), yc, nt, None);
+                drop_chunk(
+                    k,
+                    seed,
+                    thresh,
+                    scale,
+                    start,
+                    x_of(ci, yc.len()),
+                    yc,
+                    nt,
+                    None,
+                );
             });
         }
         (Plan::Drop { thresh, scale }, MaskArg::Out(m)) => {
@@ -308,7 +318,7 @@ fn drop_chunk(
     mut mask: Option<&mut [u8]>,
 ) {
     // Byte-aligned segments copy whole bytes; otherwise bits are ORed into zeroed bytes.
-    let bytewise = start % 8 == 0;
+    let bytewise = start.is_multiple_of(8);
     if !bytewise && let Some(m) = mask.as_deref_mut() {
         m.fill(0);
     }
@@ -320,7 +330,16 @@ fn drop_chunk(
         let streams = rng::block_streams(seed, gi / BLOCK as u64);
         let mut bits = [0u16; BLOCK / 16 + 2];
         let ys = &mut y[pos..pos + seg];
-        k.dropout_segment(&streams, j0, x.sub(pos..pos + seg), ys, &mut bits, thresh, scale, nt);
+        k.dropout_segment(
+            &streams,
+            j0,
+            x.sub(pos..pos + seg),
+            ys,
+            &mut bits,
+            thresh,
+            scale,
+            nt,
+        );
         if let Some(m) = mask.as_deref_mut() {
             if bytewise {
                 copy_mask_bytes(m, pos / 8, &bits, j0 / 8, seg);
@@ -334,10 +353,12 @@ fn drop_chunk(
 
 /// `y = x` (`value = None`) or `y = value`, chunked like the rest.
 fn copy_or_fill(k: &Kernels, x: Src, y: &mut [f32], value: Option<f32>, nt: bool, par: bool) {
-    for_each_chunk(y, CHUNK, par, |ci, yc| match (value, x.sub(ci * CHUNK..ci * CHUNK + yc.len())) {
-        (Some(v), _) => k.fill(yc, v, nt),
-        (None, Src::Slice(xc)) => k.copy(xc, yc, nt),
-        (None, Src::InPlace) => {}
+    for_each_chunk(y, CHUNK, par, |ci, yc| {
+        match (value, x.sub(ci * CHUNK..ci * CHUNK + yc.len())) {
+            (Some(v), _) => k.fill(yc, v, nt),
+            (None, Src::Slice(xc)) => k.copy(xc, yc, nt),
+            (None, Src::InPlace) => {}
+        }
     });
 }
 
@@ -345,7 +366,7 @@ fn copy_or_fill(k: &Kernels, x: Src, y: &mut [f32], value: Option<f32>, nt: bool
 fn fill_mask(m: &mut [u8], n: usize, byte: u8) {
     m.fill(byte);
     if let Some(last) = m.last_mut()
-        && n % 8 != 0
+        && !n.is_multiple_of(8)
     {
         *last &= (1u8 << (n % 8)) - 1;
     }
@@ -362,7 +383,7 @@ fn keep_bits_range(k: &Kernels, seed: u64, thresh: u32, start: u64, len: usize, 
         let seg = (BLOCK - j0).min(len - pos);
         let (g0, g1) = (j0 / GROUP, (j0 + seg).div_ceil(GROUP));
         let streams = rng::block_streams(seed, block);
-        if j0 % GROUP == 0 && pos % GROUP == 0 {
+        if j0.is_multiple_of(GROUP) && pos % GROUP == 0 {
             // Group-aligned on both sides: generate in place. A segment that does not end on a
             // group boundary is the last one, so the extra bits it writes are never read.
             k.keep_bits(&streams, g0, g1 - g0, thresh, &mut out[pos / 16..]);
@@ -416,7 +437,7 @@ fn copy_mask_bytes(m: &mut [u8], dst_byte: usize, bits: &[u16], src_byte: usize,
     for (t, d) in dst.iter_mut().enumerate() {
         *d = bits_byte(bits, src_byte + t);
     }
-    if len % 8 != 0
+    if !len.is_multiple_of(8)
         && let Some(last) = dst.last_mut()
     {
         *last &= (1u8 << (len % 8)) - 1;
@@ -527,7 +548,14 @@ fn run_channels(
             for_each_chunk(y, per_task * hw, par, |ti, yc| {
                 let p0 = ti * per_task;
                 let mut bits = [0u16; CHUNK_WORDS];
-                keep_bits_range(k, seed, thresh, offset + p0 as u64, yc.len() / hw, &mut bits);
+                keep_bits_range(
+                    k,
+                    seed,
+                    thresh,
+                    offset + p0 as u64,
+                    yc.len() / hw,
+                    &mut bits,
+                );
                 for (j, yp) in yc.chunks_mut(hw).enumerate() {
                     let e0 = (p0 + j) * hw;
                     if bits[j / 16] >> (j % 16) & 1 == 1 {
@@ -542,10 +570,18 @@ fn run_channels(
             let c = shape.c;
             for_each_chunk(y, hw * c, par, |img, yc| {
                 let base = img * hw * c;
-                nhwc_image(k, x.sub(base..base + hw * c), yc, c, nt, |c0, len, bits| {
-                    let start = offset + (img * c + c0) as u64;
-                    keep_bits_range(k, seed, thresh, start, len, bits)
-                }, scale);
+                nhwc_image(
+                    k,
+                    x.sub(base..base + hw * c),
+                    yc,
+                    c,
+                    nt,
+                    |c0, len, bits| {
+                        let start = offset + (img * c + c0) as u64;
+                        keep_bits_range(k, seed, thresh, start, len, bits)
+                    },
+                    scale,
+                );
             });
         }
     }

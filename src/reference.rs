@@ -68,7 +68,13 @@ pub fn pack_mask(keep: &[bool]) -> Vec<u8> {
 
 /// Reference channel-wise dropout of an NCHW (`nhwc = false`) or NHWC tensor with `planes =
 /// n·c` planes of `hw` elements and `c` channels.
-pub fn dropout_channels(x: &[f32], c: usize, hw: usize, nhwc: bool, params: &DropoutParams) -> Vec<f32> {
+pub fn dropout_channels(
+    x: &[f32],
+    c: usize,
+    hw: usize,
+    nhwc: bool,
+    params: &DropoutParams,
+) -> Vec<f32> {
     if !params.training || params.p == 0.0 || x.is_empty() {
         return x.to_vec();
     }
@@ -94,6 +100,10 @@ pub fn dropout_naive(x: &[f32], y: &mut [f32], p: f32, seed: u64) {
     let thresh = (p as f64 * 4_294_967_296.0).min(u32::MAX as f64) as u32;
     let scale = 1.0 / (1.0 - p);
     for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi = if g.next_u32() < thresh { 0.0 } else { xi * scale };
+        *yi = if g.next_u32() < thresh {
+            0.0
+        } else {
+            xi * scale
+        };
     }
 }

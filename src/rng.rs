@@ -40,6 +40,7 @@ impl StreamState {
     /// shows at 64 lanes per 16 Ki-element block (the tests compare it with `rand_xoshiro`).
     pub fn from_lane_seeds(lane_seed: impl Fn(usize) -> u64) -> StreamState {
         let mut s = [[0u32; 16]; 4];
+        #[allow(clippy::needless_range_loop)] // `l` indexes the second dimension of four rows
         for l in 0..16 {
             let mut x = lane_seed(l);
             let mut next = || {
@@ -104,6 +105,10 @@ pub fn threshold(p: f32) -> Threshold {
         Threshold::DropAll
     } else {
         let t = (p as f64 * 4_294_967_296.0).round();
-        Threshold::Below(if t >= u32::MAX as f64 { u32::MAX } else { t as u32 })
+        Threshold::Below(if t >= u32::MAX as f64 {
+            u32::MAX
+        } else {
+            t as u32
+        })
     }
 }

@@ -69,10 +69,10 @@ pub fn fuzz_dropout(data: &[u8]) {
     use crate::{DropoutParams, Layout, Shape, mask_len, reference};
     let mut b = Bytes(data);
     let p = match b.u8() % 4 {
-        0 => b.f32(),                                 // anything, NaN and out of range too
-        1 => (b.u8() as f32) / 255.0,                 // valid, with 0 and 1
+        0 => b.f32(),                 // anything, NaN and out of range too
+        1 => (b.u8() as f32) / 255.0, // valid, with 0 and 1
         2 => 0.5,
-        _ => f32::from_bits(b.u8() as u32 * 0x0101_0101 & 0x3F7F_FFFF), // in [0, 1)
+        _ => f32::from_bits((b.u8() as u32 * 0x0101_0101) & 0x3F7F_FFFF), // in [0, 1)
     };
     let seed = b.u64();
     let offset = match b.u8() % 3 {
@@ -82,12 +82,20 @@ pub fn fuzz_dropout(data: &[u8]) {
     };
     let flags = b.u8();
     let mask_delta = (b.u8() % 4) as usize; // 0 ⇒ one byte short (when n > 0)
-    let (n_, c_, hw) = (b.u8() as usize % 5, b.u8() as usize % 9, b.u8() as usize % 7);
-    let x: Vec<f32> = b.0.chunks(4).take(20_000).map(|c| {
-        let mut w = [0u8; 4];
-        w[..c.len()].copy_from_slice(c);
-        f32::from_le_bytes(w)
-    }).collect();
+    let (n_, c_, hw) = (
+        b.u8() as usize % 5,
+        b.u8() as usize % 9,
+        b.u8() as usize % 7,
+    );
+    let x: Vec<f32> =
+        b.0.chunks(4)
+            .take(20_000)
+            .map(|c| {
+                let mut w = [0u8; 4];
+                w[..c.len()].copy_from_slice(c);
+                f32::from_le_bytes(w)
+            })
+            .collect();
     let n = x.len();
     let params = DropoutParams::new(p, seed)
         .with_offset(offset)
@@ -106,8 +114,14 @@ pub fn fuzz_dropout(data: &[u8]) {
             let ok = valid_p && fits && mlen >= mask_len(n);
             assert_eq!(r.is_ok(), ok, "{isa}: {r:?}");
             if !ok {
-                assert!(y.iter().all(|v| v.to_bits() == SENTINEL), "{isa}: written on error");
-                assert!(mask.iter().all(|&m| m == 0xC3), "{isa}: mask written on error");
+                assert!(
+                    y.iter().all(|v| v.to_bits() == SENTINEL),
+                    "{isa}: written on error"
+                );
+                assert!(
+                    mask.iter().all(|&m| m == 0xC3),
+                    "{isa}: mask written on error"
+                );
                 return;
             }
             // Same as plain forward, in place, and the reference (small inputs).
@@ -118,7 +132,10 @@ pub fn fuzz_dropout(data: &[u8]) {
             crate::dropout_inplace(&mut z, &params).unwrap();
             assert!(same_bits(&y, &z), "{isa}: in place");
             if n <= 4096 {
-                assert!(same_bits(&y, &reference::dropout(&x, &params)), "{isa}: reference");
+                assert!(
+                    same_bits(&y, &reference::dropout(&x, &params)),
+                    "{isa}: reference"
+                );
             }
             // The mask explains the output: dropped ⇒ +0.0; backward from it == regenerated.
             for i in 0..n {
@@ -127,7 +144,10 @@ pub fn fuzz_dropout(data: &[u8]) {
                 }
             }
             if mlen > mask_len(n) {
-                assert!(mask[mask_len(n)..].iter().all(|&m| m == 0xC3), "{isa}: mask overrun");
+                assert!(
+                    mask[mask_len(n)..].iter().all(|&m| m == 0xC3),
+                    "{isa}: mask overrun"
+                );
             }
             let mut dx = vec![0.0f32; n];
             crate::dropout_backward_with_mask(&x, &mut dx, &mask, &params).unwrap();
@@ -138,19 +158,32 @@ pub fn fuzz_dropout(data: &[u8]) {
                 None => first = Some((y, mask)),
                 Some((fy, fm)) => {
                     assert!(same_bits(fy, &y), "{isa}: differs from another ISA");
-                    assert_eq!(fm[..mask_len(n)], mask[..mask_len(n)], "{isa}: mask differs");
+                    assert_eq!(
+                        fm[..mask_len(n)],
+                        mask[..mask_len(n)],
+                        "{isa}: mask differs"
+                    );
                 }
             }
             // Channel-wise on a shape that may or may not fit the data.
             let shape = Shape::nchw(n_, c_, hw, 1 + (flags as usize >> 4) % 3);
-            let layout = if flags & 2 == 0 { Layout::Nchw } else { Layout::Nhwc };
+            let layout = if flags & 2 == 0 {
+                Layout::Nchw
+            } else {
+                Layout::Nhwc
+            };
             let mut yc = vec![f32::from_bits(SENTINEL); n];
             let r = crate::dropout_channels(&x, &mut yc, shape, layout, &params);
             let fits_shape = shape.numel() == Ok(n)
-                && shape.planes().is_ok_and(|pl| offset.checked_add(pl as u64).is_some());
+                && shape
+                    .planes()
+                    .is_ok_and(|pl| offset.checked_add(pl as u64).is_some());
             assert_eq!(r.is_ok(), fits_shape, "{isa}: channels {shape:?}: {r:?}");
             if r.is_err() {
-                assert!(yc.iter().all(|v| v.to_bits() == SENTINEL), "{isa}: channels wrote on error");
+                assert!(
+                    yc.iter().all(|v| v.to_bits() == SENTINEL),
+                    "{isa}: channels wrote on error"
+                );
             } else if n > 0 {
                 let want = reference::dropout_channels(
                     &x,

@@ -12,9 +12,9 @@ const SHAPES: [(usize, usize, usize, usize); 9] = [
     (4, 64, 7, 7),
     (2, 17, 3, 1),
     (1, 3, 130, 131),
-    (2, 9000, 1, 3),   // NHWC: channels tiled over fewer than two rows per chunk
-    (2, 20000, 2, 1),  // NHWC: rows wider than a chunk
-    (5, 1000, 1, 40),  // NCHW: many small planes per task
+    (2, 9000, 1, 3),  // NHWC: channels tiled over fewer than two rows per chunk
+    (2, 20000, 2, 1), // NHWC: rows wider than a chunk
+    (5, 1000, 1, 40), // NCHW: many small planes per task
 ];
 
 #[test]
@@ -27,7 +27,8 @@ fn every_isa_matches_reference() {
             for layout in [Layout::Nchw, Layout::Nhwc] {
                 for (p, off) in [(0.5f32, 0u64), (0.2, 13), (1.0, 0), (0.0, 0)] {
                     let params = DropoutParams::new(p, 31 + si as u64).with_offset(off);
-                    let want = reference::dropout_channels(&x, c, h * w, layout == Layout::Nhwc, &params);
+                    let want =
+                        reference::dropout_channels(&x, c, h * w, layout == Layout::Nhwc, &params);
                     let what = format!("{isa} {layout:?} {shape:?} p={p} off={off}");
                     let mut y = Guarded::new(len, si % 3, f32::NAN);
                     dropout_channels(&x, y.window_mut(), shape, layout, &params).unwrap();

@@ -41,7 +41,9 @@ fn identical_bits_for_1_2_3_threads_on_every_isa() {
         for threads in [1, 2, 3] {
             for off in [0u64, 1001] {
                 let params = DropoutParams::new(0.4, 5).with_offset(off);
-                let r = in_pool(threads, || with_isa(isa, || (run_all(&x, &params), run_all(&shape_x, &params))).unwrap());
+                let r = in_pool(threads, || {
+                    with_isa(isa, || (run_all(&x, &params), run_all(&shape_x, &params))).unwrap()
+                });
                 results.push(((off, isa, threads), r));
             }
         }
@@ -75,7 +77,11 @@ fn pieces_with_offsets_equal_the_whole() {
                 dropout_with_mask(&x[a..b], &mut pieces[a..b], &mut mask, &params).unwrap()
             })
             .unwrap();
-            assert_eq!(mask, reference::pack_mask(&keep[a..b]), "{isa} piece {a}..{b}");
+            assert_eq!(
+                mask,
+                reference::pack_mask(&keep[a..b]),
+                "{isa} piece {a}..{b}"
+            );
         }
         assert_eq!(bits(&pieces), bits(&whole), "{isa}");
     }

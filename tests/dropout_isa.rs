@@ -46,7 +46,10 @@ fn check_all_entry_points(x: &[f32], params: &DropoutParams, misalign: usize, wh
     dropout_with_mask(x, y.window_mut(), &mut mask, params).unwrap();
     assert_eq!(bits(y.window()), bits(&want), "{what}: dropout_with_mask y");
     assert_eq!(mask[..mask_len(n)], want_mask[..], "{what}: mask");
-    assert!(mask[mask_len(n)..].iter().all(|&b| b == 0xA5), "{what}: mask overrun");
+    assert!(
+        mask[mask_len(n)..].iter().all(|&b| b == 0xA5),
+        "{what}: mask overrun"
+    );
     y.assert_guards(what);
 
     // Backward: regenerated, in place, and from the stored mask all equal the forward on dy.
@@ -61,10 +64,18 @@ fn check_all_entry_points(x: &[f32], params: &DropoutParams, misalign: usize, wh
     let mut dx = Guarded::new(n, misalign, f32::NAN);
     dropout_backward_with_mask(&dy, dx.window_mut(), &mask, params).unwrap();
     if params.p > 0.0 || !params.training {
-        assert_eq!(bits(dx.window()), bits(&want_dx), "{what}: backward_with_mask");
+        assert_eq!(
+            bits(dx.window()),
+            bits(&want_dx),
+            "{what}: backward_with_mask"
+        );
     } else {
         // p = 0 from a mask multiplies by 1.0 instead of copying: equal as values.
-        let same = dx.window().iter().zip(&want_dx).all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
+        let same = dx
+            .window()
+            .iter()
+            .zip(&want_dx)
+            .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
         assert!(same, "{what}: backward_with_mask p=0");
     }
     dx.assert_guards(what);
@@ -94,7 +105,10 @@ fn eval_mode_and_p0_are_bit_exact_copies() {
     x[4] = f32::from_bits(0xFFC0_1234); // negative NaN with payload
     x[5] = -0.0;
     for_each_isa(|isa| {
-        for params in [DropoutParams::new(0.0, 1), DropoutParams::new(0.7, 1).with_training(false)] {
+        for params in [
+            DropoutParams::new(0.0, 1),
+            DropoutParams::new(0.7, 1).with_training(false),
+        ] {
             let mut y = vec![f32::NAN; x.len()];
             dropout(&x, &mut y, &params).unwrap();
             assert_eq!(bits(&y), bits(&x), "{isa} {params:?}");

@@ -41,7 +41,14 @@ fn length_mismatch_names_the_argument() {
     let mut y = vec![S; 9];
     let params = DropoutParams::new(0.5, 1);
     let e = dropout(&x, &mut y, &params).unwrap_err();
-    assert_eq!(e, Error::LengthMismatch { arg: "y", expected: 10, actual: 9 });
+    assert_eq!(
+        e,
+        Error::LengthMismatch {
+            arg: "y",
+            expected: 10,
+            actual: 9
+        }
+    );
     assert!(e.to_string().contains("`y`"));
     assert!(untouched(&y));
     let e = dropout_backward(&x, &mut y, &params).unwrap_err();
@@ -59,7 +66,14 @@ fn mask_too_short() {
     let mut m = vec![0x33u8; 2]; // needs 3
     let params = DropoutParams::new(0.5, 1);
     let e = dropout_with_mask(&x, &mut y, &mut m, &params).unwrap_err();
-    assert_eq!(e, Error::BufferTooSmall { arg: "mask", needed: 3, actual: 2 });
+    assert_eq!(
+        e,
+        Error::BufferTooSmall {
+            arg: "mask",
+            needed: 3,
+            actual: 2
+        }
+    );
     assert!(e.to_string().contains("`mask`"));
     assert!(untouched(&y) && m == [0x33, 0x33]);
     assert!(dropout_backward_with_mask(&x, &mut y, &m, &params).is_err());
@@ -84,16 +98,25 @@ fn shape_errors() {
     let x = vec![1.0f32; 12];
     let mut y = vec![S; 12];
     let params = DropoutParams::new(0.5, 1);
-    let e = dropout_channels(&x, &mut y, Shape::nchw(usize::MAX, 2, 1, 1), Layout::Nchw, &params)
-        .unwrap_err();
+    let e = dropout_channels(
+        &x,
+        &mut y,
+        Shape::nchw(usize::MAX, 2, 1, 1),
+        Layout::Nchw,
+        &params,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::ShapeOverflow { .. }), "{e:?}");
     assert!(e.to_string().contains("overflows"));
     let e = dropout_channels(&x, &mut y, Shape::nchw(1, 3, 2, 2), Layout::Nc, &params).unwrap_err();
     assert!(matches!(e, Error::InvalidShape { .. }), "{e:?}");
-    let e = dropout_channels(&x, &mut y, Shape::nchw(1, 3, 2, 3), Layout::Nchw, &params).unwrap_err();
+    let e =
+        dropout_channels(&x, &mut y, Shape::nchw(1, 3, 2, 3), Layout::Nchw, &params).unwrap_err();
     assert!(e.to_string().contains("`x`"), "{e}");
     let mut z = vec![S; 12];
-    assert!(dropout_channels_inplace(&mut z, Shape::nchw(2, 3, 2, 3), Layout::Nhwc, &params).is_err());
+    assert!(
+        dropout_channels_inplace(&mut z, Shape::nchw(2, 3, 2, 3), Layout::Nhwc, &params).is_err()
+    );
     assert!(untouched(&y) && untouched(&z));
     // Channel offsets count planes: overflow is checked on them too.
     let far = params.with_offset(u64::MAX - 1);
@@ -107,7 +130,11 @@ fn zero_sized_shapes_are_fine() {
     let params = DropoutParams::new(0.5, 1);
     dropout(&[], &mut [], &params).unwrap();
     dropout_with_mask(&[], &mut [], &mut [], &params).unwrap();
-    for shape in [Shape::nchw(0, 3, 4, 4), Shape::nchw(2, 0, 4, 4), Shape::nchw(2, 3, 0, 4)] {
+    for shape in [
+        Shape::nchw(0, 3, 4, 4),
+        Shape::nchw(2, 0, 4, 4),
+        Shape::nchw(2, 3, 0, 4),
+    ] {
         for layout in [Layout::Nchw, Layout::Nhwc] {
             dropout_channels(&[], &mut [], shape, layout, &params).unwrap();
         }

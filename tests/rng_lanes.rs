@@ -9,7 +9,10 @@ use rand_xoshiro::Xoshiro128PlusPlus;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 
 fn lane_seeds(base: u64) -> impl Fn(usize) -> u64 {
-    move |l| base.wrapping_mul(31).wrapping_add(l as u64 * 0x1234_5678_9ABC)
+    move |l| {
+        base.wrapping_mul(31)
+            .wrapping_add(l as u64 * 0x1234_5678_9ABC)
+    }
 }
 
 #[test]
@@ -65,7 +68,9 @@ fn threshold_is_round_p_times_2_pow_32() {
     // Tiny p: never drops, but still the drop path (scale 1).
     assert_eq!(rng::threshold(1e-12), Threshold::Below(0));
     let p = 0.1f32;
-    let Threshold::Below(t) = rng::threshold(p) else { panic!() };
+    let Threshold::Below(t) = rng::threshold(p) else {
+        panic!()
+    };
     assert!((t as f64 / 4_294_967_296.0 - p as f64).abs() <= 2f64.powi(-33));
 }
 
@@ -74,7 +79,10 @@ fn lane_seeds_differ_across_blocks_and_lanes() {
     let mut seen = std::collections::HashSet::new();
     for block in 0..64u64 {
         for lane in 0..64 {
-            assert!(seen.insert(rng::lane_seed(9, block, lane)), "duplicate lane seed");
+            assert!(
+                seen.insert(rng::lane_seed(9, block, lane)),
+                "duplicate lane seed"
+            );
         }
     }
 }

@@ -12,7 +12,13 @@ fn keeps(seed: u64, p: f32, offset: u64, n: usize) -> Vec<bool> {
     let x = vec![1.0f32; n];
     let mut y = vec![0.0f32; n];
     let mut m = vec![0u8; mask_len(n)];
-    dropout_with_mask(&x, &mut y, &mut m, &DropoutParams::new(p, seed).with_offset(offset)).unwrap();
+    dropout_with_mask(
+        &x,
+        &mut y,
+        &mut m,
+        &DropoutParams::new(p, seed).with_offset(offset),
+    )
+    .unwrap();
     (0..n).map(|i| m[i / 8] >> (i % 8) & 1 == 1).collect()
 }
 
@@ -21,7 +27,10 @@ fn assert_binomial(count: usize, n: usize, q: f64, what: &str) {
     let mean = n as f64 * q;
     let sd = (n as f64 * q * (1.0 - q)).sqrt();
     let z = (count as f64 - mean) / sd;
-    assert!(z.abs() < 6.0, "{what}: count {count}, expected {mean:.0} ± {sd:.0} (z = {z:.2})");
+    assert!(
+        z.abs() < 6.0,
+        "{what}: count {count}, expected {mean:.0} ± {sd:.0} (z = {z:.2})"
+    );
 }
 
 #[test]
@@ -64,7 +73,12 @@ fn pairs_at_small_lags_are_independent() {
             for (c, &count) in cells.iter().enumerate() {
                 let qa = if c >> 1 == 1 { q } else { 1.0 - q };
                 let qb = if c & 1 == 1 { q } else { 1.0 - q };
-                assert_binomial(count, pairs, qa * qb, &format!("p={p} lag={lag} cell={c:02b}"));
+                assert_binomial(
+                    count,
+                    pairs,
+                    qa * qb,
+                    &format!("p={p} lag={lag} cell={c:02b}"),
+                );
             }
         }
     }
@@ -82,7 +96,12 @@ fn blocks_are_independent() {
             same_pos += (k[b * BLOCK + j] == k[(b + 1) * BLOCK + j]) as usize;
         }
     }
-    assert_binomial(same_pos, (blocks - 1) * BLOCK, 0.5, "same position, next block");
+    assert_binomial(
+        same_pos,
+        (blocks - 1) * BLOCK,
+        0.5,
+        "same position, next block",
+    );
     let mut straddle = 0;
     let mut pairs = 0;
     for b in 1..blocks {
@@ -106,6 +125,15 @@ fn different_seeds_give_different_masks() {
     // Offsets shift the stream: offset 1 is not offset 0 shifted by nothing.
     let shifted = keeps(1000, 0.5, 1, n);
     let agree = base.iter().zip(&shifted).filter(|(a, b)| a == b).count();
-    assert_binomial(agree, n, 0.5, "offset 0 vs offset 1 at the same slice index");
-    assert_eq!(base[1..], keeps(1000, 0.5, 1, n - 1)[..], "offset 1 is the same stream shifted");
+    assert_binomial(
+        agree,
+        n,
+        0.5,
+        "offset 0 vs offset 1 at the same slice index",
+    );
+    assert_eq!(
+        base[1..],
+        keeps(1000, 0.5, 1, n - 1)[..],
+        "offset 1 is the same stream shifted"
+    );
 }

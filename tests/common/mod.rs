@@ -67,7 +67,11 @@ impl Guarded {
             .iter()
             .chain(&self.buf[self.start + self.n..]);
         for v in outside {
-            assert_eq!(v.to_bits(), SENTINEL.to_bits(), "{what}: guard band overwritten");
+            assert_eq!(
+                v.to_bits(),
+                SENTINEL.to_bits(),
+                "{what}: guard band overwritten"
+            );
         }
     }
 }
