@@ -10,7 +10,7 @@
 //! ```
 //!
 //! GB/s are of each kernel's minimum traffic (dropout: read x, write y = 8 B/element; with
-//! the mask 8 B + 1 bit). `frac` divides by the plain-store copy of the same bytes, `frac_nt`
+//! the mask 8 B + 1 bit; batch-norm training forward: 8 B/element). `frac` divides by the plain-store copy of the same bytes, `frac_nt`
 //! by the non-temporal-store copy; a kernel that skips the read-for-ownership with
 //! non-temporal stores can show `frac > 1`. `speedup` is against the naive scalar version (one
 //! `rand_xoshiro` call and a branch per element, one thread).
@@ -18,7 +18,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use dropnorm::{DropoutParams, Isa, mask_len, reference, testing, with_isa};
+use dropnorm::{
+    BnParams, DropoutParams, Isa, Layout, SavedStats, Shape, mask_len, reference, testing, with_isa,
+};
 use rayon::prelude::*;
 
 struct Opts {
@@ -91,6 +93,18 @@ fn par_copy(isa: Isa, x: &[f32], y: &mut [f32], nt: bool) {
         .zip(x.par_chunks(1 << 14))
         .with_min_len(4)
         .for_each(|(yc, xc)| testing::copy(isa, xc, yc, nt).expect("isa checked"));
+}
+
+/// Plain-store and non-temporal-store copy bandwidth (GB/s of 8 B/element) of `x` into `y`.
+fn copy_bandwidth(isa: Isa, x: &[f32], y: &mut [f32], budget: Duration) -> (f64, f64) {
+    let bytes = 8.0 * x.len() as f64;
+    let copy = time(budget, || par_copy(isa, x, y, false)).as_secs_f64();
+    let copy_nt = if testing::has_nt(isa) {
+        time(budget, || par_copy(isa, x, y, true)).as_secs_f64()
+    } else {
+        copy
+    };
+    (bytes / copy / 1e9, bytes / copy_nt / 1e9)
 }
 
 struct Row {
@@ -192,7 +206,11 @@ fn main() {
             .build()
             .expect("thread pool");
         pool.install(|| {
-            with_isa(o.isa, || run_dropout(&o, threads, budget, sizes)).expect("isa checked")
+            with_isa(o.isa, || {
+                run_dropout(&o, threads, budget, sizes);
+                run_bn_train(&o, threads, budget);
+            })
+            .expect("isa checked")
         });
     }
 }
@@ -205,13 +223,7 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
         let bytes = 8.0 * n as f64;
         let secs = |d: Duration| d.as_secs_f64();
 
-        let copy = secs(time(budget, || par_copy(o.isa, &x, &mut y, false)));
-        let copy_nt = if testing::has_nt(o.isa) {
-            secs(time(budget, || par_copy(o.isa, &x, &mut y, true)))
-        } else {
-            copy
-        };
-        let (copy_gbps, copy_nt_gbps) = (bytes / copy / 1e9, bytes / copy_nt / 1e9);
+        let (copy_gbps, copy_nt_gbps) = copy_bandwidth(o.isa, &x, &mut y, budget);
         let naive = secs(time(budget, || {
             reference::dropout_naive(black_box(&x), &mut y, 0.5, 1)
         }));
@@ -245,5 +257,71 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
         row("dropout_backward", bytes, &mut || {
             dropnorm::dropout_backward(&x, &mut y, &params).expect("valid")
         });
+    }
+}
+
+/// The batch-norm training-forward shapes of the roofline.
+fn bn_shapes(quick: bool) -> Vec<(Shape, Layout)> {
+    let nchw: &[(usize, usize, usize, usize)] = if quick {
+        &[(8, 32, 28, 28)]
+    } else {
+        &[(8, 32, 28, 28), (32, 64, 56, 56), (64, 256, 28, 28)]
+    };
+    let nc: &[(usize, usize)] = if quick { &[(256, 4096)] } else { &[(256, 4096), (4096, 1024)] };
+    let mut v = Vec::new();
+    for &(n, c, h, w) in nchw {
+        v.push((Shape::nchw(n, c, h, w), Layout::Nchw));
+    }
+    for &(n, c) in nc {
+        v.push((Shape::nc(n, c), Layout::Nc));
+    }
+    for &(n, c, h, w) in nchw {
+        v.push((Shape::nchw(n, c, h, w), Layout::Nhwc));
+    }
+    v
+}
+
+fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
+    for (shape, layout) in bn_shapes(o.quick) {
+        let n = shape.numel().expect("fixed shapes");
+        let c = shape.c;
+        let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 0.01 + 3.0).collect();
+        let mut y = vec![0.0f32; n];
+        let (copy_gbps, copy_nt_gbps) = copy_bandwidth(o.isa, &x, &mut y, budget);
+        let naive = time(budget, || match layout {
+            Layout::Nchw => reference::batch_norm_train_naive(&x, &mut y, shape.n, c, shape.h * shape.w, 1e-5),
+            _ => reference::batch_norm_train_naive_cols(&x, &mut y, n / c, c, 1e-5),
+        })
+        .as_secs_f64();
+        let gamma = vec![1.5f32; c];
+        let beta = vec![0.25f32; c];
+        let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
+        let (mut mean, mut invstd) = (vec![0.0f32; c], vec![0.0f32; c]);
+        let d = time(budget, || {
+            let saved = SavedStats { mean: &mut mean, invstd: &mut invstd };
+            dropnorm::batch_norm_train(&x, &mut y, shape, layout, &params, saved, None)
+                .expect("valid")
+        });
+        Row {
+            kernel: "bn_train",
+            layout: match layout {
+                Layout::Nc => "nc",
+                Layout::Nchw => "nchw",
+                Layout::Nhwc => "nhwc",
+            },
+            shape: match layout {
+                Layout::Nc => format!("({},{})", shape.n, c),
+                _ => format!("({},{},{},{})", shape.n, c, shape.h, shape.w),
+            },
+            elems: n,
+            threads,
+            isa: o.isa,
+            secs: d.as_secs_f64(),
+            bytes: 8.0 * n as f64,
+            copy_gbps,
+            copy_nt_gbps,
+            naive_secs: Some(naive),
+        }
+        .print(o.json);
     }
 }

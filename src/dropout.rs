@@ -31,11 +31,6 @@ const CHUNK: usize = BLOCK;
 /// u16 words of keep bits for one chunk, with the padding the apply kernel reads past the end.
 const CHUNK_WORDS: usize = CHUNK / 16 + 2;
 
-/// Outputs at least this large (bytes) are written with non-temporal stores, which skip the
-/// read-for-ownership of the destination: about 1.3× faster for outputs far larger than the
-/// caches, about 3× slower for outputs that fit in them.
-pub(crate) const NT_MIN_BYTES: usize = 32 << 20;
-
 /// The parameters of one dropout call.
 ///
 /// ```
@@ -132,10 +127,6 @@ fn plan(params: &DropoutParams, len: usize) -> Result<Plan, Error> {
             scale: params.scale(),
         },
     })
-}
-
-fn use_nt(k: &Kernels, out_elems: usize) -> bool {
-    k.nt && out_elems.saturating_mul(4) >= NT_MIN_BYTES
 }
 
 /// Out-of-place dropout: `y = dropout(x)`.
@@ -251,7 +242,7 @@ fn run(x: Src, y: &mut [f32], mask: MaskArg, params: &DropoutParams) -> Result<(
         (_, plan) => plan,
     };
     let k = active_kernels();
-    let nt = use_nt(k, n);
+    let nt = k.use_nt(n);
     let par = n >= SEQ_THRESHOLD;
     let (seed, offset) = (params.seed, params.offset);
     let x_of = |ci: usize, len: usize| x.sub(ci * CHUNK..ci * CHUNK + len);
@@ -535,7 +526,7 @@ fn run_channels(
     };
     let k = active_kernels();
     let n = y.len();
-    let nt = use_nt(k, n);
+    let nt = k.use_nt(n);
     let par = n >= SEQ_THRESHOLD;
     let (seed, offset) = (params.seed, params.offset);
     if n == 0 {

@@ -51,6 +51,22 @@ pub enum Error {
         /// The number of elements (or planes) of the call.
         len: usize,
     },
+    /// An `eps` that is negative, NaN or infinite.
+    InvalidEps {
+        /// The value passed.
+        eps: f32,
+    },
+    /// A momentum outside `[0, 1]` or NaN (or a cumulative average over 0 batches).
+    InvalidMomentum {
+        /// The momentum passed (for the cumulative average: `1 / batches`).
+        momentum: f32,
+    },
+    /// Training-mode batch norm with fewer than two values per channel (PyTorch: "expected
+    /// more than 1 value per channel when training").
+    TooFewValuesPerChannel {
+        /// Values per channel (`N·H·W`).
+        count: usize,
+    },
     /// An instruction set that this CPU (or this build target) does not have.
     IsaUnavailable {
         /// The instruction set asked for.
@@ -88,6 +104,16 @@ impl fmt::Display for Error {
             Error::OffsetOverflow { offset, len } => write!(
                 f,
                 "`offset` {offset} + {len} elements overflows the u64 element index"
+            ),
+            Error::InvalidEps { eps } => {
+                write!(f, "invalid `eps` = {eps}: must be finite and >= 0")
+            }
+            Error::InvalidMomentum { momentum } => {
+                write!(f, "invalid `momentum` = {momentum}: must be in [0, 1]")
+            }
+            Error::TooFewValuesPerChannel { count } => write!(
+                f,
+                "expected more than 1 value per channel when training, got {count}"
             ),
             Error::IsaUnavailable { isa } => {
                 write!(f, "instruction set {isa} is not available on this CPU")

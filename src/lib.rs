@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+pub mod batch_norm;
 pub mod dropout;
 mod error;
 mod isa;
@@ -52,6 +53,10 @@ pub use dropout::{
     DropoutParams, dropout, dropout_backward, dropout_backward_inplace, dropout_backward_with_mask,
     dropout_channels, dropout_channels_backward, dropout_channels_inplace, dropout_inplace,
     dropout_with_mask, mask_len,
+};
+pub use batch_norm::{
+    BnParams, ChannelStats, Momentum, RunningStats, SavedStats, batch_norm_train,
+    batch_norm_train_inplace, channel_stats,
 };
 pub use error::Error;
 pub use isa::{Isa, UnknownIsa, active_isa, force_isa, with_isa};

@@ -62,3 +62,12 @@ pub(crate) fn for_each_chunk2<A: Send, B: Send>(
         .enumerate()
         .for_each(|(k, (ca, cb))| f(k, ca, cb));
 }
+
+/// Threads of the current pool (1 without rayon). Only used to size work units, never to
+/// decide how anything is computed.
+pub(crate) fn threads() -> usize {
+    #[cfg(feature = "rayon")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "rayon"))]
+    1
+}

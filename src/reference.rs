@@ -107,3 +107,106 @@ pub fn dropout_naive(x: &[f32], y: &mut [f32], p: f32, seed: u64) {
         };
     }
 }
+
+/// Element index of value `j` (`0..n·h·w`) of channel `ch` of a tensor of `shape` in `layout`.
+pub fn channel_index(shape: crate::Shape, layout: crate::Layout, ch: usize, j: usize) -> usize {
+    let hw = shape.h * shape.w;
+    match layout {
+        crate::Layout::Nchw => ((j / hw) * shape.c + ch) * hw + j % hw,
+        crate::Layout::Nc | crate::Layout::Nhwc => j * shape.c + ch,
+    }
+}
+
+/// The values of channel `ch`, as f64.
+pub fn channel_values(x: &[f32], shape: crate::Shape, layout: crate::Layout, ch: usize) -> Vec<f64> {
+    let count = shape.n * shape.h * shape.w;
+    (0..count)
+        .map(|j| x[channel_index(shape, layout, ch, j)] as f64)
+        .collect()
+}
+
+/// Two-pass f64 statistics of a channel: `(mean, biased var)`.
+pub fn mean_var(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    (mean, var)
+}
+
+/// Reference training-mode batch norm in f64 (two-pass statistics): returns `y` and per
+/// channel `(mean, biased var, invstd)`.
+pub fn batch_norm_train(
+    x: &[f32],
+    shape: crate::Shape,
+    layout: crate::Layout,
+    eps: f32,
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    relu: bool,
+) -> (Vec<f64>, Vec<(f64, f64, f64)>) {
+    let mut y = vec![0.0f64; x.len()];
+    let mut stats = Vec::new();
+    for ch in 0..shape.c {
+        let v = channel_values(x, shape, layout, ch);
+        let (mean, var) = mean_var(&v);
+        let denom = var + eps as f64;
+        let invstd = if denom == 0.0 { 0.0 } else { 1.0 / denom.sqrt() };
+        let g = gamma.map_or(1.0, |g| g[ch] as f64);
+        let b = beta.map_or(0.0, |b| b[ch] as f64);
+        for (j, &xv) in v.iter().enumerate() {
+            let o = g * (xv - mean) * invstd + b;
+            y[channel_index(shape, layout, ch, j)] = if relu && o < 0.0 { 0.0 } else { o };
+        }
+        stats.push((mean, var, invstd));
+    }
+    (y, stats)
+}
+
+/// The naive baseline: two passes per channel in scalar f32 (sum, then sum of squared
+/// deviations), then `x·a + b` — what a straightforward loop over an NCHW tensor does.
+pub fn batch_norm_train_naive(x: &[f32], y: &mut [f32], n: usize, c: usize, hw: usize, eps: f32) {
+    let count = (n * hw) as f32;
+    for ch in 0..c {
+        let runs = || (0..n).map(move |i| (i * c + ch) * hw);
+        let mut sum = 0.0f32;
+        for r in runs() {
+            sum += x[r..r + hw].iter().sum::<f32>();
+        }
+        let mean = sum / count;
+        let mut sq = 0.0f32;
+        for r in runs() {
+            sq += x[r..r + hw].iter().map(|v| (v - mean) * (v - mean)).sum::<f32>();
+        }
+        let a = 1.0 / (sq / count + eps).sqrt();
+        let b = -mean * a;
+        for r in runs() {
+            for (o, &v) in y[r..r + hw].iter_mut().zip(&x[r..r + hw]) {
+                *o = v * a + b;
+            }
+        }
+    }
+}
+
+/// The naive baseline for NC/NHWC (`rows` rows of `c` channels): per-channel sums row by
+/// row, a second pass for the squared deviations, a third to normalize as `x·a + b`.
+pub fn batch_norm_train_naive_cols(x: &[f32], y: &mut [f32], rows: usize, c: usize, eps: f32) {
+    let mut mean = vec![0.0f32; c];
+    let mut sq = vec![0.0f32; c];
+    for row in x.chunks_exact(c).take(rows) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= rows as f32);
+    for row in x.chunks_exact(c).take(rows) {
+        for ((s, &m), &v) in sq.iter_mut().zip(&mean).zip(row) {
+            *s += (v - m) * (v - m);
+        }
+    }
+    let a: Vec<f32> = sq.iter().map(|s| 1.0 / (s / rows as f32 + eps).sqrt()).collect();
+    for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        for (((o, &v), &a), &m) in yr.iter_mut().zip(xr).zip(&a).zip(&mean) {
+            *o = v * a - m * a;
+        }
+    }
+}

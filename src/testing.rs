@@ -31,7 +31,7 @@ pub fn has_nt(isa: Isa) -> bool {
 }
 
 /// Output size (bytes) from which the kernels switch to non-temporal stores.
-pub const NT_MIN_BYTES: usize = crate::dropout::NT_MIN_BYTES;
+pub const NT_MIN_BYTES: usize = crate::simd::NT_MIN_BYTES;
 
 /// Little reader over fuzzer bytes: missing bytes read as zero.
 struct Bytes<'a>(&'a [u8]);

@@ -3,4 +3,5 @@
 //! that it compiles inside the `#[target_feature]` entry points.
 
 pub(crate) mod bits;
+pub(crate) mod bn;
 pub(crate) mod stream;

@@ -30,7 +30,7 @@ pub(crate) trait Lanes<S: Simd> {
 /// `y` must be valid for `n` writes; `f` must be safe to call for every `(i, len)` with
 /// `i + len <= n`.
 #[inline(always)]
-unsafe fn write_stream<S: Simd>(s: S, y: *mut f32, n: usize, nt: bool, mut f: impl Lanes<S>) {
+pub(crate) unsafe fn write_stream<S: Simd>(s: S, y: *mut f32, n: usize, nt: bool, mut f: impl Lanes<S>) {
     let mut i = 0;
     // SAFETY (whole body): every store covers y[i..i+len] with i + len <= n.
     unsafe {
@@ -82,7 +82,7 @@ unsafe fn write_stream<S: Simd>(s: S, y: *mut f32, n: usize, nt: bool, mut f: im
 /// # Safety
 /// `x` must be valid for `len` reads.
 #[inline(always)]
-unsafe fn load<S: Simd>(s: S, x: *const f32, len: usize) -> S::F {
+pub(crate) unsafe fn load<S: Simd>(s: S, x: *const f32, len: usize) -> S::F {
     // SAFETY: forwarded; the partial case copies only `len` floats into a 16-float buffer.
     unsafe {
         if len == LANES {
@@ -100,7 +100,7 @@ unsafe fn load<S: Simd>(s: S, x: *const f32, len: usize) -> S::F {
 /// # Safety
 /// `y` must be valid for `len` writes.
 #[inline(always)]
-unsafe fn store_partial<S: Simd>(s: S, y: *mut f32, len: usize, v: S::F) {
+pub(crate) unsafe fn store_partial<S: Simd>(s: S, y: *mut f32, len: usize, v: S::F) {
     let mut buf = [0.0f32; LANES];
     // SAFETY: the buffer holds 16 floats; `len` are copied out to `y`.
     unsafe {

@@ -16,9 +16,10 @@ pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512;
 
+pub(crate) mod channels;
 mod table;
 
-pub(crate) use table::{Kernels, Src};
+pub(crate) use table::{Kernels, NT_MIN_BYTES, Src};
 
 /// Logical lanes of every vector type, on every ISA.
 pub(crate) const LANES: usize = 16;
@@ -58,9 +59,14 @@ pub(crate) trait Simd: Copy + Send + Sync {
     unsafe fn store_nt(self, p: *mut f32, v: Self::F);
     /// Orders earlier non-temporal stores before anything that follows.
     fn fence(self);
-    /// Hints that the cache line at `p` will be read soon. Never faults.
+    /// Hints that the cache line at `p` will be read soon (into L1). Never faults.
     #[inline(always)]
     fn prefetch(self, p: *const f32) {
+        let _ = p;
+    }
+    /// Hints that the cache line at `p` will be read later (into L2). Never faults.
+    #[inline(always)]
+    fn prefetch_l2(self, p: *const f32) {
         let _ = p;
     }
 
@@ -70,6 +76,17 @@ pub(crate) trait Simd: Copy + Send + Sync {
     fn mul(self, a: Self::F, b: Self::F) -> Self::F;
     /// `a * b` in lanes whose bit of `keep` is set, `+0.0` elsewhere (whatever `a` holds).
     fn mul_keep(self, keep: u16, a: Self::F, b: Self::F) -> Self::F;
+    /// `a + b`.
+    fn add(self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a - b`.
+    fn sub(self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b + c`: fused on AVX2/AVX-512, two roundings on the portable backend (which is
+    /// why batch-norm results may differ across ISAs by FMA rounding).
+    fn mul_add(self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    /// ReLU: `+0.0` where `v < 0`, `v` elsewhere (NaN and `-0.0` pass through).
+    fn relu(self, v: Self::F) -> Self::F;
+    /// The 16 lanes.
+    fn to_array(self, v: Self::F) -> [f32; 16];
 
     /// Loads 16 `u32`.
     ///
@@ -178,6 +195,73 @@ macro_rules! entry_points {
             unsafe { kernels::stream::fill(<$backend>::new(), y, n, v, nt) }
         }
 
+        $(#[$attr])*
+        unsafe fn bn_sums_runs(
+            x: *const f32,
+            runs: usize,
+            len: usize,
+            stride: usize,
+            pivot: f32,
+        ) -> [f64; 2] {
+            // SAFETY: as above; the runs are readable (checked by `channels::Block`).
+            unsafe { kernels::bn::sums_runs(<$backend>::new(), x, runs, len, stride, pivot) }
+        }
+
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn bn_normalize_runs(
+            x: *const f32,
+            y: *mut f32,
+            runs: usize,
+            len: usize,
+            stride: usize,
+            f: kernels::bn::Affine,
+            relu: bool,
+            nt: bool,
+            prefetch: usize,
+        ) {
+            // SAFETY: as above; the runs are valid (checked by `channels::Block`).
+            unsafe {
+                kernels::bn::normalize_runs(
+                    <$backend>::new(), x, y, runs, len, stride, f, relu, nt, prefetch,
+                )
+            }
+        }
+
+        $(#[$attr])*
+        unsafe fn bn_sums_cols(
+            x: *const f32,
+            rows: usize,
+            stride: usize,
+            w: usize,
+            pivots: *const f32,
+            out: *mut f64,
+        ) {
+            // SAFETY: as above; the block is readable (checked by `channels::Block`).
+            unsafe { kernels::bn::sums_cols(<$backend>::new(), x, rows, stride, w, pivots, out) }
+        }
+
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn bn_normalize_cols(
+            x: *const f32,
+            y: *mut f32,
+            rows: usize,
+            stride: usize,
+            w: usize,
+            aff: *const f32,
+            relu: bool,
+            nt: bool,
+            prefetch: usize,
+        ) {
+            // SAFETY: as above; the block is valid (checked by `channels::Block`).
+            unsafe {
+                kernels::bn::normalize_cols(
+                    <$backend>::new(), x, y, rows, stride, w, aff, relu, nt, prefetch,
+                )
+            }
+        }
+
         pub(crate) static KERNELS: crate::simd::Kernels = crate::simd::Kernels {
             nt: <$backend as crate::simd::Simd>::NT,
             keep_bits,
@@ -187,6 +271,10 @@ macro_rules! entry_points {
             scale,
             copy,
             fill,
+            bn_sums_runs,
+            bn_normalize_runs,
+            bn_sums_cols,
+            bn_normalize_cols,
         };
     };
 }

@@ -79,6 +79,29 @@ impl Simd for Portable {
     }
 
     #[inline(always)]
+    fn add(self, a: f32x16, b: f32x16) -> f32x16 {
+        a + b
+    }
+    #[inline(always)]
+    fn sub(self, a: f32x16, b: f32x16) -> f32x16 {
+        a - b
+    }
+    #[inline(always)]
+    fn mul_add(self, a: f32x16, b: f32x16, c: f32x16) -> f32x16 {
+        a.mul_add(b, c)
+    }
+    #[inline(always)]
+    fn relu(self, v: f32x16) -> f32x16 {
+        // A select, not `max`: wide's max drops NaN, and NaN must pass through as on x86.
+        let zero = f32x16::splat(0.0);
+        v.simd_lt(zero).bitselect(zero, v)
+    }
+    #[inline(always)]
+    fn to_array(self, v: f32x16) -> [f32; 16] {
+        v.to_array()
+    }
+
+    #[inline(always)]
     unsafe fn loadu_u(self, p: *const u32) -> u32x16 {
         // SAFETY: the caller guarantees 16 readable u32.
         u32x16::new(unsafe { p.cast::<[u32; 16]>().read_unaligned() })

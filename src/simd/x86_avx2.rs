@@ -66,6 +66,12 @@ impl Simd for Avx2 {
     }
 
     #[inline(always)]
+    fn prefetch_l2(self, p: *const f32) {
+        // SAFETY: prefetcht1 is SSE, present on every x86_64; it never faults, whatever `p`.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+
+    #[inline(always)]
     fn splat(self, x: f32) -> [__m256; 2] {
         // SAFETY: token ⇒ AVX.
         let v = unsafe { _mm256_set1_ps(x) };
@@ -84,6 +90,36 @@ impl Simd for Avx2 {
             let k = _mm256_set1_epi32(keep as i32);
             [keep_half(k, 0, p[0]), keep_half(k, 1, p[1])]
         }
+    }
+
+    #[inline(always)]
+    fn add(self, a: [__m256; 2], b: [__m256; 2]) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX.
+        unsafe { [_mm256_add_ps(a[0], b[0]), _mm256_add_ps(a[1], b[1])] }
+    }
+    #[inline(always)]
+    fn sub(self, a: [__m256; 2], b: [__m256; 2]) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX.
+        unsafe { [_mm256_sub_ps(a[0], b[0]), _mm256_sub_ps(a[1], b[1])] }
+    }
+    #[inline(always)]
+    fn mul_add(self, a: [__m256; 2], b: [__m256; 2], c: [__m256; 2]) -> [__m256; 2] {
+        // SAFETY: token ⇒ FMA.
+        unsafe { [_mm256_fmadd_ps(a[0], b[0], c[0]), _mm256_fmadd_ps(a[1], b[1], c[1])] }
+    }
+    #[inline(always)]
+    fn relu(self, v: [__m256; 2]) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX. vmaxps returns its second operand when either is NaN or both
+        // are zero, so NaN and -0.0 pass through.
+        unsafe {
+            let z = _mm256_setzero_ps();
+            [_mm256_max_ps(z, v[0]), _mm256_max_ps(z, v[1])]
+        }
+    }
+    #[inline(always)]
+    fn to_array(self, v: [__m256; 2]) -> [f32; 16] {
+        // SAFETY: [__m256; 2] and [f32; 16] have the same size and every bit pattern is valid.
+        unsafe { core::mem::transmute::<[__m256; 2], [f32; 16]>(v) }
     }
 
     #[inline(always)]

@@ -53,6 +53,12 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
+    fn prefetch_l2(self, p: *const f32) {
+        // SAFETY: prefetcht1 is SSE, present on every x86_64; it never faults, whatever `p`.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+
+    #[inline(always)]
     fn splat(self, x: f32) -> __m512 {
         // SAFETY: token ⇒ AVX-512F.
         unsafe { _mm512_set1_ps(x) }
@@ -66,6 +72,33 @@ impl Simd for Avx512 {
     fn mul_keep(self, keep: u16, a: __m512, b: __m512) -> __m512 {
         // SAFETY: token ⇒ AVX-512F. Zero-masking writes +0.0 to dropped lanes.
         unsafe { _mm512_maskz_mul_ps(keep, a, b) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn relu(self, v: __m512) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F. vmaxps returns its second operand when either is NaN or
+        // both are zero, so NaN and -0.0 pass through.
+        unsafe { _mm512_max_ps(_mm512_setzero_ps(), v) }
+    }
+    #[inline(always)]
+    fn to_array(self, v: __m512) -> [f32; 16] {
+        // SAFETY: __m512 and [f32; 16] have the same size and every bit pattern is valid.
+        unsafe { core::mem::transmute::<__m512, [f32; 16]>(v) }
     }
 
     #[inline(always)]

@@ -1,0 +1,143 @@
+//! Batch normalization over the channels of NC, NCHW and NHWC tensors.
+//!
+//! Per channel `c`, over its `N·H·W` values: `mean`, the biased variance
+//! `var = Σ(x − mean)²/n`, `invstd = 1/sqrt(var + eps)` (0 when `var = eps = 0`, as PyTorch) and
+//! `y = γ·(x − mean)·invstd + β`.
+//!
+//! # Numerics
+//! Statistics are shifted sums around a per-channel pivot `K` (the channel's first value, moved
+//! to the mean and summed again in the rare case it lies more than 4σ away), accumulated in f32
+//! lanes flushed to f64 every few thousand values in a fixed order. Normalization is computed
+//! in centered form, `((x − K) − d)·a + β` with `d = mean − K` and `a = γ·invstd` — never as
+//! `x·a + b`, which cancels catastrophically when the mean is large against the spread (a
+//! constant channel of 1e7 gives exactly `β` here). Results are bit-identical for any thread
+//! count; across ISAs they may differ by FMA rounding (the portable backend does not fuse).
+//!
+//! # Running statistics
+//! Updated in the same call, in one of two explicit conventions ([`Momentum`]): PyTorch
+//! (`momentum` weights the batch, unbiased running variance) or ONNX/MXNet/d2l (`momentum`
+//! weights the running value, biased running variance).
+
+mod stats;
+mod train;
+
+pub use stats::{ChannelStats, channel_stats};
+pub use train::{batch_norm_train, batch_norm_train_inplace};
+
+/// Parameters of a batch-norm call: `eps`, the optional affine parameters and a fused ReLU.
+///
+/// ```
+/// use dropnorm::BnParams;
+/// let gamma = [1.0f32, 2.0];
+/// let beta = [0.0f32, 0.5];
+/// let params = BnParams::new(1e-5).with_affine(&gamma, &beta).with_relu(true);
+/// assert_eq!(params.eps, 1e-5);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnParams<'a> {
+    /// Added to the variance before the square root; finite and `>= 0`.
+    pub eps: f32,
+    /// Per-channel scale γ (`None`: 1, i.e. `affine = false`).
+    pub gamma: Option<&'a [f32]>,
+    /// Per-channel shift β (`None`: 0).
+    pub beta: Option<&'a [f32]>,
+    /// Apply ReLU to the output.
+    pub relu: bool,
+}
+
+impl<'a> BnParams<'a> {
+    /// No affine parameters, no ReLU.
+    pub fn new(eps: f32) -> Self {
+        BnParams {
+            eps,
+            gamma: None,
+            beta: None,
+            relu: false,
+        }
+    }
+
+    /// With γ and β (one value per channel each).
+    pub fn with_affine(self, gamma: &'a [f32], beta: &'a [f32]) -> Self {
+        BnParams {
+            gamma: Some(gamma),
+            beta: Some(beta),
+            ..self
+        }
+    }
+
+    /// With or without a fused ReLU.
+    pub fn with_relu(self, relu: bool) -> Self {
+        BnParams { relu, ..self }
+    }
+}
+
+/// How running statistics follow the batch statistics. The two conventions differ in which
+/// term the momentum weights and in the variance they keep; normalization always uses the
+/// biased batch variance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Momentum {
+    /// PyTorch `BatchNorm(momentum = m)` (default 0.1):
+    /// `running = (1 − m)·running + m·batch`, running variance **unbiased** (`Σ(x − mean)²/(n − 1)`).
+    PyTorch(f32),
+    /// PyTorch `momentum = None`: cumulative moving average, `m = 1/batches` where `batches`
+    /// counts the batches seen including this one (PyTorch's `num_batches_tracked` after
+    /// its increment); otherwise as [`Momentum::PyTorch`].
+    PyTorchCumulative {
+        /// Batches seen, including this one (`>= 1`).
+        batches: u64,
+    },
+    /// ONNX `BatchNormalization` / MXNet / the d2l text (default 0.9):
+    /// `running = m·running + (1 − m)·batch`, running variance **biased**.
+    Onnx(f32),
+}
+
+impl Momentum {
+    /// `(weight of the running value, weight of the batch value, unbiased variance?)`.
+    pub(crate) fn weights(&self) -> Result<(f64, f64, bool), crate::Error> {
+        let (m, onnx) = match *self {
+            Momentum::PyTorch(m) => (m as f64, false),
+            Momentum::PyTorchCumulative { batches: 0 } => (f64::INFINITY, false),
+            Momentum::PyTorchCumulative { batches } => (1.0 / batches as f64, false),
+            Momentum::Onnx(m) => (m as f64, true),
+        };
+        if !(0.0..=1.0).contains(&m) {
+            return Err(crate::Error::InvalidMomentum { momentum: m as f32 });
+        }
+        Ok(if onnx { (m, 1.0 - m, false) } else { (1.0 - m, m, true) })
+    }
+}
+
+/// Running statistics updated by a training-mode call.
+#[derive(Debug)]
+pub struct RunningStats<'a> {
+    /// Running mean, one per channel.
+    pub mean: &'a mut [f32],
+    /// Running variance, one per channel.
+    pub var: &'a mut [f32],
+    /// The update rule.
+    pub momentum: Momentum,
+}
+
+/// Where a training-mode call saves the batch statistics that backward needs.
+#[derive(Debug)]
+pub struct SavedStats<'a> {
+    /// Batch mean, one per channel.
+    pub mean: &'a mut [f32],
+    /// Batch `1/sqrt(var + eps)` (biased variance), one per channel.
+    pub invstd: &'a mut [f32],
+}
+
+/// `1/sqrt(var + eps)` in f64, and 0 when both are 0 (PyTorch's convention, so a constant
+/// channel normalizes to `β` rather than NaN).
+pub(crate) fn inv_std(var: f32, eps: f32) -> f32 {
+    let v = var as f64 + eps as f64;
+    if v == 0.0 { 0.0 } else { (1.0 / v.sqrt()) as f32 }
+}
+
+pub(crate) fn check_eps(eps: f32) -> Result<(), crate::Error> {
+    if eps.is_finite() && eps >= 0.0 {
+        Ok(())
+    } else {
+        Err(crate::Error::InvalidEps { eps })
+    }
+}

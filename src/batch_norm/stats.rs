@@ -1,0 +1,208 @@
+//! Per-channel batch statistics: computed by the shifted-sum kernels, mergeable across shards.
+
+use crate::error::check_len;
+use crate::isa::active_kernels;
+use crate::parallel::SEQ_THRESHOLD;
+use crate::simd::Kernels;
+use crate::simd::channels::{Block, Geometry, for_each_block_read};
+use crate::{Error, Layout, Shape};
+
+/// Count, mean and sum of squared deviations (`m2`) of one channel: the statistics of a shard
+/// of a batch, mergeable with those of other shards (threads, processes, machines) into the
+/// statistics of the whole batch — the building block of synchronized batch norm.
+///
+/// ```
+/// use dropnorm::ChannelStats;
+/// let a = ChannelStats::from_values(&[1.0, 2.0, 3.0]);
+/// let b = ChannelStats::from_values(&[4.0, 5.0]);
+/// let all = a.merge(&b);
+/// assert_eq!(all.count, 5);
+/// assert!((all.mean - 3.0).abs() < 1e-12);
+/// assert!((all.var() - 2.0).abs() < 1e-12);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ChannelStats {
+    /// Number of values (an integer: an `f32` count breaks past 2^24).
+    pub count: u64,
+    /// Mean of the values.
+    pub mean: f64,
+    /// `Σ(x − mean)²`.
+    pub m2: f64,
+}
+
+impl ChannelStats {
+    /// Statistics of `values`, by Welford's algorithm in f64 (a reference; the kernels use
+    /// [`channel_stats`]).
+    pub fn from_values(values: &[f32]) -> Self {
+        let mut s = ChannelStats::default();
+        for &v in values {
+            s.count += 1;
+            let d = v as f64 - s.mean;
+            s.mean += d / s.count as f64;
+            s.m2 += d * (v as f64 - s.mean);
+        }
+        s
+    }
+
+    /// The statistics of the union of both shards (Chan et al.'s parallel combination).
+    pub fn merge(&self, other: &ChannelStats) -> ChannelStats {
+        if self.count == 0 {
+            return *other;
+        }
+        if other.count == 0 {
+            return *self;
+        }
+        let (na, nb) = (self.count as f64, other.count as f64);
+        let n = na + nb;
+        let delta = other.mean - self.mean;
+        ChannelStats {
+            count: self.count + other.count,
+            mean: self.mean + delta * (nb / n),
+            m2: self.m2 + other.m2 + delta * delta * (na * nb / n),
+        }
+    }
+
+    /// Biased variance `m2 / count` (what normalization uses); NaN when empty.
+    pub fn var(&self) -> f64 {
+        self.m2 / self.count as f64
+    }
+
+    /// Unbiased variance `m2 / (count − 1)` (PyTorch's running variance); NaN below 2 values.
+    pub fn var_unbiased(&self) -> f64 {
+        if self.count < 2 {
+            f64::NAN
+        } else {
+            self.m2 / (self.count - 1) as f64
+        }
+    }
+}
+
+/// Per-channel statistics of `x` into `out` (one per channel).
+///
+/// ```
+/// use dropnorm::{ChannelStats, Layout, Shape, channel_stats};
+/// let x = [1.0f32, 2.0, 10.0, 20.0]; // NC (2, 2): channel 0 = [1, 10], channel 1 = [2, 20]
+/// let mut out = [ChannelStats::default(); 2];
+/// channel_stats(&x, Shape::nc(2, 2), Layout::Nc, &mut out).unwrap();
+/// assert_eq!(out[0].mean, 5.5);
+/// assert_eq!(out[1].var(), 81.0);
+/// ```
+pub fn channel_stats(
+    x: &[f32],
+    shape: Shape,
+    layout: Layout,
+    out: &mut [ChannelStats],
+) -> Result<(), Error> {
+    check_len("x", shape.validate(layout)?, x.len())?;
+    check_len("out", shape.c, out.len())?;
+    let geo = geometry(shape, layout);
+    let count = count_per_channel(shape);
+    if x.is_empty() {
+        out.fill(ChannelStats {
+            count: count as u64,
+            ..Default::default()
+        });
+        return Ok(());
+    }
+    let k = active_kernels();
+    let width = block_width(geo, x.len());
+    for_each_block_read(x, geo, width, x.len() >= SEQ_THRESHOLD, out, |block, o| {
+        let mut m = [(0.0, 0.0, 0.0); MAX_BLOCK];
+        moments(k, &block, count, &mut m);
+        for (s, &(_, mean, var)) in o.iter_mut().zip(&m) {
+            *s = ChannelStats {
+                count: count as u64,
+                mean,
+                m2: var * count as f64,
+            };
+        }
+    });
+    Ok(())
+}
+
+/// Channels per block at most (the column kernels' 64 lanes).
+pub(crate) const MAX_BLOCK: usize = 64;
+
+/// Values per channel.
+pub(crate) fn count_per_channel(shape: Shape) -> usize {
+    // Validated shapes: the product fits.
+    shape.n * shape.h * shape.w
+}
+
+/// How the channels of a validated `shape` lie in memory. NCHW with `H·W = 1` is NC.
+pub(crate) fn geometry(shape: Shape, layout: Layout) -> Geometry {
+    let hw = shape.h * shape.w;
+    match layout {
+        Layout::Nchw if hw != 1 => Geometry::Runs {
+            n: shape.n,
+            c: shape.c,
+            hw,
+        },
+        _ => Geometry::Cols {
+            rows: shape.n * hw,
+            c: shape.c,
+        },
+    }
+}
+
+/// Channels per block. The result does not depend on it (every channel's arithmetic is the
+/// same in any block), so it is chosen for speed: column blocks as wide as fit in about 1 MiB
+/// (a block is read twice, the second time from cache), run blocks of about 256 Ki values,
+/// and at least four blocks per thread when the channels allow.
+pub(crate) fn block_width(geo: Geometry, numel: usize) -> usize {
+    let c = geo.channels().max(1);
+    let threads = crate::parallel::threads();
+    let balance = c.div_ceil(4 * threads).max(1);
+    match geo {
+        Geometry::Runs { .. } => {
+            let per_channel = (numel / c).max(1);
+            ((256 << 10) / per_channel).clamp(1, MAX_BLOCK).min(balance)
+        }
+        Geometry::Cols { rows, .. } => {
+            let fit = if rows * 64 * 4 <= 1 << 20 {
+                64
+            } else if rows * 32 * 4 <= 1 << 20 {
+                32
+            } else {
+                16
+            };
+            // Keep multiples of 16 (whole vectors) when splitting for balance.
+            fit.min(balance.div_ceil(16) * 16)
+        }
+    }
+}
+
+/// `(pivot, mean, biased var)` of each channel of `block`, in f64, into `out`.
+///
+/// The pivot is the channel's first value; if the mean lies more than 4σ from it (an outlier
+/// pivot), the sums are taken again around the mean, so the cancellation in
+/// `Σv²/n − (Σv/n)²` never costs more than a factor of 17 in relative precision.
+pub(crate) fn moments(k: &Kernels, block: &Block, count: usize, out: &mut [(f32, f64, f64)]) {
+    let chans = block.channels();
+    let w = chans.len();
+    let mut pivots = [0.0f32; MAX_BLOCK];
+    for (p, ch) in pivots.iter_mut().zip(chans.clone()) {
+        *p = block.first(ch);
+    }
+    let mut sums = [[0.0f64; 2]; MAX_BLOCK];
+    let n = count as f64;
+    for pass in 0..2 {
+        block.sums(k, &pivots[..w], &mut sums[..w]);
+        let mut again = false;
+        for i in 0..w {
+            let d = sums[i][0] / n;
+            let var = (sums[i][1] / n - d * d).max(0.0);
+            out[i] = (pivots[i], pivots[i] as f64 + d, var);
+            if pass == 0 && d * d > 16.0 * var {
+                let better = (pivots[i] as f64 + d) as f32;
+                if better.is_finite() && better != pivots[i] {
+                    pivots[i] = better;
+                    again = true;
+                }
+            }
+        }
+        if !again {
+            break;
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Training-mode forward: batch statistics fused with normalization, running statistics.
+
+use super::stats::{MAX_BLOCK, block_width, count_per_channel, geometry, moments};
+use super::{BnParams, RunningStats, SavedStats, check_eps, inv_std};
+use crate::error::check_len;
+use crate::isa::active_kernels;
+use crate::kernels::bn::Affine;
+use crate::parallel::SEQ_THRESHOLD;
+use crate::simd::Src;
+use crate::simd::channels::for_each_block;
+use crate::{Error, Layout, Shape};
+
+/// Training-mode batch norm, out of place: computes each channel's batch mean and biased
+/// variance, writes `y = γ·(x − mean)/sqrt(var + eps) + β` (then ReLU if `params.relu`),
+/// saves the mean and `invstd` for backward, and updates `running` if given.
+///
+/// Each channel (NCHW) or block of up to 64 adjacent channels (NC, NHWC) is read for its
+/// statistics and normalized right after, while it is still in cache, so each element crosses
+/// DRAM once each way; channels are spread over rayon's pool.
+///
+/// ```
+/// use dropnorm::{BnParams, Layout, Momentum, RunningStats, SavedStats, Shape, batch_norm_train};
+/// let shape = Shape::nchw(2, 1, 1, 2); // one channel, values 1 2 3 4
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let mut y = [0.0f32; 4];
+/// let (mut mean, mut invstd) = ([0.0f32], [0.0f32]);
+/// let (mut rm, mut rv) = ([0.0f32], [1.0f32]);
+/// batch_norm_train(
+///     &x,
+///     &mut y,
+///     shape,
+///     Layout::Nchw,
+///     &BnParams::new(0.0),
+///     SavedStats { mean: &mut mean, invstd: &mut invstd },
+///     Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: Momentum::PyTorch(0.1) }),
+/// )?;
+/// assert_eq!(mean, [2.5]);
+/// assert!((y[0] + 1.3416408).abs() < 1e-6); // (1 − 2.5)/sqrt(1.25)
+/// assert!((rm[0] - 0.25).abs() < 1e-7);
+/// assert!((rv[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-6); // unbiased var 5/3
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train(
+    x: &[f32],
+    y: &mut [f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    saved: SavedStats,
+    running: Option<RunningStats>,
+) -> Result<(), Error> {
+    check_len("x", shape.validate(layout)?, x.len())?;
+    check_len("y", x.len(), y.len())?;
+    run(Src::Slice(x), y, shape, layout, params, saved, running)
+}
+
+/// [`batch_norm_train`] in place: `x` is overwritten with the output.
+pub fn batch_norm_train_inplace(
+    x: &mut [f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    saved: SavedStats,
+    running: Option<RunningStats>,
+) -> Result<(), Error> {
+    check_len("x", shape.validate(layout)?, x.len())?;
+    run(Src::InPlace, x, shape, layout, params, saved, running)
+}
+
+fn run(
+    x: Src,
+    y: &mut [f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    saved: SavedStats,
+    running: Option<RunningStats>,
+) -> Result<(), Error> {
+    // Validate everything before writing anything.
+    let c = shape.c;
+    check_eps(params.eps)?;
+    if let Some(g) = params.gamma {
+        check_len("gamma", c, g.len())?;
+    }
+    if let Some(b) = params.beta {
+        check_len("beta", c, b.len())?;
+    }
+    check_len("saved.mean", c, saved.mean.len())?;
+    check_len("saved.invstd", c, saved.invstd.len())?;
+    let weights = match &running {
+        Some(r) => {
+            check_len("running.mean", c, r.mean.len())?;
+            check_len("running.var", c, r.var.len())?;
+            Some(r.momentum.weights()?)
+        }
+        None => None,
+    };
+    let count = count_per_channel(shape);
+    if count < 2 && c > 0 {
+        return Err(Error::TooFewValuesPerChannel { count });
+    }
+    if c == 0 {
+        return Ok(());
+    }
+
+    let k = active_kernels();
+    let geo = geometry(shape, layout);
+    let n = y.len();
+    let nt = k.use_nt(n);
+    let width = block_width(geo, n);
+    let eps = params.eps;
+    let (gamma, beta, relu) = (params.gamma, params.beta, params.relu);
+
+    // Per block: statistics, then normalization while the block is in cache. The block saves
+    // each channel's mean and (provisionally, in `invstd`) biased variance.
+    for_each_block(x, y, geo, width, n >= SEQ_THRESHOLD, saved.mean, saved.invstd, |mut block, means, vars| {
+        let mut m = [(0.0f32, 0.0f64, 0.0f64); MAX_BLOCK];
+        moments(k, &block, count, &mut m);
+        let mut aff = [Affine { k: 0.0, d: 0.0, a: 0.0, b: 0.0 }; MAX_BLOCK];
+        for (i, ch) in block.channels().enumerate() {
+            let (pivot, mean, var) = m[i];
+            let var = var as f32;
+            let g = gamma.map_or(1.0, |g| g[ch]);
+            aff[i] = Affine {
+                k: pivot,
+                d: (mean - pivot as f64) as f32,
+                a: (g as f64 * inv_std(var, eps) as f64) as f32,
+                b: beta.map_or(0.0, |b| b[ch]),
+            };
+            means[i] = mean as f32;
+            vars[i] = var;
+        }
+        block.normalize(k, &aff[..means.len()], relu, nt, true);
+    });
+
+    // Running statistics from the saved ones, then the variance becomes invstd.
+    let unbias = count as f64 / (count as f64 - 1.0);
+    let mut running = running;
+    for ch in 0..c {
+        let var = saved.invstd[ch];
+        if let (Some(r), Some((w_run, w_batch, unbiased))) = (running.as_mut(), weights) {
+            let v = if unbiased { var as f64 * unbias } else { var as f64 };
+            r.mean[ch] = (w_run * r.mean[ch] as f64 + w_batch * saved.mean[ch] as f64) as f32;
+            r.var[ch] = (w_run * r.var[ch] as f64 + w_batch * v) as f32;
+        }
+        saved.invstd[ch] = inv_std(var, eps);
+    }
+    Ok(())
+}

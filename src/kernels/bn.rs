@@ -1,0 +1,370 @@
+//! Batch-norm kernel bodies: shifted sums (the statistics) and the centered normalization, for
+//! channels stored as runs (NCHW: a channel is N runs of H·W) or as columns (NC and NHWC: a
+//! block of up to 64 adjacent channels, one lane per channel, down all rows).
+//!
+//! Statistics are sums of `v = x − K` and `v²` for a per-channel pivot `K`. Subtracting a pivot
+//! close to the data keeps `v` small (and exact when `x` and `K` are within a factor of two of
+//! each other), so the sums keep full precision whatever the channel's offset. The f32 lane
+//! sums are flushed to f64 totals every [`FLUSH_VECTORS`] vectors in a fixed order, so the
+//! result depends only on the data, never on threads.
+//!
+//! Normalization is `((x − K) − d)·a + b` with `d = mean − K`, `a = γ·invstd`,
+//! `b = β`: centered, so a constant channel gives exactly `β`.
+
+use crate::kernels::stream::{Lanes, load, store_partial, write_stream};
+use crate::simd::{LANES, Simd};
+
+/// f32 lane sums are flushed to f64 after at most this many vectors (each of four
+/// accumulators then holds at most 64 terms: ~1e-6 relative error before the f64 sum).
+const FLUSH_VECTORS: usize = 256;
+
+/// Rows between flushes in the column kernels (one term per row per lane).
+const FLUSH_ROWS: usize = 64;
+
+/// Bits `0..n` set.
+#[inline(always)]
+fn low_bits(n: usize) -> u16 {
+    ((1u32 << n) - 1) as u16
+}
+
+/// Four pairs of f32 accumulators (Σv, Σv²) reduced into two f64 totals.
+struct RunSums<S: Simd> {
+    a1: [S::F; 4],
+    a2: [S::F; 4],
+    pending: usize,
+    tot: [f64; 2],
+}
+
+impl<S: Simd> RunSums<S> {
+    #[inline(always)]
+    fn new(s: S) -> Self {
+        let z = s.splat(0.0);
+        RunSums {
+            a1: [z; 4],
+            a2: [z; 4],
+            pending: 0,
+            tot: [0.0; 2],
+        }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, s: S, u: usize, v: S::F) {
+        self.a1[u] = s.add(self.a1[u], v);
+        self.a2[u] = s.mul_add(v, v, self.a2[u]);
+    }
+
+    #[inline(always)]
+    fn flush(&mut self, s: S) {
+        let z = s.splat(0.0);
+        for u in 0..4 {
+            for l in s.to_array(self.a1[u]) {
+                self.tot[0] += l as f64;
+            }
+            for l in s.to_array(self.a2[u]) {
+                self.tot[1] += l as f64;
+            }
+            self.a1[u] = z;
+            self.a2[u] = z;
+        }
+        self.pending = 0;
+    }
+}
+
+/// `[Σ(x − K), Σ(x − K)²]` over `runs` runs of `len` elements at `x + r·stride`.
+///
+/// # Safety
+/// `x + r·stride + [0, len)` must be readable for every `r < runs`.
+#[inline(always)]
+pub(crate) unsafe fn sums_runs<S: Simd>(
+    s: S,
+    x: *const f32,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    pivot: f32,
+) -> [f64; 2] {
+    let k = s.splat(pivot);
+    let one = s.splat(1.0);
+    let mut acc = RunSums::new(s);
+    for r in 0..runs {
+        // SAFETY: every load below stays within x + r·stride + [0, len).
+        unsafe {
+            let p = x.add(r * stride);
+            let mut i = 0;
+            while i + 4 * LANES <= len {
+                for u in 0..4 {
+                    let v = s.sub(s.loadu(p.add(i + u * LANES)), k);
+                    acc.add(s, u, v);
+                }
+                i += 4 * LANES;
+                acc.pending += 4;
+                if acc.pending >= FLUSH_VECTORS {
+                    acc.flush(s);
+                }
+            }
+            while i + LANES <= len {
+                let v = s.sub(s.loadu(p.add(i)), k);
+                acc.add(s, acc.pending & 3, v);
+                acc.pending += 1;
+                i += LANES;
+            }
+            if i < len {
+                // Lanes past the run hold 0 − K: zero them.
+                let v = s.mul_keep(low_bits(len - i), s.sub(load(s, p.add(i), len - i), k), one);
+                acc.add(s, acc.pending & 3, v);
+                acc.pending += 1;
+            }
+        }
+        if acc.pending >= FLUSH_VECTORS {
+            acc.flush(s);
+        }
+    }
+    acc.flush(s);
+    acc.tot
+}
+
+/// The centered affine map of one vector, optionally followed by ReLU.
+struct Normalize<S: Simd, const RELU: bool> {
+    x: *const f32,
+    k: S::F,
+    d: S::F,
+    a: S::F,
+    b: S::F,
+    /// Elements ahead of `x` to prefetch into L2 (0: none).
+    prefetch: usize,
+}
+
+impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
+    #[inline(always)]
+    fn apply(s: S, v: S::F, k: S::F, d: S::F, a: S::F, b: S::F) -> S::F {
+        let r = s.mul_add(s.sub(s.sub(v, k), d), a, b);
+        if RELU { s.relu(r) } else { r }
+    }
+}
+
+impl<S: Simd, const RELU: bool> Lanes<S> for Normalize<S, RELU> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        if self.prefetch != 0 {
+            s.prefetch_l2(self.x.wrapping_add(i + self.prefetch));
+        }
+        // SAFETY: the kernel's contract covers x[i..i+len].
+        let v = unsafe { load(s, self.x.add(i), len) };
+        Self::apply(s, v, self.k, self.d, self.a, self.b)
+    }
+}
+
+/// Per-channel constants of the normalization: pivot `k`, `d = mean − k`, `a = γ·invstd`,
+/// `b = β`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Affine {
+    pub k: f32,
+    pub d: f32,
+    pub a: f32,
+    pub b: f32,
+}
+
+/// Normalizes `runs` runs of `len` elements (`y[r] = f(x[r])` at `r·stride`), prefetching
+/// the element `prefetch` ahead of each one read (0: none) into L2. `x` may equal `y`.
+///
+/// # Safety
+/// `x + r·stride + [0, len)` readable and `y + r·stride + [0, len)` writable for every
+/// `r < runs`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn normalize_runs<S: Simd>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    f: Affine,
+    relu: bool,
+    nt: bool,
+    prefetch: usize,
+) {
+    let (k, d, a, b) = (s.splat(f.k), s.splat(f.d), s.splat(f.a), s.splat(f.b));
+    for r in 0..runs {
+        // SAFETY: run r is within the contract; `write_stream` stays inside it.
+        unsafe {
+            let (xr, yr) = (x.add(r * stride), y.add(r * stride));
+            if relu {
+                let op = Normalize::<S, true> { x: xr, k, d, a, b, prefetch };
+                write_stream(s, yr, len, nt, op);
+            } else {
+                let op = Normalize::<S, false> { x: xr, k, d, a, b, prefetch };
+                write_stream(s, yr, len, nt, op);
+            }
+        }
+    }
+}
+
+/// Length of vector `v` of a `w`-wide column block.
+#[inline(always)]
+fn vec_len(w: usize, v: usize) -> usize {
+    (w - v * LANES).min(LANES)
+}
+
+/// Per-column `Σ(x − K)` into `out[0..w]` and `Σ(x − K)²` into `out[w..2w]`, for `rows` rows
+/// of a block of `w <= 64` adjacent columns at `x + r·stride`, pivots `pivots[0..w]`.
+///
+/// # Safety
+/// `x + r·stride + [0, w)` readable for every `r < rows`; `pivots` valid for `w` reads,
+/// `out` for `2w` writes; `0 < w <= 64`.
+#[inline(always)]
+pub(crate) unsafe fn sums_cols<S: Simd>(
+    s: S,
+    x: *const f32,
+    rows: usize,
+    stride: usize,
+    w: usize,
+    pivots: *const f32,
+    out: *mut f64,
+) {
+    // SAFETY (all arms): forwarded.
+    unsafe {
+        match w.div_ceil(LANES) {
+            1 => sums_cols_n::<S, 1>(s, x, rows, stride, w, pivots, out),
+            2 => sums_cols_n::<S, 2>(s, x, rows, stride, w, pivots, out),
+            3 => sums_cols_n::<S, 3>(s, x, rows, stride, w, pivots, out),
+            _ => sums_cols_n::<S, 4>(s, x, rows, stride, w, pivots, out),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn sums_cols_n<S: Simd, const NV: usize>(
+    s: S,
+    x: *const f32,
+    rows: usize,
+    stride: usize,
+    w: usize,
+    pivots: *const f32,
+    out: *mut f64,
+) {
+    let z = s.splat(0.0);
+    let mut k = [z; NV];
+    for (v, kv) in k.iter_mut().enumerate() {
+        // SAFETY: pivots holds w floats; `load` reads only vec_len of them.
+        *kv = unsafe { load(s, pivots.add(v * LANES), vec_len(w, v)) };
+    }
+    let (mut a1, mut a2) = ([z; NV], [z; NV]);
+    let (mut t1, mut t2) = ([0.0f64; 64], [0.0f64; 64]);
+    let mut flush = |a1: &mut [S::F; NV], a2: &mut [S::F; NV]| {
+        for v in 0..NV {
+            for (l, (x1, x2)) in s.to_array(a1[v]).into_iter().zip(s.to_array(a2[v])).enumerate() {
+                t1[v * LANES + l] += x1 as f64;
+                t2[v * LANES + l] += x2 as f64;
+            }
+            a1[v] = z;
+            a2[v] = z;
+        }
+    };
+    for r in 0..rows {
+        for v in 0..NV {
+            // SAFETY: row r, columns [16v, 16v + vec_len) < w. Lanes past `w` load 0 and
+            // subtract a zero pivot, so they add nothing.
+            let xv = unsafe { load(s, x.add(r * stride + v * LANES), vec_len(w, v)) };
+            let d = s.sub(xv, k[v]);
+            a1[v] = s.add(a1[v], d);
+            a2[v] = s.mul_add(d, d, a2[v]);
+        }
+        if (r + 1) % FLUSH_ROWS == 0 {
+            flush(&mut a1, &mut a2);
+        }
+    }
+    flush(&mut a1, &mut a2);
+    for c in 0..w {
+        // SAFETY: out holds 2w f64.
+        unsafe {
+            *out.add(c) = t1[c];
+            *out.add(w + c) = t2[c];
+        }
+    }
+}
+
+/// Normalizes `rows` rows of a `w`-column block: `y = ((x − k) − d)·a + b` per column, with the
+/// per-column constants in `aff = [k; d; a; b]` (each `w` floats). Prefetches `prefetch`
+/// elements ahead of each row segment into L2 (0: none). `x` may equal `y`.
+///
+/// # Safety
+/// `x + r·stride + [0, w)` readable and `y + r·stride + [0, w)` writable for every `r < rows`;
+/// `aff` valid for `4w` reads; `0 < w <= 64`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn normalize_cols<S: Simd>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    rows: usize,
+    stride: usize,
+    w: usize,
+    aff: *const f32,
+    relu: bool,
+    nt: bool,
+    prefetch: usize,
+) {
+    // SAFETY (all arms): forwarded.
+    unsafe {
+        match (w.div_ceil(LANES), relu) {
+            (1, false) => norm_cols_n::<S, 1, false>(s, x, y, rows, stride, w, aff, nt, prefetch),
+            (2, false) => norm_cols_n::<S, 2, false>(s, x, y, rows, stride, w, aff, nt, prefetch),
+            (3, false) => norm_cols_n::<S, 3, false>(s, x, y, rows, stride, w, aff, nt, prefetch),
+            (_, false) => norm_cols_n::<S, 4, false>(s, x, y, rows, stride, w, aff, nt, prefetch),
+            (1, true) => norm_cols_n::<S, 1, true>(s, x, y, rows, stride, w, aff, nt, prefetch),
+            (2, true) => norm_cols_n::<S, 2, true>(s, x, y, rows, stride, w, aff, nt, prefetch),
+            (3, true) => norm_cols_n::<S, 3, true>(s, x, y, rows, stride, w, aff, nt, prefetch),
+            (_, true) => norm_cols_n::<S, 4, true>(s, x, y, rows, stride, w, aff, nt, prefetch),
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn norm_cols_n<S: Simd, const NV: usize, const RELU: bool>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    rows: usize,
+    stride: usize,
+    w: usize,
+    aff: *const f32,
+    nt: bool,
+    prefetch: usize,
+) {
+    let z = s.splat(0.0);
+    let mut c = [[z; NV]; 4];
+    for (j, cj) in c.iter_mut().enumerate() {
+        for (v, cv) in cj.iter_mut().enumerate() {
+            // SAFETY: aff holds 4w floats; `load` reads vec_len of row j's.
+            *cv = unsafe { load(s, aff.add(j * w + v * LANES), vec_len(w, v)) };
+        }
+    }
+    let [k, d, a, b] = c;
+    for r in 0..rows {
+        // SAFETY: row r's segment [0, w) is within the contract; full vectors only where
+        // 16 columns remain, the last one partial.
+        unsafe {
+            let (xr, yr) = (x.add(r * stride), y.add(r * stride));
+            for v in 0..NV {
+                let len = vec_len(w, v);
+                if prefetch != 0 {
+                    s.prefetch_l2(xr.wrapping_add(v * LANES + prefetch));
+                }
+                let o = Normalize::<S, RELU>::apply(s, load(s, xr.add(v * LANES), len), k[v], d[v], a[v], b[v]);
+                let p = yr.add(v * LANES);
+                if len < LANES {
+                    store_partial(s, p, len, o);
+                } else if nt && S::NT && (p as usize) % 64 == 0 {
+                    s.store_nt(p, o);
+                } else {
+                    s.storeu(p, o);
+                }
+            }
+        }
+    }
+    if nt {
+        s.fence();
+    }
+}

@@ -1,0 +1,224 @@
+//! Disjoint per-channel access to a tensor for the batch-norm kernels.
+//!
+//! A channel of an NCHW tensor is N strided runs, and a channel of an NC/NHWC tensor is a
+//! strided column, so channels cannot be handed to rayon tasks as plain `&mut` sub-slices.
+//! [`for_each_block`] cuts the channels into blocks of adjacent channels, gives each block to
+//! exactly one task as a [`Block`], and a `Block` only ever reads and writes the elements of
+//! its own channels. That is the whole soundness argument for the raw pointers below.
+
+use core::marker::PhantomData;
+use core::ops::Range;
+
+use super::table::{Kernels, Src};
+use crate::kernels::bn::Affine;
+use crate::parallel::for_each_chunk2;
+
+/// Where the channels of a tensor live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Geometry {
+    /// NCHW: channel `ch` is `n` runs of `hw` elements at `(i·c + ch)·hw`, `i < n`.
+    Runs { n: usize, c: usize, hw: usize },
+    /// NC and NHWC: channel `ch` is column `ch` of `rows` rows of `c` elements.
+    Cols { rows: usize, c: usize },
+}
+
+impl Geometry {
+    /// Channels.
+    pub(crate) fn channels(&self) -> usize {
+        match *self {
+            Geometry::Runs { c, .. } | Geometry::Cols { c, .. } => c,
+        }
+    }
+
+    fn numel(&self) -> usize {
+        match *self {
+            Geometry::Runs { n, c, hw } => n * c * hw,
+            Geometry::Cols { rows, c } => rows * c,
+        }
+    }
+}
+
+/// The input and output base pointers, shared by the tasks of one [`for_each_block`].
+#[derive(Clone, Copy)]
+struct Base {
+    x: *const f32,
+    y: *mut f32,
+}
+
+// SAFETY: the pointers come from a `&[f32]`/`&mut [f32]` borrowed for the whole
+// `for_each_block` call, and each task touches only the channels of its own block, so no
+// element is written by one task while another task reads or writes it.
+unsafe impl Send for Base {}
+// SAFETY: as above.
+unsafe impl Sync for Base {}
+
+/// Exclusive access to the channels `c0 .. c1` of a tensor (input and output).
+pub(crate) struct Block<'a> {
+    base: Base,
+    geo: Geometry,
+    c0: usize,
+    c1: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+impl Block<'_> {
+    /// The block's channels.
+    pub(crate) fn channels(&self) -> Range<usize> {
+        self.c0..self.c1
+    }
+
+    /// The input's first element of channel `ch` (a good pivot: it is a sample of the data).
+    pub(crate) fn first(&self, ch: usize) -> f32 {
+        assert!(self.channels().contains(&ch));
+        let at = match self.geo {
+            Geometry::Runs { hw, .. } => ch * hw,
+            Geometry::Cols { .. } => ch,
+        };
+        // SAFETY: `for_each_block` only makes blocks of non-empty channels (every channel has
+        // at least one element), and element `at` belongs to channel `ch` of this block.
+        unsafe { *self.base.x.add(at) }
+    }
+
+    /// Shifted sums of each channel of the block: `out[i] = [Σ(x − K_i), Σ(x − K_i)²]` for
+    /// channel `c0 + i` with pivot `pivots[i]`.
+    pub(crate) fn sums(&self, k: &Kernels, pivots: &[f32], out: &mut [[f64; 2]]) {
+        let w = self.c1 - self.c0;
+        assert!(pivots.len() >= w && out.len() >= w);
+        match self.geo {
+            Geometry::Runs { n, c, hw } => {
+                for (i, o) in out[..w].iter_mut().enumerate() {
+                    let x = self.base.x.wrapping_add((self.c0 + i) * hw);
+                    // SAFETY: features checked when the table was handed out; run r of the
+                    // channel is x + r·c·hw + [0, hw), inside the tensor (n·c·hw elements).
+                    *o = unsafe { (k.bn_sums_runs)(x, n, hw, c * hw, pivots[i]) };
+                }
+            }
+            Geometry::Cols { rows, c } => {
+                assert!(w <= 64);
+                let mut t = [0.0f64; 128];
+                let x = self.base.x.wrapping_add(self.c0);
+                // SAFETY: features checked; row r's columns c0..c1 are x + r·c + [0, w),
+                // inside the tensor; `t` holds 2w f64, `pivots` at least w floats.
+                unsafe { (k.bn_sums_cols)(x, rows, c, w, pivots.as_ptr(), t.as_mut_ptr()) };
+                for (i, o) in out[..w].iter_mut().enumerate() {
+                    *o = [t[i], t[w + i]];
+                }
+            }
+        }
+    }
+
+    /// Writes `y = ((x − k) − d)·a + b` (then ReLU if `relu`) for every channel of the block,
+    /// with `aff[i]` for channel `c0 + i`. With `prefetch_next`, the data of the next block
+    /// (channels `c1 ..`, same runs or rows) is prefetched into L2 while this one is written,
+    /// so its statistics pass reads from cache.
+    pub(crate) fn normalize(
+        &mut self,
+        k: &Kernels,
+        aff: &[Affine],
+        relu: bool,
+        nt: bool,
+        prefetch_next: bool,
+    ) {
+        let w = self.c1 - self.c0;
+        assert!(aff.len() >= w && !self.base.y.is_null(), "normalize on a read-only block");
+        match self.geo {
+            Geometry::Runs { n, c, hw } => {
+                for (i, f) in aff[..w].iter().enumerate() {
+                    let ch = self.c0 + i;
+                    let pf = if prefetch_next && ch + 1 < c { hw } else { 0 };
+                    let (x, y) = (
+                        self.base.x.wrapping_add(ch * hw),
+                        self.base.y.wrapping_add(ch * hw),
+                    );
+                    // SAFETY: features checked; run r of channel `ch` is
+                    // [ch·hw + r·c·hw, +hw) of both tensors, which this block owns. Prefetches
+                    // never fault.
+                    unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, *f, relu, nt, pf) }
+                }
+            }
+            Geometry::Cols { rows, c } => {
+                assert!(w <= 64);
+                let mut cols = [0.0f32; 4 * 64];
+                for (i, f) in aff[..w].iter().enumerate() {
+                    cols[i] = f.k;
+                    cols[w + i] = f.d;
+                    cols[2 * w + i] = f.a;
+                    cols[3 * w + i] = f.b;
+                }
+                let pf = if prefetch_next && self.c1 < c { w } else { 0 };
+                let (x, y) = (self.base.x.wrapping_add(self.c0), self.base.y.wrapping_add(self.c0));
+                // SAFETY: features checked; row r's columns c0..c1 are [r·c + c0, +w) of both
+                // tensors, which this block owns; `cols` holds the 4w constants.
+                unsafe { (k.bn_normalize_cols)(x, y, rows, c, w, cols.as_ptr(), relu, nt, pf) }
+            }
+        }
+    }
+}
+
+/// Calls `f(block, a_chunk, b_chunk)` for the blocks of `width` adjacent channels of the
+/// tensor `y` (input `x`, or `y` itself in place), `a` and `b` being per-channel outputs cut
+/// into the same blocks. Each block goes to exactly one task; in parallel when `par`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn for_each_block<A: Send, B: Send>(
+    x: Src,
+    y: &mut [f32],
+    geo: Geometry,
+    width: usize,
+    par: bool,
+    a: &mut [A],
+    b: &mut [B],
+    f: impl Fn(Block<'_>, &mut [A], &mut [B]) + Sync + Send,
+) {
+    let c = geo.channels();
+    assert!(width > 0 && geo.numel() == y.len() && a.len() == c && b.len() == c);
+    if y.is_empty() {
+        return;
+    }
+    let base = Base {
+        x: x.ptr(y),
+        y: y.as_mut_ptr(),
+    };
+    for_each_chunk2(a, width, b, width, par, |bi, ac, bc| {
+        let c0 = bi * width;
+        let block = Block {
+            base,
+            geo,
+            c0,
+            c1: c0 + ac.len(),
+            _borrow: PhantomData,
+        };
+        f(block, ac, bc)
+    });
+}
+
+/// Like [`for_each_block`] for reading only: blocks of `x`, with one per-channel output `a`.
+/// The blocks' `normalize` must not be called (it asserts).
+pub(crate) fn for_each_block_read<A: Send>(
+    x: &[f32],
+    geo: Geometry,
+    width: usize,
+    par: bool,
+    a: &mut [A],
+    f: impl Fn(Block<'_>, &mut [A]) + Sync + Send,
+) {
+    let c = geo.channels();
+    assert!(width > 0 && geo.numel() == x.len() && a.len() == c);
+    if x.is_empty() {
+        return;
+    }
+    let base = Base {
+        x: x.as_ptr(),
+        y: core::ptr::null_mut(),
+    };
+    crate::parallel::for_each_chunk(a, width, par, |bi, ac| {
+        let c0 = bi * width;
+        let block = Block {
+            base,
+            geo,
+            c0,
+            c1: c0 + ac.len(),
+            _borrow: PhantomData,
+        };
+        f(block, ac)
+    });
+}
