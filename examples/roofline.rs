@@ -7,6 +7,7 @@
 //! cargo run --release --example roofline -- --quick      # short smoke run (CI)
 //! cargo run --release --example roofline -- --threads 2  # one thread count
 //! cargo run --release --example roofline -- --isa avx2   # another ISA than the best
+//! cargo run --release --example roofline -- --filter nhwc # rows matching "kernel layout shape"
 //! ```
 //!
 //! GB/s are of each kernel's minimum traffic (dropout: read x, write y = 8 B/element; with
@@ -28,6 +29,16 @@ struct Opts {
     json: bool,
     threads: Vec<usize>,
     isa: Isa,
+    /// Only rows whose "kernel layout shape" contains this.
+    filter: Option<String>,
+}
+
+impl Opts {
+    fn wants(&self, kernel: &str, layout: &str, shape: &str) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| format!("{kernel} {layout} {shape}").contains(f.as_str()))
+    }
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -36,6 +47,7 @@ fn parse_args() -> Result<Opts, String> {
         json: false,
         threads: Vec::new(),
         isa: Isa::best(),
+        filter: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -53,9 +65,10 @@ fn parse_args() -> Result<Opts, String> {
                     return Err(format!("{} is not available on this CPU", o.isa));
                 }
             }
+            "--filter" => o.filter = Some(args.next().ok_or("--filter needs a pattern")?),
             "-h" | "--help" => {
                 println!(
-                    "usage: roofline [--quick] [--json] [--threads N] [--isa portable|avx2|avx512]"
+                    "usage: roofline [--quick] [--json] [--threads N] [--isa portable|avx2|avx512] [--filter TEXT]"
                 );
                 std::process::exit(0);
             }
@@ -217,6 +230,9 @@ fn main() {
 
 fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
     for &n in sizes {
+        if !o.wants("dropout", "flat", &format!("[{n}]")) {
+            continue;
+        }
         let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 * 0.001).collect();
         let mut y = vec![0.0f32; n];
         let mut mask = vec![0u8; mask_len(n)];
@@ -285,6 +301,10 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
     for (shape, layout) in bn_shapes(o.quick) {
         let n = shape.numel().expect("fixed shapes");
         let c = shape.c;
+        let (lname, sname) = (layout_name(layout), shape_name(shape, layout));
+        if !o.wants("bn_train", lname, &sname) {
+            continue;
+        }
         let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 0.01 + 3.0).collect();
         let mut y = vec![0.0f32; n];
         let (copy_gbps, copy_nt_gbps) = copy_bandwidth(o.isa, &x, &mut y, budget);
@@ -304,15 +324,8 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         });
         Row {
             kernel: "bn_train",
-            layout: match layout {
-                Layout::Nc => "nc",
-                Layout::Nchw => "nchw",
-                Layout::Nhwc => "nhwc",
-            },
-            shape: match layout {
-                Layout::Nc => format!("({},{})", shape.n, c),
-                _ => format!("({},{},{},{})", shape.n, c, shape.h, shape.w),
-            },
+            layout: lname,
+            shape: sname,
             elems: n,
             threads,
             isa: o.isa,
@@ -323,5 +336,20 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             naive_secs: Some(naive),
         }
         .print(o.json);
+    }
+}
+
+fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Nc => "nc",
+        Layout::Nchw => "nchw",
+        Layout::Nhwc => "nhwc",
+    }
+}
+
+fn shape_name(shape: Shape, layout: Layout) -> String {
+    match layout {
+        Layout::Nc => format!("({},{})", shape.n, shape.c),
+        _ => format!("({},{},{},{})", shape.n, shape.c, shape.h, shape.w),
     }
 }

@@ -21,6 +21,9 @@ const FLUSH_VECTORS: usize = 256;
 /// Rows between flushes in the column kernels (one term per row per lane).
 const FLUSH_ROWS: usize = 64;
 
+/// How many rows ahead the column kernels prefetch.
+const ROWS_AHEAD: usize = 16;
+
 /// Bits `0..n` set.
 #[inline(always)]
 fn low_bits(n: usize) -> u16 {
@@ -262,6 +265,11 @@ unsafe fn sums_cols_n<S: Simd, const NV: usize>(
         }
     };
     for r in 0..rows {
+        for v in 0..NV {
+            // Rows are a stride apart (often kilobytes): too far for the hardware prefetchers
+            // to follow, so fetch a few rows ahead by hand. Prefetches never fault.
+            s.prefetch(x.wrapping_add((r + ROWS_AHEAD) * stride + v * LANES));
+        }
         for v in 0..NV {
             // SAFETY: row r, columns [16v, 16v + vec_len) < w. Lanes past `w` load 0 and
             // subtract a zero pivot, so they add nothing.
