@@ -49,14 +49,14 @@ pub mod reference;
 #[doc(hidden)]
 pub mod testing;
 
+pub use batch_norm::{
+    BnParams, ChannelStats, Momentum, RunningStats, SavedStats, batch_norm_train,
+    batch_norm_train_inplace, channel_stats,
+};
 pub use dropout::{
     DropoutParams, dropout, dropout_backward, dropout_backward_inplace, dropout_backward_with_mask,
     dropout_channels, dropout_channels_backward, dropout_channels_inplace, dropout_inplace,
     dropout_with_mask, mask_len,
-};
-pub use batch_norm::{
-    BnParams, ChannelStats, Momentum, RunningStats, SavedStats, batch_norm_train,
-    batch_norm_train_inplace, channel_stats,
 };
 pub use error::Error;
 pub use isa::{Isa, UnknownIsa, active_isa, force_isa, with_isa};

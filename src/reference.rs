@@ -118,7 +118,12 @@ pub fn channel_index(shape: crate::Shape, layout: crate::Layout, ch: usize, j: u
 }
 
 /// The values of channel `ch`, as f64.
-pub fn channel_values(x: &[f32], shape: crate::Shape, layout: crate::Layout, ch: usize) -> Vec<f64> {
+pub fn channel_values(
+    x: &[f32],
+    shape: crate::Shape,
+    layout: crate::Layout,
+    ch: usize,
+) -> Vec<f64> {
     let count = shape.n * shape.h * shape.w;
     (0..count)
         .map(|j| x[channel_index(shape, layout, ch, j)] as f64)
@@ -150,7 +155,11 @@ pub fn batch_norm_train(
         let v = channel_values(x, shape, layout, ch);
         let (mean, var) = mean_var(&v);
         let denom = var + eps as f64;
-        let invstd = if denom == 0.0 { 0.0 } else { 1.0 / denom.sqrt() };
+        let invstd = if denom == 0.0 {
+            0.0
+        } else {
+            1.0 / denom.sqrt()
+        };
         let g = gamma.map_or(1.0, |g| g[ch] as f64);
         let b = beta.map_or(0.0, |b| b[ch] as f64);
         for (j, &xv) in v.iter().enumerate() {
@@ -175,7 +184,10 @@ pub fn batch_norm_train_naive(x: &[f32], y: &mut [f32], n: usize, c: usize, hw: 
         let mean = sum / count;
         let mut sq = 0.0f32;
         for r in runs() {
-            sq += x[r..r + hw].iter().map(|v| (v - mean) * (v - mean)).sum::<f32>();
+            sq += x[r..r + hw]
+                .iter()
+                .map(|v| (v - mean) * (v - mean))
+                .sum::<f32>();
         }
         let a = 1.0 / (sq / count + eps).sqrt();
         let b = -mean * a;
@@ -203,7 +215,10 @@ pub fn batch_norm_train_naive_cols(x: &[f32], y: &mut [f32], rows: usize, c: usi
             *s += (v - m) * (v - m);
         }
     }
-    let a: Vec<f32> = sq.iter().map(|s| 1.0 / (s / rows as f32 + eps).sqrt()).collect();
+    let a: Vec<f32> = sq
+        .iter()
+        .map(|s| 1.0 / (s / rows as f32 + eps).sqrt())
+        .collect();
     for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
         for (((o, &v), &a), &m) in yr.iter_mut().zip(xr).zip(&a).zip(&mean) {
             *o = v * a - m * a;

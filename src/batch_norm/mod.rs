@@ -103,7 +103,11 @@ impl Momentum {
         if !(0.0..=1.0).contains(&m) {
             return Err(crate::Error::InvalidMomentum { momentum: m as f32 });
         }
-        Ok(if onnx { (m, 1.0 - m, false) } else { (1.0 - m, m, true) })
+        Ok(if onnx {
+            (m, 1.0 - m, false)
+        } else {
+            (1.0 - m, m, true)
+        })
     }
 }
 
@@ -131,7 +135,11 @@ pub struct SavedStats<'a> {
 /// channel normalizes to `β` rather than NaN).
 pub(crate) fn inv_std(var: f32, eps: f32) -> f32 {
     let v = var as f64 + eps as f64;
-    if v == 0.0 { 0.0 } else { (1.0 / v.sqrt()) as f32 }
+    if v == 0.0 {
+        0.0
+    } else {
+        (1.0 / v.sqrt()) as f32
+    }
 }
 
 pub(crate) fn check_eps(eps: f32) -> Result<(), crate::Error> {

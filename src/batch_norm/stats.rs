@@ -105,7 +105,7 @@ pub fn channel_stats(
         return Ok(());
     }
     let k = active_kernels();
-    let width = block_width(geo, x.len());
+    let width = block_width(geo);
     for_each_block_read(x, geo, width, x.len() >= SEQ_THRESHOLD, out, |block, o| {
         let mut m = [(0.0, 0.0, 0.0); MAX_BLOCK];
         moments(k, &block, count, &mut m);
@@ -147,17 +147,16 @@ pub(crate) fn geometry(shape: Shape, layout: Layout) -> Geometry {
 
 /// Channels per block. The result does not depend on it (every channel's arithmetic is the
 /// same in any block), so it is chosen for speed: column blocks as wide as fit in about 1 MiB
-/// (a block is read twice, the second time from cache), run blocks of about 256 Ki values,
-/// and at least four blocks per thread when the channels allow.
-pub(crate) fn block_width(geo: Geometry, numel: usize) -> usize {
+/// (a block is read twice, the second time from cache), and at least four blocks per thread
+/// when the channels allow.
+pub(crate) fn block_width(geo: Geometry) -> usize {
     let c = geo.channels().max(1);
     let threads = crate::parallel::threads();
     let balance = c.div_ceil(4 * threads).max(1);
     match geo {
-        Geometry::Runs { .. } => {
-            let per_channel = (numel / c).max(1);
-            ((256 << 10) / per_channel).clamp(1, MAX_BLOCK).min(balance)
-        }
+        // Channels are pipelined within a block: the more per block, the better, as long as
+        // every thread gets a few blocks.
+        Geometry::Runs { .. } => c.div_ceil(2 * threads).min(MAX_BLOCK),
         Geometry::Cols { rows, .. } => {
             let fit = if rows * 64 * 4 <= 1 << 20 {
                 64
@@ -185,24 +184,35 @@ pub(crate) fn moments(k: &Kernels, block: &Block, count: usize, out: &mut [(f32,
         *p = block.first(ch);
     }
     let mut sums = [[0.0f64; 2]; MAX_BLOCK];
-    let n = count as f64;
-    for pass in 0..2 {
-        block.sums(k, &pivots[..w], &mut sums[..w]);
-        let mut again = false;
-        for i in 0..w {
-            let d = sums[i][0] / n;
-            let var = (sums[i][1] / n - d * d).max(0.0);
-            out[i] = (pivots[i], pivots[i] as f64 + d, var);
-            if pass == 0 && d * d > 16.0 * var {
-                let better = (pivots[i] as f64 + d) as f32;
-                if better.is_finite() && better != pivots[i] {
-                    pivots[i] = better;
-                    again = true;
-                }
-            }
-        }
-        if !again {
-            break;
+    block.sums(k, &pivots[..w], &mut sums[..w]);
+    let mut again = false;
+    for i in 0..w {
+        let (m, better) = from_sums(pivots[i], sums[i], count);
+        out[i] = m;
+        if let Some(b) = better {
+            pivots[i] = b;
+            again = true;
         }
     }
+    if again {
+        block.sums(k, &pivots[..w], &mut sums[..w]);
+        for i in 0..w {
+            out[i] = from_sums(pivots[i], sums[i], count).0;
+        }
+    }
+}
+
+/// `(pivot, mean, biased var)` from the shifted sums of `count` values around `pivot`, and a
+/// better pivot (the mean) when this one lies more than 4σ away.
+pub(crate) fn from_sums(
+    pivot: f32,
+    sums: [f64; 2],
+    count: usize,
+) -> ((f32, f64, f64), Option<f32>) {
+    let n = count as f64;
+    let d = sums[0] / n;
+    let var = (sums[1] / n - d * d).max(0.0);
+    let better = (pivot as f64 + d) as f32;
+    let refine = d * d > 16.0 * var && better.is_finite() && better != pivot;
+    ((pivot, pivot as f64 + d, var), refine.then_some(better))
 }

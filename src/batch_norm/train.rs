@@ -1,13 +1,13 @@
 //! Training-mode forward: batch statistics fused with normalization, running statistics.
 
-use super::stats::{MAX_BLOCK, block_width, count_per_channel, geometry, moments};
+use super::stats::{MAX_BLOCK, block_width, count_per_channel, from_sums, geometry, moments};
 use super::{BnParams, RunningStats, SavedStats, check_eps, inv_std};
 use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
 use crate::parallel::SEQ_THRESHOLD;
 use crate::simd::Src;
-use crate::simd::channels::for_each_block;
+use crate::simd::channels::{Geometry, for_each_block};
 use crate::{Error, Layout, Shape};
 
 /// Training-mode batch norm, out of place: computes each channel's batch mean and biased
@@ -108,31 +108,88 @@ fn run(
     let geo = geometry(shape, layout);
     let n = y.len();
     let nt = k.use_nt(n);
-    let width = block_width(geo, n);
+    let width = block_width(geo);
     let eps = params.eps;
     let (gamma, beta, relu) = (params.gamma, params.beta, params.relu);
 
-    // Per block: statistics, then normalization while the block is in cache. The block saves
-    // each channel's mean and (provisionally, in `invstd`) biased variance.
-    for_each_block(x, y, geo, width, n >= SEQ_THRESHOLD, saved.mean, saved.invstd, |mut block, means, vars| {
-        let mut m = [(0.0f32, 0.0f64, 0.0f64); MAX_BLOCK];
-        moments(k, &block, count, &mut m);
-        let mut aff = [Affine { k: 0.0, d: 0.0, a: 0.0, b: 0.0 }; MAX_BLOCK];
-        for (i, ch) in block.channels().enumerate() {
-            let (pivot, mean, var) = m[i];
-            let var = var as f32;
-            let g = gamma.map_or(1.0, |g| g[ch]);
-            aff[i] = Affine {
-                k: pivot,
-                d: (mean - pivot as f64) as f32,
-                a: (g as f64 * inv_std(var, eps) as f64) as f32,
-                b: beta.map_or(0.0, |b| b[ch]),
-            };
-            means[i] = mean as f32;
-            vars[i] = var;
+    let consts = |ch: usize, (pivot, mean, var): (f32, f64, f64)| {
+        let var = var as f32;
+        let g = gamma.map_or(1.0, |g| g[ch]);
+        let f = Affine {
+            k: pivot,
+            d: (mean - pivot as f64) as f32,
+            a: (g as f64 * inv_std(var, eps) as f64) as f32,
+            b: beta.map_or(0.0, |b| b[ch]),
+        };
+        (f, mean as f32, var)
+    };
+    let par = n >= SEQ_THRESHOLD;
+    // Each block saves its channels' mean and (provisionally, in `invstd`) biased variance.
+    match geo {
+        Geometry::Runs { .. } => {
+            // Channel by channel, pipelined: the statistics of channel c+1 are taken while
+            // channel c is written — in the same loop when the output stays in cache, through
+            // L2 prefetches alongside non-temporal stores when it does not.
+            for_each_block(
+                x,
+                y,
+                geo,
+                width,
+                par,
+                saved.mean,
+                saved.invstd,
+                |mut block, means, vars| {
+                    let chans = block.channels();
+                    let mut pivot = block.first(chans.start);
+                    let mut sums = block.sums_one(k, chans.start, pivot);
+                    for (i, ch) in chans.clone().enumerate() {
+                        let (mut m, better) = from_sums(pivot, sums, count);
+                        if let Some(b) = better {
+                            m = from_sums(b, block.sums_one(k, ch, b), count).0;
+                        }
+                        let (f, mean, var) = consts(ch, m);
+                        (means[i], vars[i]) = (mean, var);
+                        if ch + 1 == chans.end {
+                            block.normalize_one(k, ch, f, relu, nt, false);
+                        } else if nt {
+                            block.normalize_one(k, ch, f, relu, nt, true);
+                            pivot = block.first(ch + 1);
+                            sums = block.sums_one(k, ch + 1, pivot);
+                        } else {
+                            pivot = block.first(ch + 1);
+                            sums = block.normalize_sum_one(k, ch, f, relu, ch + 1, pivot);
+                        }
+                    }
+                },
+            );
         }
-        block.normalize(k, &aff[..means.len()], relu, nt, true);
-    });
+        Geometry::Cols { .. } => {
+            // Statistics of a block of adjacent columns, then its normalization.
+            for_each_block(
+                x,
+                y,
+                geo,
+                width,
+                par,
+                saved.mean,
+                saved.invstd,
+                |mut block, means, vars| {
+                    let mut m = [(0.0f32, 0.0f64, 0.0f64); MAX_BLOCK];
+                    moments(k, &block, count, &mut m);
+                    let mut aff = [Affine {
+                        k: 0.0,
+                        d: 0.0,
+                        a: 0.0,
+                        b: 0.0,
+                    }; MAX_BLOCK];
+                    for (i, ch) in block.channels().enumerate() {
+                        (aff[i], means[i], vars[i]) = consts(ch, m[i]);
+                    }
+                    block.normalize(k, &aff[..means.len()], relu, nt, true);
+                },
+            );
+        }
+    }
 
     // Running statistics from the saved ones, then the variance becomes invstd.
     let unbias = count as f64 / (count as f64 - 1.0);
@@ -140,7 +197,11 @@ fn run(
     for ch in 0..c {
         let var = saved.invstd[ch];
         if let (Some(r), Some((w_run, w_batch, unbiased))) = (running.as_mut(), weights) {
-            let v = if unbiased { var as f64 * unbias } else { var as f64 };
+            let v = if unbiased {
+                var as f64 * unbias
+            } else {
+                var as f64
+            };
             r.mean[ch] = (w_run * r.mean[ch] as f64 + w_batch * saved.mean[ch] as f64) as f32;
             r.var[ch] = (w_run * r.var[ch] as f64 + w_batch * v) as f32;
         }

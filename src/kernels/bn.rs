@@ -30,100 +30,134 @@ fn low_bits(n: usize) -> u16 {
     ((1u32 << n) - 1) as u16
 }
 
-/// Four pairs of f32 accumulators (Σv, Σv²) reduced into two f64 totals.
-struct RunSums<S: Simd> {
-    a1: [S::F; 4],
-    a2: [S::F; 4],
-    pending: usize,
-    tot: [f64; 2],
+/// Sum of the 16 lanes in f64, as a balanced tree (short dependency chains).
+#[inline(always)]
+fn lanes_sum_f64(l: [f32; 16]) -> f64 {
+    let mut t = [0.0f64; 8];
+    for (i, ti) in t.iter_mut().enumerate() {
+        *ti = l[2 * i] as f64 + l[2 * i + 1] as f64;
+    }
+    ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
 }
 
-impl<S: Simd> RunSums<S> {
-    #[inline(always)]
-    fn new(s: S) -> Self {
-        let z = s.splat(0.0);
-        RunSums {
-            a1: [z; 4],
-            a2: [z; 4],
-            pending: 0,
-            tot: [0.0; 2],
-        }
-    }
-
-    #[inline(always)]
-    fn add(&mut self, s: S, u: usize, v: S::F) {
-        self.a1[u] = s.add(self.a1[u], v);
-        self.a2[u] = s.mul_add(v, v, self.a2[u]);
-    }
-
-    #[inline(always)]
-    fn flush(&mut self, s: S) {
-        let z = s.splat(0.0);
-        for u in 0..4 {
-            for l in s.to_array(self.a1[u]) {
-                self.tot[0] += l as f64;
-            }
-            for l in s.to_array(self.a2[u]) {
-                self.tot[1] += l as f64;
-            }
-            self.a1[u] = z;
-            self.a2[u] = z;
-        }
-        self.pending = 0;
-    }
+/// Work done alongside the statistics loop of [`run_sums`], at the same vector positions.
+trait Visit<S: Simd> {
+    /// Called once per vector `[i, i + len)` of the run, in order.
+    ///
+    /// # Safety
+    /// As the implementor's constructor requires for offsets below the run length.
+    unsafe fn at(&mut self, s: S, i: usize, len: usize);
 }
 
-/// `[Σ(x − K), Σ(x − K)²]` over `runs` runs of `len` elements at `x + r·stride`.
+/// Nothing alongside.
+struct NoVisit;
+
+impl<S: Simd> Visit<S> for NoVisit {
+    #[inline(always)]
+    unsafe fn at(&mut self, _: S, _: usize, _: usize) {}
+}
+
+/// `[Σ(x − K), Σ(x − K)²]` of one run of `len` values.
+///
+/// The order of the additions is the crate's canonical one, whatever runs alongside:
+/// vector `j` of the run (from its start; the last may be partial) goes to accumulator
+/// `j mod 4`; the four accumulator pairs are flushed to f64 after every 256 vectors and at the
+/// end, by a fixed tree. So the fused kernels below produce the same bits as the plain ones.
 ///
 /// # Safety
-/// `x + r·stride + [0, len)` must be readable for every `r < runs`.
+/// `p..p+len` must be readable; `visit` safe to call for every vector of `0..len`.
 #[inline(always)]
+unsafe fn run_sums<S: Simd>(
+    s: S,
+    p: *const f32,
+    len: usize,
+    k: S::F,
+    mut visit: impl Visit<S>,
+) -> [f64; 2] {
+    let z = s.splat(0.0);
+    let (mut a1, mut a2) = ([z; 4], [z; 4]);
+    let mut tot = [0.0f64; 2];
+    let mut flush = |a1: &mut [S::F; 4], a2: &mut [S::F; 4]| {
+        let r1 = s.add(s.add(a1[0], a1[1]), s.add(a1[2], a1[3]));
+        let r2 = s.add(s.add(a2[0], a2[1]), s.add(a2[2], a2[3]));
+        tot[0] += lanes_sum_f64(s.to_array(r1));
+        tot[1] += lanes_sum_f64(s.to_array(r2));
+        *a1 = [z; 4];
+        *a2 = [z; 4];
+    };
+    let mut i = 0;
+    let mut pending = 0;
+    // SAFETY: every load stays within p..p+len; `visit` gets the same in-run positions.
+    unsafe {
+        while i + 4 * LANES <= len {
+            for u in 0..4 {
+                visit.at(s, i + u * LANES, LANES);
+                let v = s.sub(s.loadu(p.add(i + u * LANES)), k);
+                a1[u] = s.add(a1[u], v);
+                a2[u] = s.mul_add(v, v, a2[u]);
+            }
+            i += 4 * LANES;
+            pending += 4;
+            if pending >= FLUSH_VECTORS {
+                flush(&mut a1, &mut a2);
+                pending = 0;
+            }
+        }
+        let mut u = 0;
+        while i < len {
+            let n = (len - i).min(LANES);
+            visit.at(s, i, n);
+            // A partial load is zero past the run; zero − K must not count, so mask it.
+            let v = s.sub(load(s, p.add(i), n), k);
+            let v = if n < LANES {
+                s.mul_keep(low_bits(n), v, s.splat(1.0))
+            } else {
+                v
+            };
+            a1[u] = s.add(a1[u], v);
+            a2[u] = s.mul_add(v, v, a2[u]);
+            u += 1;
+            i += n;
+        }
+    }
+    flush(&mut a1, &mut a2);
+    tot
+}
+
+/// Shifted sums of `g` adjacent NCHW channels, visited in address order: for each of the
+/// `runs` images, the `g` channels' runs of `len` values (adjacent in memory) in turn, so the
+/// reads are `runs` long sequential streams of `g·len` values rather than `g·runs` short ones.
+/// `out[2i] = Σ(x − K_i)`, `out[2i+1] = Σ(x − K_i)²` for channel `i` with pivot `pivots[i]`.
+///
+/// # Safety
+/// `x + r·stride + [0, g·len)` readable for every `r < runs`; `pivots` valid for `g` reads and
+/// `out` for `2g` writes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn sums_runs<S: Simd>(
     s: S,
     x: *const f32,
     runs: usize,
     len: usize,
     stride: usize,
-    pivot: f32,
-) -> [f64; 2] {
-    let k = s.splat(pivot);
-    let one = s.splat(1.0);
-    let mut acc = RunSums::new(s);
-    for r in 0..runs {
-        // SAFETY: every load below stays within x + r·stride + [0, len).
-        unsafe {
-            let p = x.add(r * stride);
-            let mut i = 0;
-            while i + 4 * LANES <= len {
-                for u in 0..4 {
-                    let v = s.sub(s.loadu(p.add(i + u * LANES)), k);
-                    acc.add(s, u, v);
-                }
-                i += 4 * LANES;
-                acc.pending += 4;
-                if acc.pending >= FLUSH_VECTORS {
-                    acc.flush(s);
-                }
-            }
-            while i + LANES <= len {
-                let v = s.sub(s.loadu(p.add(i)), k);
-                acc.add(s, acc.pending & 3, v);
-                acc.pending += 1;
-                i += LANES;
-            }
-            if i < len {
-                // Lanes past the run hold 0 − K: zero them.
-                let v = s.mul_keep(low_bits(len - i), s.sub(load(s, p.add(i), len - i), k), one);
-                acc.add(s, acc.pending & 3, v);
-                acc.pending += 1;
-            }
+    g: usize,
+    pivots: *const f32,
+    out: *mut f64,
+) {
+    // SAFETY: `out` holds 2g f64, `pivots` g floats; run (r, ch) is inside the contract.
+    unsafe {
+        for i in 0..2 * g {
+            *out.add(i) = 0.0;
         }
-        if acc.pending >= FLUSH_VECTORS {
-            acc.flush(s);
+        for r in 0..runs {
+            for ch in 0..g {
+                let p = x.add(r * stride + ch * len);
+                let t = run_sums(s, p, len, s.splat(*pivots.add(ch)), NoVisit);
+                *out.add(2 * ch) += t[0];
+                *out.add(2 * ch + 1) += t[1];
+            }
         }
     }
-    acc.flush(s);
-    acc.tot
 }
 
 /// The centered affine map of one vector, optionally followed by ReLU.
@@ -167,12 +201,13 @@ pub(crate) struct Affine {
     pub b: f32,
 }
 
-/// Normalizes `runs` runs of `len` elements (`y[r] = f(x[r])` at `r·stride`), prefetching
-/// the element `prefetch` ahead of each one read (0: none) into L2. `x` may equal `y`.
+/// Normalizes `g` adjacent NCHW channels in address order (as [`sums_runs`] reads them):
+/// run `(r, i)` at `r·stride + i·len` gets channel `i`'s constants `aff[i]`. Prefetches the
+/// element `prefetch` ahead of each one read (0: none) into L2. `x` may equal `y`.
 ///
 /// # Safety
-/// `x + r·stride + [0, len)` readable and `y + r·stride + [0, len)` writable for every
-/// `r < runs`.
+/// `x + r·stride + [0, g·len)` readable and `y + r·stride + [0, g·len)` writable for every
+/// `r < runs`; `aff` valid for `g` reads.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn normalize_runs<S: Simd>(
@@ -182,25 +217,135 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
     runs: usize,
     len: usize,
     stride: usize,
-    f: Affine,
+    g: usize,
+    aff: *const Affine,
     relu: bool,
     nt: bool,
     prefetch: usize,
 ) {
-    let (k, d, a, b) = (s.splat(f.k), s.splat(f.d), s.splat(f.a), s.splat(f.b));
     for r in 0..runs {
-        // SAFETY: run r is within the contract; `write_stream` stays inside it.
-        unsafe {
-            let (xr, yr) = (x.add(r * stride), y.add(r * stride));
-            if relu {
-                let op = Normalize::<S, true> { x: xr, k, d, a, b, prefetch };
-                write_stream(s, yr, len, nt, op);
-            } else {
-                let op = Normalize::<S, false> { x: xr, k, d, a, b, prefetch };
-                write_stream(s, yr, len, nt, op);
+        for ch in 0..g {
+            // SAFETY: run (r, ch) is within the contract; `write_stream` stays inside it.
+            unsafe {
+                let f = *aff.add(ch);
+                let (k, d, a, b) = (s.splat(f.k), s.splat(f.d), s.splat(f.a), s.splat(f.b));
+                let at = r * stride + ch * len;
+                let (xr, yr) = (x.add(at), y.add(at));
+                if relu {
+                    let op = Normalize::<S, true> {
+                        x: xr,
+                        k,
+                        d,
+                        a,
+                        b,
+                        prefetch,
+                    };
+                    write_stream(s, yr, len, nt, op);
+                } else {
+                    let op = Normalize::<S, false> {
+                        x: xr,
+                        k,
+                        d,
+                        a,
+                        b,
+                        prefetch,
+                    };
+                    write_stream(s, yr, len, nt, op);
+                }
             }
         }
     }
+}
+
+/// Normalizes one vector of a run with plain stores, alongside [`run_sums`].
+struct NormalizeStore<S: Simd, const RELU: bool> {
+    x: *const f32,
+    y: *mut f32,
+    k: S::F,
+    d: S::F,
+    a: S::F,
+    b: S::F,
+}
+
+impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) {
+        // SAFETY: `normalize_sum_runs`' contract covers x[i..i+len] and y[i..i+len].
+        unsafe {
+            let o = Normalize::<S, RELU>::apply(
+                s,
+                load(s, self.x.add(i), len),
+                self.k,
+                self.d,
+                self.a,
+                self.b,
+            );
+            if len == LANES {
+                s.storeu(self.y.add(i), o);
+            } else {
+                s.store_partial(self.y.add(i), len, o);
+            }
+        }
+    }
+}
+
+/// Normalizes one NCHW channel (runs at `x`/`y`) and, in the same loop, takes the shifted sums
+/// of another channel (runs at `xs`, pivot `pivot`) — bit for bit what [`sums_runs`] returns
+/// for it. Overlapping the next channel's reads with this one's stores is what keeps a
+/// cache-resident tensor near copy speed: the normalization alone is store-bound and leaves
+/// the load ports idle. Plain stores only (for outputs below the non-temporal threshold).
+///
+/// # Safety
+/// For every `r < runs`: `x + r·stride + [0, len)` and `xs + r·stride + [0, len)` readable,
+/// `y + r·stride + [0, len)` writable.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    f: Affine,
+    relu: bool,
+    xs: *const f32,
+    pivot: f32,
+) -> [f64; 2] {
+    let (k, d, a, b) = (s.splat(f.k), s.splat(f.d), s.splat(f.a), s.splat(f.b));
+    let ks = s.splat(pivot);
+    let mut out = [0.0f64; 2];
+    for r in 0..runs {
+        let at = r * stride;
+        // SAFETY: run r of all three is within the contract.
+        let t = unsafe {
+            let (xr, yr) = (x.add(at), y.add(at));
+            if relu {
+                let v = NormalizeStore::<S, true> {
+                    x: xr,
+                    y: yr,
+                    k,
+                    d,
+                    a,
+                    b,
+                };
+                run_sums(s, xs.add(at), len, ks, v)
+            } else {
+                let v = NormalizeStore::<S, false> {
+                    x: xr,
+                    y: yr,
+                    k,
+                    d,
+                    a,
+                    b,
+                };
+                run_sums(s, xs.add(at), len, ks, v)
+            }
+        };
+        out[0] += t[0];
+        out[1] += t[1];
+    }
+    out
 }
 
 /// Length of vector `v` of a `w`-wide column block.
@@ -256,7 +401,12 @@ unsafe fn sums_cols_n<S: Simd, const NV: usize>(
     let (mut t1, mut t2) = ([0.0f64; 64], [0.0f64; 64]);
     let mut flush = |a1: &mut [S::F; NV], a2: &mut [S::F; NV]| {
         for v in 0..NV {
-            for (l, (x1, x2)) in s.to_array(a1[v]).into_iter().zip(s.to_array(a2[v])).enumerate() {
+            for (l, (x1, x2)) in s
+                .to_array(a1[v])
+                .into_iter()
+                .zip(s.to_array(a2[v]))
+                .enumerate()
+            {
                 t1[v * LANES + l] += x1 as f64;
                 t2[v * LANES + l] += x2 as f64;
             }
@@ -360,7 +510,14 @@ unsafe fn norm_cols_n<S: Simd, const NV: usize, const RELU: bool>(
                 if prefetch != 0 {
                     s.prefetch_l2(xr.wrapping_add(v * LANES + prefetch));
                 }
-                let o = Normalize::<S, RELU>::apply(s, load(s, xr.add(v * LANES), len), k[v], d[v], a[v], b[v]);
+                let o = Normalize::<S, RELU>::apply(
+                    s,
+                    load(s, xr.add(v * LANES), len),
+                    k[v],
+                    d[v],
+                    a[v],
+                    b[v],
+                );
                 let p = yr.add(v * LANES);
                 if len < LANES {
                     store_partial(s, p, len, o);

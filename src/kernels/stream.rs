@@ -6,8 +6,6 @@
 //! non-temporal stores a head peeled until the output is 64-byte aligned (vmovntps faults on
 //! unaligned addresses, and large allocations usually start 16 bytes past a page).
 
-use core::ptr;
-
 use crate::kernels::bits::KeepGen;
 use crate::rng::{GROUP, STREAMS, StreamState};
 use crate::simd::{LANES, Simd};
@@ -30,7 +28,13 @@ pub(crate) trait Lanes<S: Simd> {
 /// `y` must be valid for `n` writes; `f` must be safe to call for every `(i, len)` with
 /// `i + len <= n`.
 #[inline(always)]
-pub(crate) unsafe fn write_stream<S: Simd>(s: S, y: *mut f32, n: usize, nt: bool, mut f: impl Lanes<S>) {
+pub(crate) unsafe fn write_stream<S: Simd>(
+    s: S,
+    y: *mut f32,
+    n: usize,
+    nt: bool,
+    mut f: impl Lanes<S>,
+) {
     let mut i = 0;
     // SAFETY (whole body): every store covers y[i..i+len] with i + len <= n.
     unsafe {
@@ -83,14 +87,12 @@ pub(crate) unsafe fn write_stream<S: Simd>(s: S, y: *mut f32, n: usize, nt: bool
 /// `x` must be valid for `len` reads.
 #[inline(always)]
 pub(crate) unsafe fn load<S: Simd>(s: S, x: *const f32, len: usize) -> S::F {
-    // SAFETY: forwarded; the partial case copies only `len` floats into a 16-float buffer.
+    // SAFETY: forwarded; the partial load reads only `len` floats.
     unsafe {
         if len == LANES {
             s.loadu(x)
         } else {
-            let mut buf = [0.0f32; LANES];
-            ptr::copy_nonoverlapping(x, buf.as_mut_ptr(), len);
-            s.loadu(buf.as_ptr())
+            s.load_partial(x, len)
         }
     }
 }
@@ -101,12 +103,8 @@ pub(crate) unsafe fn load<S: Simd>(s: S, x: *const f32, len: usize) -> S::F {
 /// `y` must be valid for `len` writes.
 #[inline(always)]
 pub(crate) unsafe fn store_partial<S: Simd>(s: S, y: *mut f32, len: usize, v: S::F) {
-    let mut buf = [0.0f32; LANES];
-    // SAFETY: the buffer holds 16 floats; `len` are copied out to `y`.
-    unsafe {
-        s.storeu(buf.as_mut_ptr(), v);
-        ptr::copy_nonoverlapping(buf.as_ptr(), y, len);
-    }
+    // SAFETY: forwarded.
+    unsafe { s.store_partial(y, len, v) }
 }
 
 /// 16 bits of `bits` starting at bit `i` (bit `i` at `bits[i/16] >> (i%16)`).

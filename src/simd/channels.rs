@@ -79,6 +79,74 @@ impl Block<'_> {
         unsafe { *self.base.x.add(at) }
     }
 
+    /// `(n, c, hw)` of an NCHW block; panics for column geometry (an internal invariant).
+    fn runs_geometry(&self, ch: usize) -> (usize, usize, usize) {
+        assert!(self.channels().contains(&ch));
+        match self.geo {
+            Geometry::Runs { n, c, hw } => (n, c, hw),
+            Geometry::Cols { .. } => panic!("per-channel kernels need NCHW geometry"),
+        }
+    }
+
+    /// Shifted sums `[Σ(x − K), Σ(x − K)²]` of NCHW channel `ch` around `pivot`.
+    pub(crate) fn sums_one(&self, k: &Kernels, ch: usize, pivot: f32) -> [f64; 2] {
+        let (n, c, hw) = self.runs_geometry(ch);
+        let mut t = [0.0f64; 2];
+        let x = self.base.x.wrapping_add(ch * hw);
+        // SAFETY: features checked when the table was handed out; run r of channel `ch` is
+        // x + r·c·hw + [0, hw), inside the tensor, in this block.
+        unsafe { (k.bn_sums_runs)(x, n, hw, c * hw, 1, &pivot, t.as_mut_ptr()) };
+        t
+    }
+
+    /// Normalizes NCHW channel `ch` with `f`; with `prefetch_next`, prefetches channel
+    /// `ch + 1` (if any) into L2 meanwhile.
+    pub(crate) fn normalize_one(
+        &mut self,
+        k: &Kernels,
+        ch: usize,
+        f: Affine,
+        relu: bool,
+        nt: bool,
+        prefetch_next: bool,
+    ) {
+        let (n, c, hw) = self.runs_geometry(ch);
+        assert!(!self.base.y.is_null(), "normalize on a read-only block");
+        let pf = if prefetch_next && ch + 1 < c { hw } else { 0 };
+        let (x, y) = (
+            self.base.x.wrapping_add(ch * hw),
+            self.base.y.wrapping_add(ch * hw),
+        );
+        // SAFETY: features checked; run r of channel `ch` is [ch·hw + r·c·hw, +hw) of both
+        // tensors, owned by this block. Prefetches never fault.
+        unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, 1, &f, relu, nt, pf) }
+    }
+
+    /// Normalizes NCHW channel `ch` with `f` (plain stores) and returns, from the same loop,
+    /// the shifted sums of channel `next` around `pivot` — the same bits as
+    /// [`Block::sums_one`].
+    pub(crate) fn normalize_sum_one(
+        &mut self,
+        k: &Kernels,
+        ch: usize,
+        f: Affine,
+        relu: bool,
+        next: usize,
+        pivot: f32,
+    ) -> [f64; 2] {
+        let (n, c, hw) = self.runs_geometry(ch);
+        self.runs_geometry(next);
+        assert!(!self.base.y.is_null(), "normalize on a read-only block");
+        let (x, y) = (
+            self.base.x.wrapping_add(ch * hw),
+            self.base.y.wrapping_add(ch * hw),
+        );
+        let xs = self.base.x.wrapping_add(next * hw);
+        // SAFETY: features checked; channels `ch` and `next` are both in this block, their
+        // run r at [· ·hw + r·c·hw, +hw) inside both tensors.
+        unsafe { (k.bn_normalize_sum_runs)(x, y, n, hw, c * hw, f, relu, xs, pivot) }
+    }
+
     /// Shifted sums of each channel of the block: `out[i] = [Σ(x − K_i), Σ(x − K_i)²]` for
     /// channel `c0 + i` with pivot `pivots[i]`.
     pub(crate) fn sums(&self, k: &Kernels, pivots: &[f32], out: &mut [[f64; 2]]) {
@@ -86,11 +154,15 @@ impl Block<'_> {
         assert!(pivots.len() >= w && out.len() >= w);
         match self.geo {
             Geometry::Runs { n, c, hw } => {
+                assert!(w <= 64);
+                let mut t = [0.0f64; 128];
+                let x = self.base.x.wrapping_add(self.c0 * hw);
+                // SAFETY: features checked when the table was handed out; image r's runs of
+                // channels c0..c1 are x + r·c·hw + [0, w·hw), inside the tensor (n·c·hw
+                // elements); `t` holds 2w f64, `pivots` at least w floats.
+                unsafe { (k.bn_sums_runs)(x, n, hw, c * hw, w, pivots.as_ptr(), t.as_mut_ptr()) };
                 for (i, o) in out[..w].iter_mut().enumerate() {
-                    let x = self.base.x.wrapping_add((self.c0 + i) * hw);
-                    // SAFETY: features checked when the table was handed out; run r of the
-                    // channel is x + r·c·hw + [0, hw), inside the tensor (n·c·hw elements).
-                    *o = unsafe { (k.bn_sums_runs)(x, n, hw, c * hw, pivots[i]) };
+                    *o = [t[2 * i], t[2 * i + 1]];
                 }
             }
             Geometry::Cols { rows, c } => {
@@ -120,21 +192,26 @@ impl Block<'_> {
         prefetch_next: bool,
     ) {
         let w = self.c1 - self.c0;
-        assert!(aff.len() >= w && !self.base.y.is_null(), "normalize on a read-only block");
+        assert!(
+            aff.len() >= w && !self.base.y.is_null(),
+            "normalize on a read-only block"
+        );
         match self.geo {
             Geometry::Runs { n, c, hw } => {
-                for (i, f) in aff[..w].iter().enumerate() {
-                    let ch = self.c0 + i;
-                    let pf = if prefetch_next && ch + 1 < c { hw } else { 0 };
-                    let (x, y) = (
-                        self.base.x.wrapping_add(ch * hw),
-                        self.base.y.wrapping_add(ch * hw),
-                    );
-                    // SAFETY: features checked; run r of channel `ch` is
-                    // [ch·hw + r·c·hw, +hw) of both tensors, which this block owns. Prefetches
-                    // never fault.
-                    unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, *f, relu, nt, pf) }
-                }
+                // The next block's run r starts where this block's run r ends.
+                let pf = if prefetch_next && self.c1 < c {
+                    w * hw
+                } else {
+                    0
+                };
+                let (x, y) = (
+                    self.base.x.wrapping_add(self.c0 * hw),
+                    self.base.y.wrapping_add(self.c0 * hw),
+                );
+                // SAFETY: features checked; image r's runs of channels c0..c1 are
+                // [c0·hw + r·c·hw, +w·hw) of both tensors, which this block owns; `aff` holds
+                // w constants. Prefetches never fault.
+                unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, w, aff.as_ptr(), relu, nt, pf) }
             }
             Geometry::Cols { rows, c } => {
                 assert!(w <= 64);
@@ -146,7 +223,10 @@ impl Block<'_> {
                     cols[3 * w + i] = f.b;
                 }
                 let pf = if prefetch_next && self.c1 < c { w } else { 0 };
-                let (x, y) = (self.base.x.wrapping_add(self.c0), self.base.y.wrapping_add(self.c0));
+                let (x, y) = (
+                    self.base.x.wrapping_add(self.c0),
+                    self.base.y.wrapping_add(self.c0),
+                );
                 // SAFETY: features checked; row r's columns c0..c1 are [r·c + c0, +w) of both
                 // tensors, which this block owns; `cols` holds the 4w constants.
                 unsafe { (k.bn_normalize_cols)(x, y, rows, c, w, cols.as_ptr(), relu, nt, pf) }

@@ -52,6 +52,32 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// # Safety
     /// `p..p+16` must be writable.
     unsafe fn storeu(self, p: *mut f32, v: Self::F);
+    /// Loads the first `len < 16` floats at `p`, zeros in the other lanes.
+    ///
+    /// # Safety
+    /// `p..p+len` must be readable.
+    #[inline(always)]
+    unsafe fn load_partial(self, p: *const f32, len: usize) -> Self::F {
+        let mut buf = [0.0f32; LANES];
+        // SAFETY: `len` floats are read from `p` into a 16-float buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len);
+            self.loadu(buf.as_ptr())
+        }
+    }
+    /// Stores the first `len < 16` lanes of `v` at `p`.
+    ///
+    /// # Safety
+    /// `p..p+len` must be writable.
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut f32, len: usize, v: Self::F) {
+        let mut buf = [0.0f32; LANES];
+        // SAFETY: the buffer holds 16 floats; `len` are copied out to `p`.
+        unsafe {
+            self.storeu(buf.as_mut_ptr(), v);
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), p, len);
+        }
+    }
     /// Non-temporal store of 16 floats.
     ///
     /// # Safety
@@ -196,15 +222,20 @@ macro_rules! entry_points {
         }
 
         $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
         unsafe fn bn_sums_runs(
             x: *const f32,
             runs: usize,
             len: usize,
             stride: usize,
-            pivot: f32,
-        ) -> [f64; 2] {
+            g: usize,
+            pivots: *const f32,
+            out: *mut f64,
+        ) {
             // SAFETY: as above; the runs are readable (checked by `channels::Block`).
-            unsafe { kernels::bn::sums_runs(<$backend>::new(), x, runs, len, stride, pivot) }
+            unsafe {
+                kernels::bn::sums_runs(<$backend>::new(), x, runs, len, stride, g, pivots, out)
+            }
         }
 
         $(#[$attr])*
@@ -215,7 +246,8 @@ macro_rules! entry_points {
             runs: usize,
             len: usize,
             stride: usize,
-            f: kernels::bn::Affine,
+            g: usize,
+            aff: *const kernels::bn::Affine,
             relu: bool,
             nt: bool,
             prefetch: usize,
@@ -223,7 +255,28 @@ macro_rules! entry_points {
             // SAFETY: as above; the runs are valid (checked by `channels::Block`).
             unsafe {
                 kernels::bn::normalize_runs(
-                    <$backend>::new(), x, y, runs, len, stride, f, relu, nt, prefetch,
+                    <$backend>::new(), x, y, runs, len, stride, g, aff, relu, nt, prefetch,
+                )
+            }
+        }
+
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn bn_normalize_sum_runs(
+            x: *const f32,
+            y: *mut f32,
+            runs: usize,
+            len: usize,
+            stride: usize,
+            f: kernels::bn::Affine,
+            relu: bool,
+            xs: *const f32,
+            pivot: f32,
+        ) -> [f64; 2] {
+            // SAFETY: as above; the runs are valid (checked by `channels::Block`).
+            unsafe {
+                kernels::bn::normalize_sum_runs(
+                    <$backend>::new(), x, y, runs, len, stride, f, relu, xs, pivot,
                 )
             }
         }
@@ -273,6 +326,7 @@ macro_rules! entry_points {
             fill,
             bn_sums_runs,
             bn_normalize_runs,
+            bn_normalize_sum_runs,
             bn_sums_cols,
             bn_normalize_cols,
         };

@@ -32,10 +32,34 @@ pub(crate) struct Kernels {
     pub(super) scale: unsafe fn(*const f32, *mut f32, usize, f32, bool),
     pub(super) copy: unsafe fn(*const f32, *mut f32, usize, bool),
     pub(super) fill: unsafe fn(*mut f32, usize, f32, bool),
-    pub(super) bn_sums_runs: unsafe fn(*const f32, usize, usize, usize, f32) -> [f64; 2],
     #[allow(clippy::type_complexity)]
-    pub(super) bn_normalize_runs:
-        unsafe fn(*const f32, *mut f32, usize, usize, usize, Affine, bool, bool, usize),
+    pub(super) bn_sums_runs:
+        unsafe fn(*const f32, usize, usize, usize, usize, *const f32, *mut f64),
+    #[allow(clippy::type_complexity)]
+    pub(super) bn_normalize_runs: unsafe fn(
+        *const f32,
+        *mut f32,
+        usize,
+        usize,
+        usize,
+        usize,
+        *const Affine,
+        bool,
+        bool,
+        usize,
+    ),
+    #[allow(clippy::type_complexity)]
+    pub(super) bn_normalize_sum_runs: unsafe fn(
+        *const f32,
+        *mut f32,
+        usize,
+        usize,
+        usize,
+        Affine,
+        bool,
+        *const f32,
+        f32,
+    ) -> [f64; 2],
     pub(super) bn_sums_cols: unsafe fn(*const f32, usize, usize, usize, *const f32, *mut f64),
     #[allow(clippy::type_complexity)]
     pub(super) bn_normalize_cols:
@@ -74,7 +98,7 @@ impl<'a> Src<'a> {
 /// Outputs at least this large (bytes) are written with non-temporal stores, which skip the
 /// read-for-ownership of the destination: about 1.3× faster for outputs far larger than the
 /// caches, about 3× slower for outputs that fit in them.
-pub(crate) const NT_MIN_BYTES: usize = 32 << 20;
+pub(crate) const NT_MIN_BYTES: usize = 8 << 20;
 
 impl Kernels {
     /// Whether a call writing `out_elems` floats should use non-temporal stores.

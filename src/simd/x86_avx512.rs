@@ -36,6 +36,17 @@ impl Simd for Avx512 {
         unsafe { _mm512_storeu_ps(p, v) }
     }
     #[inline(always)]
+    unsafe fn load_partial(self, p: *const f32, len: usize) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F; masked-off lanes are not accessed (no fault), so only
+        // `p..p+len` is read. A masked load avoids the store-forwarding stall of a buffer.
+        unsafe { _mm512_maskz_loadu_ps(((1u32 << len) - 1) as u16, p) }
+    }
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut f32, len: usize, v: __m512) {
+        // SAFETY: token ⇒ AVX-512F; only the `len` unmasked lanes are written.
+        unsafe { _mm512_mask_storeu_ps(p, ((1u32 << len) - 1) as u16, v) }
+    }
+    #[inline(always)]
     unsafe fn store_nt(self, p: *mut f32, v: __m512) {
         // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 writable floats at a 64-byte
         // aligned `p`, as vmovntps requires.
