@@ -283,7 +283,11 @@ fn bn_shapes(quick: bool) -> Vec<(Shape, Layout)> {
     } else {
         &[(8, 32, 28, 28), (32, 64, 56, 56), (64, 256, 28, 28)]
     };
-    let nc: &[(usize, usize)] = if quick { &[(256, 4096)] } else { &[(256, 4096), (4096, 1024)] };
+    let nc: &[(usize, usize)] = if quick {
+        &[(256, 4096)]
+    } else {
+        &[(256, 4096), (4096, 1024)]
+    };
     let mut v = Vec::new();
     for &(n, c, h, w) in nchw {
         v.push((Shape::nchw(n, c, h, w), Layout::Nchw));
@@ -305,11 +309,15 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         if !o.wants("bn_train", lname, &sname) {
             continue;
         }
-        let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 0.01 + 3.0).collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 * 0.01 + 3.0)
+            .collect();
         let mut y = vec![0.0f32; n];
         let (copy_gbps, copy_nt_gbps) = copy_bandwidth(o.isa, &x, &mut y, budget);
         let naive = time(budget, || match layout {
-            Layout::Nchw => reference::batch_norm_train_naive(&x, &mut y, shape.n, c, shape.h * shape.w, 1e-5),
+            Layout::Nchw => {
+                reference::batch_norm_train_naive(&x, &mut y, shape.n, c, shape.h * shape.w, 1e-5)
+            }
             _ => reference::batch_norm_train_naive_cols(&x, &mut y, n / c, c, 1e-5),
         })
         .as_secs_f64();
@@ -318,7 +326,10 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
         let (mut mean, mut invstd) = (vec![0.0f32; c], vec![0.0f32; c]);
         let d = time(budget, || {
-            let saved = SavedStats { mean: &mut mean, invstd: &mut invstd };
+            let saved = SavedStats {
+                mean: &mut mean,
+                invstd: &mut invstd,
+            };
             dropnorm::batch_norm_train(&x, &mut y, shape, layout, &params, saved, None)
                 .expect("valid")
         });

@@ -18,6 +18,7 @@
 //! (`momentum` weights the batch, unbiased running variance) or ONNX/MXNet/d2l (`momentum`
 //! weights the running value, biased running variance).
 
+mod rows;
 mod stats;
 mod train;
 

@@ -1,10 +1,11 @@
 //! Per-channel batch statistics: computed by the shifted-sum kernels, mergeable across shards.
 
+use super::rows::row_moments_alone;
 use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::parallel::SEQ_THRESHOLD;
 use crate::simd::Kernels;
-use crate::simd::channels::{Block, Geometry, for_each_block_read};
+use crate::simd::channels::{Block, Runs, for_each_block_read};
 use crate::{Error, Layout, Shape};
 
 /// Count, mean and sum of squared deviations (`m2`) of one channel: the statistics of a shard
@@ -95,7 +96,6 @@ pub fn channel_stats(
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("out", shape.c, out.len())?;
-    let geo = geometry(shape, layout);
     let count = count_per_channel(shape);
     if x.is_empty() {
         out.fill(ChannelStats {
@@ -105,18 +105,24 @@ pub fn channel_stats(
         return Ok(());
     }
     let k = active_kernels();
-    let width = block_width(geo);
-    for_each_block_read(x, geo, width, x.len() >= SEQ_THRESHOLD, out, |block, o| {
-        let mut m = [(0.0, 0.0, 0.0); MAX_BLOCK];
-        moments(k, &block, count, &mut m);
-        for (s, &(_, mean, var)) in o.iter_mut().zip(&m) {
-            *s = ChannelStats {
-                count: count as u64,
-                mean,
-                m2: var * count as f64,
-            };
+    let stats = |(_, mean, var): (f32, f64, f64)| ChannelStats {
+        count: count as u64,
+        mean,
+        m2: var * count as f64,
+    };
+    match geometry(shape, layout) {
+        Geometry::Runs(geo) => {
+            let par = x.len() >= SEQ_THRESHOLD;
+            for_each_block_read(x, geo, block_width(geo), par, out, |block, o| {
+                let mut m = [(0.0, 0.0, 0.0); MAX_BLOCK];
+                moments(k, &block, count, &mut m);
+                for (s, &mi) in o.iter_mut().zip(&m) {
+                    *s = stats(mi);
+                }
+            });
         }
-    });
+        Geometry::Rows { c, .. } => row_moments_alone(k, x, c, |ch, m| out[ch] = stats(m)),
+    }
     Ok(())
 }
 
@@ -129,46 +135,38 @@ pub(crate) fn count_per_channel(shape: Shape) -> usize {
     shape.n * shape.h * shape.w
 }
 
-/// How the channels of a validated `shape` lie in memory. NCHW with `H·W = 1` is NC.
+/// How the channels of a tensor lie in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Geometry {
+    /// NCHW: each channel is `n` runs of `h·w`.
+    Runs(Runs),
+    /// NC and NHWC: each channel is a column of `rows` rows of `c`.
+    Rows { rows: usize, c: usize },
+}
+
+/// The geometry of a validated `shape`. NCHW with `H·W = 1` is NC.
 pub(crate) fn geometry(shape: Shape, layout: Layout) -> Geometry {
     let hw = shape.h * shape.w;
     match layout {
-        Layout::Nchw if hw != 1 => Geometry::Runs {
+        Layout::Nchw if hw != 1 => Geometry::Runs(Runs {
             n: shape.n,
             c: shape.c,
             hw,
-        },
-        _ => Geometry::Cols {
+        }),
+        _ => Geometry::Rows {
             rows: shape.n * hw,
             c: shape.c,
         },
     }
 }
 
-/// Channels per block. The result does not depend on it (every channel's arithmetic is the
-/// same in any block), so it is chosen for speed: column blocks as wide as fit in about 1 MiB
-/// (a block is read twice, the second time from cache), and at least four blocks per thread
-/// when the channels allow.
-pub(crate) fn block_width(geo: Geometry) -> usize {
-    let c = geo.channels().max(1);
-    let threads = crate::parallel::threads();
-    let balance = c.div_ceil(4 * threads).max(1);
-    match geo {
-        // Channels are pipelined within a block: the more per block, the better, as long as
-        // every thread gets a few blocks.
-        Geometry::Runs { .. } => c.div_ceil(2 * threads).min(MAX_BLOCK),
-        Geometry::Cols { rows, .. } => {
-            let fit = if rows * 64 * 4 <= 1 << 20 {
-                64
-            } else if rows * 32 * 4 <= 1 << 20 {
-                32
-            } else {
-                16
-            };
-            // Keep multiples of 16 (whole vectors) when splitting for balance.
-            fit.min(balance.div_ceil(16) * 16)
-        }
-    }
+/// Channels per NCHW block (one task). The result does not depend on it (every channel's
+/// arithmetic is the same in any block). Channels are pipelined within a block, so blocks are
+/// as large as leave every thread two of them.
+pub(crate) fn block_width(geo: Runs) -> usize {
+    geo.c
+        .div_ceil(2 * crate::parallel::threads())
+        .clamp(1, MAX_BLOCK)
 }
 
 /// `(pivot, mean, biased var)` of each channel of `block`, in f64, into `out`.

@@ -1,13 +1,14 @@
 //! Training-mode forward: batch statistics fused with normalization, running statistics.
 
-use super::stats::{MAX_BLOCK, block_width, count_per_channel, from_sums, geometry, moments};
+use super::rows::train_rows;
+use super::stats::{Geometry, block_width, count_per_channel, from_sums, geometry};
 use super::{BnParams, RunningStats, SavedStats, check_eps, inv_std};
 use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
 use crate::parallel::SEQ_THRESHOLD;
 use crate::simd::Src;
-use crate::simd::channels::{Geometry, for_each_block};
+use crate::simd::channels::for_each_block;
 use crate::{Error, Layout, Shape};
 
 /// Training-mode batch norm, out of place: computes each channel's batch mean and biased
@@ -105,31 +106,32 @@ fn run(
     }
 
     let k = active_kernels();
-    let geo = geometry(shape, layout);
     let n = y.len();
     let nt = k.use_nt(n);
-    let width = block_width(geo);
     let eps = params.eps;
     let (gamma, beta, relu) = (params.gamma, params.beta, params.relu);
 
     let consts = |ch: usize, (pivot, mean, var): (f32, f64, f64)| {
         let var = var as f32;
         let g = gamma.map_or(1.0, |g| g[ch]);
+        let a = (g as f64 * inv_std(var, eps) as f64) as f32;
         let f = Affine {
             k: pivot,
-            d: (mean - pivot as f64) as f32,
-            a: (g as f64 * inv_std(var, eps) as f64) as f32,
-            b: beta.map_or(0.0, |b| b[ch]),
+            a,
+            // β − (mean − K)·a folded in f64: |mean − K| is a few σ at most, so no
+            // cancellation; exactly β for a constant channel (mean = K).
+            b: (beta.map_or(0.0, |b| b[ch]) as f64 - (mean - pivot as f64) * a as f64) as f32,
         };
         (f, mean as f32, var)
     };
     let par = n >= SEQ_THRESHOLD;
     // Each block saves its channels' mean and (provisionally, in `invstd`) biased variance.
-    match geo {
-        Geometry::Runs { .. } => {
+    match geometry(shape, layout) {
+        Geometry::Runs(geo) => {
             // Channel by channel, pipelined: the statistics of channel c+1 are taken while
             // channel c is written — in the same loop when the output stays in cache, through
             // L2 prefetches alongside non-temporal stores when it does not.
+            let width = block_width(geo);
             for_each_block(
                 x,
                 y,
@@ -163,31 +165,13 @@ fn run(
                 },
             );
         }
-        Geometry::Cols { .. } => {
-            // Statistics of a block of adjacent columns, then its normalization.
-            for_each_block(
-                x,
-                y,
-                geo,
-                width,
-                par,
-                saved.mean,
-                saved.invstd,
-                |mut block, means, vars| {
-                    let mut m = [(0.0f32, 0.0f64, 0.0f64); MAX_BLOCK];
-                    moments(k, &block, count, &mut m);
-                    let mut aff = [Affine {
-                        k: 0.0,
-                        d: 0.0,
-                        a: 0.0,
-                        b: 0.0,
-                    }; MAX_BLOCK];
-                    for (i, ch) in block.channels().enumerate() {
-                        (aff[i], means[i], vars[i]) = consts(ch, m[i]);
-                    }
-                    block.normalize(k, &aff[..means.len()], relu, nt, true);
-                },
-            );
+        Geometry::Rows { c, .. } => {
+            let (means, vars) = (&mut *saved.mean, &mut *saved.invstd);
+            train_rows(k, x, y, c, relu, nt, |ch, m| {
+                let (f, mean, var) = consts(ch, m);
+                (means[ch], vars[ch]) = (mean, var);
+                f
+            });
         }
     }
 

@@ -8,10 +8,12 @@
 //! sums are flushed to f64 totals every [`FLUSH_VECTORS`] vectors in a fixed order, so the
 //! result depends only on the data, never on threads.
 //!
-//! Normalization is `((x − K) − d)·a + b` with `d = mean − K`, `a = γ·invstd`,
-//! `b = β`: centered, so a constant channel gives exactly `β`.
+//! Normalization is `(x − K)·a + b` with `a = γ·invstd` and `b = β − (mean − K)·a` (folded
+//! in f64): centered, since `x − K` is exact or nearly so and `|mean − K|` is at most a few
+//! standard deviations (the pivot rule ensures it), so `b` carries no cancellation and a
+//! constant channel gives exactly `β`. One subtract and one FMA per element.
 
-use crate::kernels::stream::{Lanes, load, store_partial, write_stream};
+use crate::kernels::stream::{Lanes, load, write_stream};
 use crate::simd::{LANES, Simd};
 
 /// f32 lane sums are flushed to f64 after at most this many vectors (each of four
@@ -20,9 +22,6 @@ const FLUSH_VECTORS: usize = 256;
 
 /// Rows between flushes in the column kernels (one term per row per lane).
 const FLUSH_ROWS: usize = 64;
-
-/// How many rows ahead the column kernels prefetch.
-const ROWS_AHEAD: usize = 16;
 
 /// Bits `0..n` set.
 #[inline(always)]
@@ -38,6 +37,20 @@ fn lanes_sum_f64(l: [f32; 16]) -> f64 {
         *ti = l[2 * i] as f64 + l[2 * i + 1] as f64;
     }
     ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
+}
+
+/// Adds four pairs of accumulators to the f64 totals by a fixed tree, and zeroes them. (A
+/// function, not a closure: closures carry no inline attribute, and one left out of line
+/// would take its intrinsics out of the `#[target_feature]` context.)
+#[inline(always)]
+fn flush4<S: Simd>(s: S, a1: &mut [S::F; 4], a2: &mut [S::F; 4], tot: &mut [f64; 2]) {
+    let r1 = s.add(s.add(a1[0], a1[1]), s.add(a1[2], a1[3]));
+    let r2 = s.add(s.add(a2[0], a2[1]), s.add(a2[2], a2[3]));
+    tot[0] += lanes_sum_f64(s.to_array(r1));
+    tot[1] += lanes_sum_f64(s.to_array(r2));
+    let z = s.splat(0.0);
+    *a1 = [z; 4];
+    *a2 = [z; 4];
 }
 
 /// Work done alongside the statistics loop of [`run_sums`], at the same vector positions.
@@ -77,14 +90,6 @@ unsafe fn run_sums<S: Simd>(
     let z = s.splat(0.0);
     let (mut a1, mut a2) = ([z; 4], [z; 4]);
     let mut tot = [0.0f64; 2];
-    let mut flush = |a1: &mut [S::F; 4], a2: &mut [S::F; 4]| {
-        let r1 = s.add(s.add(a1[0], a1[1]), s.add(a1[2], a1[3]));
-        let r2 = s.add(s.add(a2[0], a2[1]), s.add(a2[2], a2[3]));
-        tot[0] += lanes_sum_f64(s.to_array(r1));
-        tot[1] += lanes_sum_f64(s.to_array(r2));
-        *a1 = [z; 4];
-        *a2 = [z; 4];
-    };
     let mut i = 0;
     let mut pending = 0;
     // SAFETY: every load stays within p..p+len; `visit` gets the same in-run positions.
@@ -99,7 +104,7 @@ unsafe fn run_sums<S: Simd>(
             i += 4 * LANES;
             pending += 4;
             if pending >= FLUSH_VECTORS {
-                flush(&mut a1, &mut a2);
+                flush4(s, &mut a1, &mut a2, &mut tot);
                 pending = 0;
             }
         }
@@ -120,7 +125,7 @@ unsafe fn run_sums<S: Simd>(
             i += n;
         }
     }
-    flush(&mut a1, &mut a2);
+    flush4(s, &mut a1, &mut a2, &mut tot);
     tot
 }
 
@@ -164,7 +169,6 @@ pub(crate) unsafe fn sums_runs<S: Simd>(
 struct Normalize<S: Simd, const RELU: bool> {
     x: *const f32,
     k: S::F,
-    d: S::F,
     a: S::F,
     b: S::F,
     /// Elements ahead of `x` to prefetch into L2 (0: none).
@@ -173,8 +177,8 @@ struct Normalize<S: Simd, const RELU: bool> {
 
 impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
     #[inline(always)]
-    fn apply(s: S, v: S::F, k: S::F, d: S::F, a: S::F, b: S::F) -> S::F {
-        let r = s.mul_add(s.sub(s.sub(v, k), d), a, b);
+    fn apply(s: S, v: S::F, k: S::F, a: S::F, b: S::F) -> S::F {
+        let r = s.mul_add(s.sub(v, k), a, b);
         if RELU { s.relu(r) } else { r }
     }
 }
@@ -187,16 +191,15 @@ impl<S: Simd, const RELU: bool> Lanes<S> for Normalize<S, RELU> {
         }
         // SAFETY: the kernel's contract covers x[i..i+len].
         let v = unsafe { load(s, self.x.add(i), len) };
-        Self::apply(s, v, self.k, self.d, self.a, self.b)
+        Self::apply(s, v, self.k, self.a, self.b)
     }
 }
 
-/// Per-channel constants of the normalization: pivot `k`, `d = mean − k`, `a = γ·invstd`,
-/// `b = β`.
+/// Per-channel constants of the normalization `y = (x − k)·a + b`: pivot `k`,
+/// `a = γ·invstd`, `b = β − (mean − k)·a`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Affine {
     pub k: f32,
-    pub d: f32,
     pub a: f32,
     pub b: f32,
 }
@@ -228,14 +231,13 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
             // SAFETY: run (r, ch) is within the contract; `write_stream` stays inside it.
             unsafe {
                 let f = *aff.add(ch);
-                let (k, d, a, b) = (s.splat(f.k), s.splat(f.d), s.splat(f.a), s.splat(f.b));
+                let (k, a, b) = (s.splat(f.k), s.splat(f.a), s.splat(f.b));
                 let at = r * stride + ch * len;
                 let (xr, yr) = (x.add(at), y.add(at));
                 if relu {
                     let op = Normalize::<S, true> {
                         x: xr,
                         k,
-                        d,
                         a,
                         b,
                         prefetch,
@@ -245,7 +247,6 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
                     let op = Normalize::<S, false> {
                         x: xr,
                         k,
-                        d,
                         a,
                         b,
                         prefetch,
@@ -262,7 +263,6 @@ struct NormalizeStore<S: Simd, const RELU: bool> {
     x: *const f32,
     y: *mut f32,
     k: S::F,
-    d: S::F,
     a: S::F,
     b: S::F,
 }
@@ -272,14 +272,8 @@ impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
     unsafe fn at(&mut self, s: S, i: usize, len: usize) {
         // SAFETY: `normalize_sum_runs`' contract covers x[i..i+len] and y[i..i+len].
         unsafe {
-            let o = Normalize::<S, RELU>::apply(
-                s,
-                load(s, self.x.add(i), len),
-                self.k,
-                self.d,
-                self.a,
-                self.b,
-            );
+            let o =
+                Normalize::<S, RELU>::apply(s, load(s, self.x.add(i), len), self.k, self.a, self.b);
             if len == LANES {
                 s.storeu(self.y.add(i), o);
             } else {
@@ -312,7 +306,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
     xs: *const f32,
     pivot: f32,
 ) -> [f64; 2] {
-    let (k, d, a, b) = (s.splat(f.k), s.splat(f.d), s.splat(f.a), s.splat(f.b));
+    let (k, a, b) = (s.splat(f.k), s.splat(f.a), s.splat(f.b));
     let ks = s.splat(pivot);
     let mut out = [0.0f64; 2];
     for r in 0..runs {
@@ -325,7 +319,6 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                     x: xr,
                     y: yr,
                     k,
-                    d,
                     a,
                     b,
                 };
@@ -335,7 +328,6 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                     x: xr,
                     y: yr,
                     k,
-                    d,
                     a,
                     b,
                 };
@@ -348,20 +340,28 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
     out
 }
 
-/// Length of vector `v` of a `w`-wide column block.
+/// Length of vector `v` of a `w`-wide row segment.
 #[inline(always)]
 fn vec_len(w: usize, v: usize) -> usize {
     (w - v * LANES).min(LANES)
 }
 
-/// Per-column `Σ(x − K)` into `out[0..w]` and `Σ(x − K)²` into `out[w..2w]`, for `rows` rows
-/// of a block of `w <= 64` adjacent columns at `x + r·stride`, pivots `pivots[0..w]`.
+/// Widest row segment [`sums_rows`] takes: its f32 accumulators live on the stack.
+pub(crate) const ROW_SEGMENT: usize = 1024;
+
+/// Per-column shifted sums of `rows` rows of a segment of `w <= ROW_SEGMENT` columns at
+/// `x + r·stride`, added to `out[0..w]` (`Σ(x − K)`) and `out[w..2w]` (`Σ(x − K)²`).
+///
+/// Rows are read in order (sequential streams when the segment is a whole row); each column
+/// is one lane of an f32 accumulator, flushed to `out` every [`FLUSH_ROWS`] rows and at the
+/// end. The flush points depend only on `rows`, so a caller that cuts the rows into fixed
+/// chunks gets the same bits on any thread count.
 ///
 /// # Safety
-/// `x + r·stride + [0, w)` readable for every `r < rows`; `pivots` valid for `w` reads,
-/// `out` for `2w` writes; `0 < w <= 64`.
+/// `x + r·stride + [0, w)` readable for every `r < rows`; `pivots` valid for `w` reads, `out`
+/// for `2w` reads and writes; `0 < w <= ROW_SEGMENT`.
 #[inline(always)]
-pub(crate) unsafe fn sums_cols<S: Simd>(
+pub(crate) unsafe fn sums_rows<S: Simd>(
     s: S,
     x: *const f32,
     rows: usize,
@@ -370,19 +370,35 @@ pub(crate) unsafe fn sums_cols<S: Simd>(
     pivots: *const f32,
     out: *mut f64,
 ) {
-    // SAFETY (all arms): forwarded.
+    // SAFETY (all arms): forwarded. Up to 64 columns the accumulators stay in registers.
     unsafe {
         match w.div_ceil(LANES) {
-            1 => sums_cols_n::<S, 1>(s, x, rows, stride, w, pivots, out),
-            2 => sums_cols_n::<S, 2>(s, x, rows, stride, w, pivots, out),
-            3 => sums_cols_n::<S, 3>(s, x, rows, stride, w, pivots, out),
-            _ => sums_cols_n::<S, 4>(s, x, rows, stride, w, pivots, out),
+            1 => sums_rows_reg::<S, 1>(s, x, rows, stride, w, pivots, out),
+            2 => sums_rows_reg::<S, 2>(s, x, rows, stride, w, pivots, out),
+            3 => sums_rows_reg::<S, 3>(s, x, rows, stride, w, pivots, out),
+            4 => sums_rows_reg::<S, 4>(s, x, rows, stride, w, pivots, out),
+            _ => sums_rows_mem(s, x, rows, stride, w, pivots, out),
+        }
+    }
+}
+
+/// Adds the f32 column sums `a1`, `a2` (`w` columns) to the f64 totals `out`.
+///
+/// # Safety
+/// `out` valid for `2w` reads and writes.
+#[inline(always)]
+unsafe fn flush_columns(a1: &[f32], a2: &[f32], w: usize, out: *mut f64) {
+    for c in 0..w {
+        // SAFETY: c < w.
+        unsafe {
+            *out.add(c) += a1[c] as f64;
+            *out.add(w + c) += a2[c] as f64;
         }
     }
 }
 
 #[inline(always)]
-unsafe fn sums_cols_n<S: Simd, const NV: usize>(
+unsafe fn sums_rows_reg<S: Simd, const NV: usize>(
     s: S,
     x: *const f32,
     rows: usize,
@@ -394,32 +410,11 @@ unsafe fn sums_cols_n<S: Simd, const NV: usize>(
     let z = s.splat(0.0);
     let mut k = [z; NV];
     for (v, kv) in k.iter_mut().enumerate() {
-        // SAFETY: pivots holds w floats; `load` reads only vec_len of them.
+        // SAFETY: pivots holds w floats; `load` reads only vec_len of them (zeros after).
         *kv = unsafe { load(s, pivots.add(v * LANES), vec_len(w, v)) };
     }
     let (mut a1, mut a2) = ([z; NV], [z; NV]);
-    let (mut t1, mut t2) = ([0.0f64; 64], [0.0f64; 64]);
-    let mut flush = |a1: &mut [S::F; NV], a2: &mut [S::F; NV]| {
-        for v in 0..NV {
-            for (l, (x1, x2)) in s
-                .to_array(a1[v])
-                .into_iter()
-                .zip(s.to_array(a2[v]))
-                .enumerate()
-            {
-                t1[v * LANES + l] += x1 as f64;
-                t2[v * LANES + l] += x2 as f64;
-            }
-            a1[v] = z;
-            a2[v] = z;
-        }
-    };
     for r in 0..rows {
-        for v in 0..NV {
-            // Rows are a stride apart (often kilobytes): too far for the hardware prefetchers
-            // to follow, so fetch a few rows ahead by hand. Prefetches never fault.
-            s.prefetch(x.wrapping_add((r + ROWS_AHEAD) * stride + v * LANES));
-        }
         for v in 0..NV {
             // SAFETY: row r, columns [16v, 16v + vec_len) < w. Lanes past `w` load 0 and
             // subtract a zero pivot, so they add nothing.
@@ -428,108 +423,116 @@ unsafe fn sums_cols_n<S: Simd, const NV: usize>(
             a1[v] = s.add(a1[v], d);
             a2[v] = s.mul_add(d, d, a2[v]);
         }
-        if (r + 1) % FLUSH_ROWS == 0 {
-            flush(&mut a1, &mut a2);
-        }
-    }
-    flush(&mut a1, &mut a2);
-    for c in 0..w {
-        // SAFETY: out holds 2w f64.
-        unsafe {
-            *out.add(c) = t1[c];
-            *out.add(w + c) = t2[c];
-        }
-    }
-}
-
-/// Normalizes `rows` rows of a `w`-column block: `y = ((x − k) − d)·a + b` per column, with the
-/// per-column constants in `aff = [k; d; a; b]` (each `w` floats). Prefetches `prefetch`
-/// elements ahead of each row segment into L2 (0: none). `x` may equal `y`.
-///
-/// # Safety
-/// `x + r·stride + [0, w)` readable and `y + r·stride + [0, w)` writable for every `r < rows`;
-/// `aff` valid for `4w` reads; `0 < w <= 64`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn normalize_cols<S: Simd>(
-    s: S,
-    x: *const f32,
-    y: *mut f32,
-    rows: usize,
-    stride: usize,
-    w: usize,
-    aff: *const f32,
-    relu: bool,
-    nt: bool,
-    prefetch: usize,
-) {
-    // SAFETY (all arms): forwarded.
-    unsafe {
-        match (w.div_ceil(LANES), relu) {
-            (1, false) => norm_cols_n::<S, 1, false>(s, x, y, rows, stride, w, aff, nt, prefetch),
-            (2, false) => norm_cols_n::<S, 2, false>(s, x, y, rows, stride, w, aff, nt, prefetch),
-            (3, false) => norm_cols_n::<S, 3, false>(s, x, y, rows, stride, w, aff, nt, prefetch),
-            (_, false) => norm_cols_n::<S, 4, false>(s, x, y, rows, stride, w, aff, nt, prefetch),
-            (1, true) => norm_cols_n::<S, 1, true>(s, x, y, rows, stride, w, aff, nt, prefetch),
-            (2, true) => norm_cols_n::<S, 2, true>(s, x, y, rows, stride, w, aff, nt, prefetch),
-            (3, true) => norm_cols_n::<S, 3, true>(s, x, y, rows, stride, w, aff, nt, prefetch),
-            (_, true) => norm_cols_n::<S, 4, true>(s, x, y, rows, stride, w, aff, nt, prefetch),
-        }
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn norm_cols_n<S: Simd, const NV: usize, const RELU: bool>(
-    s: S,
-    x: *const f32,
-    y: *mut f32,
-    rows: usize,
-    stride: usize,
-    w: usize,
-    aff: *const f32,
-    nt: bool,
-    prefetch: usize,
-) {
-    let z = s.splat(0.0);
-    let mut c = [[z; NV]; 4];
-    for (j, cj) in c.iter_mut().enumerate() {
-        for (v, cv) in cj.iter_mut().enumerate() {
-            // SAFETY: aff holds 4w floats; `load` reads vec_len of row j's.
-            *cv = unsafe { load(s, aff.add(j * w + v * LANES), vec_len(w, v)) };
-        }
-    }
-    let [k, d, a, b] = c;
-    for r in 0..rows {
-        // SAFETY: row r's segment [0, w) is within the contract; full vectors only where
-        // 16 columns remain, the last one partial.
-        unsafe {
-            let (xr, yr) = (x.add(r * stride), y.add(r * stride));
+        if (r + 1) % FLUSH_ROWS == 0 || r + 1 == rows {
+            let (mut t1, mut t2) = ([0.0f32; 64], [0.0f32; 64]);
             for v in 0..NV {
-                let len = vec_len(w, v);
-                if prefetch != 0 {
-                    s.prefetch_l2(xr.wrapping_add(v * LANES + prefetch));
-                }
-                let o = Normalize::<S, RELU>::apply(
-                    s,
-                    load(s, xr.add(v * LANES), len),
-                    k[v],
-                    d[v],
-                    a[v],
-                    b[v],
+                t1[v * LANES..(v + 1) * LANES].copy_from_slice(&s.to_array(a1[v]));
+                t2[v * LANES..(v + 1) * LANES].copy_from_slice(&s.to_array(a2[v]));
+            }
+            // SAFETY: `out` holds 2w f64.
+            unsafe { flush_columns(&t1, &t2, w, out) };
+            (a1, a2) = ([z; NV], [z; NV]);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn sums_rows_mem<S: Simd>(
+    s: S,
+    x: *const f32,
+    rows: usize,
+    stride: usize,
+    w: usize,
+    pivots: *const f32,
+    out: *mut f64,
+) {
+    let mut acc1 = [0.0f32; ROW_SEGMENT];
+    let mut acc2 = [0.0f32; ROW_SEGMENT];
+    let nv = w.div_ceil(LANES);
+    for r in 0..rows {
+        for v in 0..nv {
+            let (len, o) = (vec_len(w, v), v * LANES);
+            // SAFETY: row r, columns [o, o + len) < w; the accumulators hold ROW_SEGMENT >= w
+            // rounded up to 16 floats.
+            unsafe {
+                let d = s.sub(
+                    load(s, x.add(r * stride + o), len),
+                    load(s, pivots.add(o), len),
                 );
-                let p = yr.add(v * LANES);
-                if len < LANES {
-                    store_partial(s, p, len, o);
-                } else if nt && S::NT && (p as usize) % 64 == 0 {
-                    s.store_nt(p, o);
-                } else {
-                    s.storeu(p, o);
-                }
+                let p1 = acc1.as_mut_ptr().add(o);
+                let p2 = acc2.as_mut_ptr().add(o);
+                s.storeu(p1, s.add(s.loadu(p1), d));
+                s.storeu(p2, s.mul_add(d, d, s.loadu(p2)));
             }
         }
+        if (r + 1) % FLUSH_ROWS == 0 || r + 1 == rows {
+            // SAFETY: `out` holds 2w f64.
+            unsafe { flush_columns(&acc1, &acc2, w, out) };
+            acc1[..w].fill(0.0);
+            acc2[..w].fill(0.0);
+        }
     }
-    if nt {
-        s.fence();
+}
+
+/// Centered normalization with per-element constants: `y[i] = (x[i] − k[i])·a[i] + b[i]`,
+/// the constants read from `aff = [k; a; b]` (rows of `l` floats) at offset `i`.
+struct NormalizeWith<S: Simd, const RELU: bool> {
+    x: *const f32,
+    aff: *const f32,
+    l: usize,
+    _s: core::marker::PhantomData<S>,
+}
+
+impl<S: Simd, const RELU: bool> Lanes<S> for NormalizeWith<S, RELU> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        // SAFETY: the kernel's contract covers x[i..i+len] and the four constant rows.
+        unsafe {
+            let l = self.l;
+            let k = load(s, self.aff.add(i), len);
+            let a = load(s, self.aff.add(l + i), len);
+            let b = load(s, self.aff.add(2 * l + i), len);
+            Normalize::<S, RELU>::apply(s, load(s, self.x.add(i), len), k, a, b)
+        }
+    }
+}
+
+/// Normalizes `n` contiguous elements with per-element constants `aff = [k; a; b]` (rows
+/// of `l >= n` floats): the NC/NHWC case, where a run of whole rows gets its columns'
+/// constants tiled to the same length. `x` may equal `y`.
+///
+/// # Safety
+/// `x` valid for `n` reads, `y` for `n` writes, `aff` for `3l` reads, `n <= l`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn normalize_tiled<S: Simd>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    aff: *const f32,
+    l: usize,
+    relu: bool,
+    nt: bool,
+) {
+    // SAFETY: `write_stream` passes i + len <= n <= l.
+    unsafe {
+        if relu {
+            let op = NormalizeWith::<S, true> {
+                x,
+                aff,
+                l,
+                _s: core::marker::PhantomData,
+            };
+            write_stream(s, y, n, nt, op);
+        } else {
+            let op = NormalizeWith::<S, false> {
+                x,
+                aff,
+                l,
+                _s: core::marker::PhantomData,
+            };
+            write_stream(s, y, n, nt, op);
+        }
     }
 }

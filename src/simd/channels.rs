@@ -1,7 +1,8 @@
-//! Disjoint per-channel access to a tensor for the batch-norm kernels.
+//! Disjoint per-channel access to an NCHW tensor for the batch-norm kernels.
 //!
-//! A channel of an NCHW tensor is N strided runs, and a channel of an NC/NHWC tensor is a
-//! strided column, so channels cannot be handed to rayon tasks as plain `&mut` sub-slices.
+//! A channel of an NCHW tensor is N strided runs, so channels cannot be handed to rayon tasks
+//! as plain `&mut` sub-slices. (NC and NHWC tensors are processed by rows, which are plain
+//! sub-slices, and need none of this.)
 //! [`for_each_block`] cuts the channels into blocks of adjacent channels, gives each block to
 //! exactly one task as a [`Block`], and a `Block` only ever reads and writes the elements of
 //! its own channels. That is the whole soundness argument for the raw pointers below.
@@ -13,28 +14,18 @@ use super::table::{Kernels, Src};
 use crate::kernels::bn::Affine;
 use crate::parallel::for_each_chunk2;
 
-/// Where the channels of a tensor live.
+/// The shape of an NCHW tensor: channel `ch` is `n` runs of `hw` elements at
+/// `(i·c + ch)·hw`, `i < n`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Geometry {
-    /// NCHW: channel `ch` is `n` runs of `hw` elements at `(i·c + ch)·hw`, `i < n`.
-    Runs { n: usize, c: usize, hw: usize },
-    /// NC and NHWC: channel `ch` is column `ch` of `rows` rows of `c` elements.
-    Cols { rows: usize, c: usize },
+pub(crate) struct Runs {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
 }
 
-impl Geometry {
-    /// Channels.
-    pub(crate) fn channels(&self) -> usize {
-        match *self {
-            Geometry::Runs { c, .. } | Geometry::Cols { c, .. } => c,
-        }
-    }
-
+impl Runs {
     fn numel(&self) -> usize {
-        match *self {
-            Geometry::Runs { n, c, hw } => n * c * hw,
-            Geometry::Cols { rows, c } => rows * c,
-        }
+        self.n * self.c * self.hw
     }
 }
 
@@ -55,7 +46,7 @@ unsafe impl Sync for Base {}
 /// Exclusive access to the channels `c0 .. c1` of a tensor (input and output).
 pub(crate) struct Block<'a> {
     base: Base,
-    geo: Geometry,
+    geo: Runs,
     c0: usize,
     c1: usize,
     _borrow: PhantomData<&'a mut [f32]>,
@@ -70,22 +61,16 @@ impl Block<'_> {
     /// The input's first element of channel `ch` (a good pivot: it is a sample of the data).
     pub(crate) fn first(&self, ch: usize) -> f32 {
         assert!(self.channels().contains(&ch));
-        let at = match self.geo {
-            Geometry::Runs { hw, .. } => ch * hw,
-            Geometry::Cols { .. } => ch,
-        };
+        let at = ch * self.geo.hw;
         // SAFETY: `for_each_block` only makes blocks of non-empty channels (every channel has
         // at least one element), and element `at` belongs to channel `ch` of this block.
         unsafe { *self.base.x.add(at) }
     }
 
-    /// `(n, c, hw)` of an NCHW block; panics for column geometry (an internal invariant).
+    /// `(n, c, hw)`, checking that `ch` is one of the block's channels.
     fn runs_geometry(&self, ch: usize) -> (usize, usize, usize) {
         assert!(self.channels().contains(&ch));
-        match self.geo {
-            Geometry::Runs { n, c, hw } => (n, c, hw),
-            Geometry::Cols { .. } => panic!("per-channel kernels need NCHW geometry"),
-        }
+        (self.geo.n, self.geo.c, self.geo.hw)
     }
 
     /// Shifted sums `[Σ(x − K), Σ(x − K)²]` of NCHW channel `ch` around `pivot`.
@@ -148,89 +133,19 @@ impl Block<'_> {
     }
 
     /// Shifted sums of each channel of the block: `out[i] = [Σ(x − K_i), Σ(x − K_i)²]` for
-    /// channel `c0 + i` with pivot `pivots[i]`.
+    /// channel `c0 + i` with pivot `pivots[i]`, the channels read together in address order.
     pub(crate) fn sums(&self, k: &Kernels, pivots: &[f32], out: &mut [[f64; 2]]) {
         let w = self.c1 - self.c0;
-        assert!(pivots.len() >= w && out.len() >= w);
-        match self.geo {
-            Geometry::Runs { n, c, hw } => {
-                assert!(w <= 64);
-                let mut t = [0.0f64; 128];
-                let x = self.base.x.wrapping_add(self.c0 * hw);
-                // SAFETY: features checked when the table was handed out; image r's runs of
-                // channels c0..c1 are x + r·c·hw + [0, w·hw), inside the tensor (n·c·hw
-                // elements); `t` holds 2w f64, `pivots` at least w floats.
-                unsafe { (k.bn_sums_runs)(x, n, hw, c * hw, w, pivots.as_ptr(), t.as_mut_ptr()) };
-                for (i, o) in out[..w].iter_mut().enumerate() {
-                    *o = [t[2 * i], t[2 * i + 1]];
-                }
-            }
-            Geometry::Cols { rows, c } => {
-                assert!(w <= 64);
-                let mut t = [0.0f64; 128];
-                let x = self.base.x.wrapping_add(self.c0);
-                // SAFETY: features checked; row r's columns c0..c1 are x + r·c + [0, w),
-                // inside the tensor; `t` holds 2w f64, `pivots` at least w floats.
-                unsafe { (k.bn_sums_cols)(x, rows, c, w, pivots.as_ptr(), t.as_mut_ptr()) };
-                for (i, o) in out[..w].iter_mut().enumerate() {
-                    *o = [t[i], t[w + i]];
-                }
-            }
-        }
-    }
-
-    /// Writes `y = ((x − k) − d)·a + b` (then ReLU if `relu`) for every channel of the block,
-    /// with `aff[i]` for channel `c0 + i`. With `prefetch_next`, the data of the next block
-    /// (channels `c1 ..`, same runs or rows) is prefetched into L2 while this one is written,
-    /// so its statistics pass reads from cache.
-    pub(crate) fn normalize(
-        &mut self,
-        k: &Kernels,
-        aff: &[Affine],
-        relu: bool,
-        nt: bool,
-        prefetch_next: bool,
-    ) {
-        let w = self.c1 - self.c0;
-        assert!(
-            aff.len() >= w && !self.base.y.is_null(),
-            "normalize on a read-only block"
-        );
-        match self.geo {
-            Geometry::Runs { n, c, hw } => {
-                // The next block's run r starts where this block's run r ends.
-                let pf = if prefetch_next && self.c1 < c {
-                    w * hw
-                } else {
-                    0
-                };
-                let (x, y) = (
-                    self.base.x.wrapping_add(self.c0 * hw),
-                    self.base.y.wrapping_add(self.c0 * hw),
-                );
-                // SAFETY: features checked; image r's runs of channels c0..c1 are
-                // [c0·hw + r·c·hw, +w·hw) of both tensors, which this block owns; `aff` holds
-                // w constants. Prefetches never fault.
-                unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, w, aff.as_ptr(), relu, nt, pf) }
-            }
-            Geometry::Cols { rows, c } => {
-                assert!(w <= 64);
-                let mut cols = [0.0f32; 4 * 64];
-                for (i, f) in aff[..w].iter().enumerate() {
-                    cols[i] = f.k;
-                    cols[w + i] = f.d;
-                    cols[2 * w + i] = f.a;
-                    cols[3 * w + i] = f.b;
-                }
-                let pf = if prefetch_next && self.c1 < c { w } else { 0 };
-                let (x, y) = (
-                    self.base.x.wrapping_add(self.c0),
-                    self.base.y.wrapping_add(self.c0),
-                );
-                // SAFETY: features checked; row r's columns c0..c1 are [r·c + c0, +w) of both
-                // tensors, which this block owns; `cols` holds the 4w constants.
-                unsafe { (k.bn_normalize_cols)(x, y, rows, c, w, cols.as_ptr(), relu, nt, pf) }
-            }
+        assert!(pivots.len() >= w && out.len() >= w && w <= 64);
+        let Runs { n, c, hw } = self.geo;
+        let mut t = [0.0f64; 128];
+        let x = self.base.x.wrapping_add(self.c0 * hw);
+        // SAFETY: features checked when the table was handed out; image r's runs of channels
+        // c0..c1 are x + r·c·hw + [0, w·hw), inside the tensor (n·c·hw elements); `t` holds
+        // 2w f64, `pivots` at least w floats.
+        unsafe { (k.bn_sums_runs)(x, n, hw, c * hw, w, pivots.as_ptr(), t.as_mut_ptr()) };
+        for (i, o) in out[..w].iter_mut().enumerate() {
+            *o = [t[2 * i], t[2 * i + 1]];
         }
     }
 }
@@ -242,14 +157,14 @@ impl Block<'_> {
 pub(crate) fn for_each_block<A: Send, B: Send>(
     x: Src,
     y: &mut [f32],
-    geo: Geometry,
+    geo: Runs,
     width: usize,
     par: bool,
     a: &mut [A],
     b: &mut [B],
     f: impl Fn(Block<'_>, &mut [A], &mut [B]) + Sync + Send,
 ) {
-    let c = geo.channels();
+    let c = geo.c;
     assert!(width > 0 && geo.numel() == y.len() && a.len() == c && b.len() == c);
     if y.is_empty() {
         return;
@@ -272,16 +187,16 @@ pub(crate) fn for_each_block<A: Send, B: Send>(
 }
 
 /// Like [`for_each_block`] for reading only: blocks of `x`, with one per-channel output `a`.
-/// The blocks' `normalize` must not be called (it asserts).
+/// The blocks' normalizing methods must not be called (they assert).
 pub(crate) fn for_each_block_read<A: Send>(
     x: &[f32],
-    geo: Geometry,
+    geo: Runs,
     width: usize,
     par: bool,
     a: &mut [A],
     f: impl Fn(Block<'_>, &mut [A]) + Sync + Send,
 ) {
-    let c = geo.channels();
+    let c = geo.c;
     assert!(width > 0 && geo.numel() == x.len() && a.len() == c);
     if x.is_empty() {
         return;

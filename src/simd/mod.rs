@@ -282,7 +282,7 @@ macro_rules! entry_points {
         }
 
         $(#[$attr])*
-        unsafe fn bn_sums_cols(
+        unsafe fn bn_sums_rows(
             x: *const f32,
             rows: usize,
             stride: usize,
@@ -290,29 +290,22 @@ macro_rules! entry_points {
             pivots: *const f32,
             out: *mut f64,
         ) {
-            // SAFETY: as above; the block is readable (checked by `channels::Block`).
-            unsafe { kernels::bn::sums_cols(<$backend>::new(), x, rows, stride, w, pivots, out) }
+            // SAFETY: as above; the rows are readable (checked by `Kernels::bn_sums_rows`).
+            unsafe { kernels::bn::sums_rows(<$backend>::new(), x, rows, stride, w, pivots, out) }
         }
 
         $(#[$attr])*
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn bn_normalize_cols(
+        unsafe fn bn_normalize_tiled(
             x: *const f32,
             y: *mut f32,
-            rows: usize,
-            stride: usize,
-            w: usize,
+            n: usize,
             aff: *const f32,
+            l: usize,
             relu: bool,
             nt: bool,
-            prefetch: usize,
         ) {
-            // SAFETY: as above; the block is valid (checked by `channels::Block`).
-            unsafe {
-                kernels::bn::normalize_cols(
-                    <$backend>::new(), x, y, rows, stride, w, aff, relu, nt, prefetch,
-                )
-            }
+            // SAFETY: as above; lengths checked by `Kernels::bn_normalize_tiled`.
+            unsafe { kernels::bn::normalize_tiled(<$backend>::new(), x, y, n, aff, l, relu, nt) }
         }
 
         pub(crate) static KERNELS: crate::simd::Kernels = crate::simd::Kernels {
@@ -327,8 +320,8 @@ macro_rules! entry_points {
             bn_sums_runs,
             bn_normalize_runs,
             bn_normalize_sum_runs,
-            bn_sums_cols,
-            bn_normalize_cols,
+            bn_sums_rows,
+            bn_normalize_tiled,
         };
     };
 }

@@ -60,10 +60,10 @@ pub(crate) struct Kernels {
         *const f32,
         f32,
     ) -> [f64; 2],
-    pub(super) bn_sums_cols: unsafe fn(*const f32, usize, usize, usize, *const f32, *mut f64),
+    pub(super) bn_sums_rows: unsafe fn(*const f32, usize, usize, usize, *const f32, *mut f64),
     #[allow(clippy::type_complexity)]
-    pub(super) bn_normalize_cols:
-        unsafe fn(*const f32, *mut f32, usize, usize, usize, *const f32, bool, bool, usize),
+    pub(super) bn_normalize_tiled:
+        unsafe fn(*const f32, *mut f32, usize, *const f32, usize, bool, bool),
 }
 
 /// Where an elementwise kernel reads its input: another slice, or the output itself.
@@ -207,5 +207,53 @@ impl Kernels {
     pub(crate) fn fill(&self, y: &mut [f32], v: f32, nt: bool) {
         // SAFETY: features checked by `for_isa`; `y` holds `y.len()` floats.
         unsafe { (self.fill)(y.as_mut_ptr(), y.len(), v, nt) }
+    }
+
+    /// Per-column shifted sums of columns `c0 .. c0 + w` of the `rows` rows of `x` (row
+    /// stride `stride`), around `pivots[0..w]`, added to `out[0..w]` and `out[w..2w]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_sums_rows(
+        &self,
+        x: &[f32],
+        rows: usize,
+        stride: usize,
+        c0: usize,
+        w: usize,
+        pivots: &[f32],
+        out: &mut [f64],
+    ) {
+        assert!(w > 0 && w <= crate::kernels::bn::ROW_SEGMENT && c0 + w <= stride);
+        assert!(pivots.len() >= w && out.len() >= 2 * w && rows * stride <= x.len());
+        if rows == 0 {
+            return;
+        }
+        // SAFETY: features checked by `for_isa`; row r's columns are
+        // x[r·stride + c0 .. + w], inside `x` since rows·stride <= x.len() and c0 + w <= stride.
+        unsafe {
+            (self.bn_sums_rows)(
+                x.as_ptr().add(c0),
+                rows,
+                stride,
+                w,
+                pivots.as_ptr(),
+                out.as_mut_ptr(),
+            )
+        }
+    }
+
+    /// `y = (x − k)·a + b` elementwise, with `aff = [k; a; b]` rows of `l >= y.len()`.
+    pub(crate) fn bn_normalize_tiled(
+        &self,
+        x: Src,
+        y: &mut [f32],
+        aff: &[f32],
+        l: usize,
+        relu: bool,
+        nt: bool,
+    ) {
+        let x = x.ptr(y);
+        assert!(y.len() <= l && aff.len() >= 3 * l);
+        // SAFETY: features checked; `x`, `y` hold y.len() floats, `aff` 3l >= 3·y.len().
+        unsafe { (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, relu, nt) }
     }
 }

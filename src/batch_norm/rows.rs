@@ -1,0 +1,178 @@
+//! NC and NHWC: channels are the columns of `rows` rows of `c` values.
+//!
+//! Walking a column block down all rows reads one or a few cache lines per row at a stride of
+//! `c` floats — a power of two in most networks, which maps every row to the same few cache
+//! sets and defeats both the caches and the prefetchers. So these layouts are processed by
+//! rows, which are contiguous: one pass for the statistics (row chunks in parallel, partial
+//! sums merged in a fixed order) and one for the normalization. For tensors larger than the
+//! caches that reads `x` twice from memory.
+
+use core::cell::RefCell;
+
+use super::stats::from_sums;
+use crate::kernels::bn::{Affine, ROW_SEGMENT};
+use crate::parallel::{SEQ_THRESHOLD, for_each_chunk};
+use crate::simd::{Kernels, Src};
+
+/// Rows per statistics chunk: about 256 Ki values, a multiple of 64 rows. It depends on `c`
+/// only — never on the thread count — because the chunks fix the order of the additions.
+fn stats_chunk_rows(c: usize) -> usize {
+    ((1usize << 18) / c.max(1)).div_ceil(64).max(1) * 64
+}
+
+macro_rules! scratch_fn {
+    ($name:ident, $t:ty) => {
+        /// Runs `f` on a zeroed scratch buffer of `len` values, reused across calls on this
+        /// thread (no allocation once warm); a fresh one if the thread's is in use (a
+        /// reentrant call from a rayon task).
+        fn $name<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+            thread_local! {
+                static BUF: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
+            }
+            BUF.with(|b| match b.try_borrow_mut() {
+                Ok(mut v) => {
+                    v.clear();
+                    v.resize(len, 0 as $t);
+                    f(&mut v)
+                }
+                Err(_) => f(&mut vec![0 as $t; len]),
+            })
+        }
+    };
+}
+scratch_fn!(scratch_f64, f64);
+scratch_fn!(scratch_f32, f32);
+
+/// Where channel `ch`'s two sums sit in a per-channel sums buffer: the layout of the kernel's
+/// output, `[s1; s2]` per segment of `ROW_SEGMENT` columns.
+fn sum_index(ch: usize, c: usize) -> (usize, usize) {
+    let c0 = ch / ROW_SEGMENT * ROW_SEGMENT;
+    let w = ROW_SEGMENT.min(c - c0);
+    (2 * c0 + (ch - c0), 2 * c0 + w + (ch - c0))
+}
+
+/// Statistics chunks of a tensor of `rows` rows of `c`.
+fn stats_chunks(rows: usize, c: usize) -> usize {
+    rows.div_ceil(stats_chunk_rows(c))
+}
+
+/// Shifted sums of every column of `x` (`c` columns) around `pivots`, into `sums` (`2c`, in
+/// the [`sum_index`] layout); `partials` is scratch of `stats_chunks(rows, c) · 2c`.
+fn column_sums(
+    k: &Kernels,
+    x: &[f32],
+    c: usize,
+    pivots: &[f32],
+    sums: &mut [f64],
+    partials: &mut [f64],
+) {
+    let rows = x.len() / c;
+    let chunk = stats_chunk_rows(c);
+    let par = x.len() >= SEQ_THRESHOLD;
+    partials.fill(0.0);
+    {
+        for_each_chunk(partials, 2 * c, par, |ci, part| {
+            let xr = &x[ci * chunk * c..((ci + 1) * chunk).min(rows) * c];
+            for c0 in (0..c).step_by(ROW_SEGMENT) {
+                let w = ROW_SEGMENT.min(c - c0);
+                let out = &mut part[2 * c0..2 * c0 + 2 * w];
+                k.bn_sums_rows(xr, xr.len() / c, c, c0, w, &pivots[c0..c0 + w], out);
+            }
+        });
+        sums.fill(0.0);
+        for part in partials.chunks_exact(2 * c) {
+            for (t, p) in sums.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
+    }
+}
+
+/// Calls `f(ch, (pivot, mean, biased var))` for every column of `x` (`c` columns, at least
+/// one row), with the same pivot rule as the NCHW path (the first row's value; the mean if
+/// that lies more than 4σ away).
+/// `pivots` is scratch of `c` floats.
+pub(crate) fn row_moments(
+    k: &Kernels,
+    x: &[f32],
+    c: usize,
+    pivots: &mut [f32],
+    mut f: impl FnMut(usize, (f32, f64, f64)),
+) {
+    let count = x.len() / c;
+    pivots.copy_from_slice(&x[..c]);
+    let chunks = stats_chunks(count, c);
+    {
+        scratch_f64((1 + chunks) * 2 * c, |buf| {
+            let (sums, partials) = buf.split_at_mut(2 * c);
+            column_sums(k, x, c, pivots, sums, partials);
+            let mut again = false;
+            for (ch, p) in pivots.iter_mut().enumerate() {
+                let (i1, i2) = sum_index(ch, c);
+                if let (_, Some(better)) = from_sums(*p, [sums[i1], sums[i2]], count) {
+                    *p = better;
+                    again = true;
+                }
+            }
+            if again {
+                column_sums(k, x, c, pivots, sums, partials);
+            }
+            for (ch, &p) in pivots.iter().enumerate() {
+                let (i1, i2) = sum_index(ch, c);
+                f(ch, from_sums(p, [sums[i1], sums[i2]], count).0);
+            }
+        })
+    }
+}
+
+/// [`row_moments`] with its own pivot scratch.
+pub(crate) fn row_moments_alone(
+    k: &Kernels,
+    x: &[f32],
+    c: usize,
+    f: impl FnMut(usize, (f32, f64, f64)),
+) {
+    scratch_f32(c, |pivots| row_moments(k, x, c, pivots, f));
+}
+
+/// Training forward for NC/NHWC: statistics by rows, then `y` normalized by rows with
+/// `consts(ch, (pivot, mean, var))`, which also records each channel's saved statistics.
+pub(crate) fn train_rows(
+    k: &Kernels,
+    x: Src,
+    y: &mut [f32],
+    c: usize,
+    relu: bool,
+    nt: bool,
+    mut consts: impl FnMut(usize, (f32, f64, f64)) -> Affine,
+) {
+    // Rows per constant tile: enough that a tile is at least 1 Ki values, so each kernel call
+    // streams a long run.
+    let tile_rows = 1024usize.div_ceil(c);
+    let l = tile_rows * c;
+    scratch_f32(3 * l + c, |buf| {
+        let (aff, pivots) = buf.split_at_mut(3 * l);
+        let src: &[f32] = match x {
+            Src::Slice(xs) => xs,
+            Src::InPlace => y,
+        };
+        row_moments(k, src, c, pivots, |ch, m| {
+            let f = consts(ch, m);
+            for t in 0..tile_rows {
+                let at = t * c + ch;
+                aff[at] = f.k;
+                aff[l + at] = f.a;
+                aff[2 * l + at] = f.b;
+            }
+        });
+        let aff: &[f32] = aff;
+        let task_rows = tile_rows * (16384 / l).max(1);
+        for_each_chunk(y, task_rows * c, y.len() >= SEQ_THRESHOLD, |ti, yc| {
+            let base = ti * task_rows * c;
+            for (si, seg) in yc.chunks_mut(l).enumerate() {
+                let at = base + si * l;
+                k.bn_normalize_tiled(x.sub(at..at + seg.len()), seg, aff, l, relu, nt);
+            }
+        });
+    });
+}
