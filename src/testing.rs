@@ -198,3 +198,161 @@ pub fn fuzz_dropout(data: &[u8]) {
         .expect("available ISA");
     }
 }
+
+/// The batch-norm training-forward fuzz check, shared by the cargo-fuzz target and the
+/// corpus-replay test: arbitrary shapes, layouts, parameters and values on every ISA. Asserts
+/// no panic; an `Err` exactly for invalid arguments, with every output untouched; in place ==
+/// out of place, bit for bit; and finite outputs wherever the inputs and parameters are finite
+/// and moderate (|v| <= 1e15, so that no intermediate can overflow f32).
+pub fn fuzz_bn_train(data: &[u8]) {
+    use crate::{BnParams, Layout, Momentum, RunningStats, SavedStats, Shape};
+    let mut b = Bytes(data);
+    let dims = [
+        b.u8() as usize % 6,
+        b.u8() as usize % 9,
+        b.u8() as usize % 7,
+        b.u8() as usize % 7,
+    ];
+    let flags = b.u8();
+    let layout = [Layout::Nc, Layout::Nchw, Layout::Nhwc][flags as usize % 3];
+    let shape = match layout {
+        Layout::Nc => Shape::nc(dims[0] * 9 + dims[2], dims[1]),
+        _ => Shape::nchw(dims[0], dims[1], dims[2], dims[3]),
+    };
+    let eps = match b.u8() % 4 {
+        0 => b.f32(),
+        1 => 0.0,
+        _ => 1e-5,
+    };
+    let m = b.f32();
+    let momentum = match b.u8() % 4 {
+        0 => Momentum::PyTorch(m),
+        1 => Momentum::Onnx(m),
+        2 => Momentum::PyTorchCumulative {
+            batches: b.u8() as u64,
+        },
+        _ => Momentum::PyTorch(0.1),
+    };
+    let len_delta = (b.u8() % 3) as isize - 1; // -1, 0, +1: wrong lengths too
+    let rest: Vec<f32> =
+        b.0.chunks(4)
+            .take(8192)
+            .map(|c| {
+                let mut w = [0u8; 4];
+                w[..c.len()].copy_from_slice(c);
+                f32::from_le_bytes(w)
+            })
+            .collect();
+    let numel = shape.numel().unwrap_or(0);
+    let xlen = if flags & 0x80 != 0 {
+        (numel as isize + len_delta).max(0) as usize
+    } else {
+        numel
+    };
+    let c = shape.c;
+    let pick = |i: usize| rest.get(i % rest.len().max(1)).copied().unwrap_or(1.0);
+    let x: Vec<f32> = (0..xlen)
+        .map(|i| if rest.is_empty() { i as f32 } else { pick(i) })
+        .collect();
+    let gamma: Vec<f32> = (0..c).map(|i| pick(xlen + i)).collect();
+    let beta: Vec<f32> = (0..c).map(|i| pick(xlen + c + i)).collect();
+    let mut params = BnParams::new(eps).with_relu(flags & 8 != 0);
+    if flags & 16 != 0 {
+        params = params.with_affine(&gamma, &beta);
+    }
+    let moderate = |v: &f32| v.is_finite() && v.abs() <= 1e15;
+    let all_moderate = x.iter().all(moderate)
+        && (flags & 16 == 0 || gamma.iter().chain(&beta).all(moderate))
+        && eps.is_finite();
+    const S: u32 = 0x7FC0_0BAD;
+    let fresh = |n: usize| vec![f32::from_bits(S); n];
+    let untouched = |v: &[f32]| v.iter().all(|e| e.to_bits() == S);
+    for isa in crate::Isa::available() {
+        crate::with_isa(isa, || {
+            let (mut y, mut sm, mut si, mut rm, mut rv) = (
+                fresh(xlen),
+                fresh(c),
+                fresh(c),
+                vec![0.0f32; c],
+                vec![1.0f32; c],
+            );
+            let r = crate::batch_norm_train(
+                &x,
+                &mut y,
+                shape,
+                layout,
+                &params,
+                SavedStats {
+                    mean: &mut sm,
+                    invstd: &mut si,
+                },
+                Some(RunningStats {
+                    mean: &mut rm,
+                    var: &mut rv,
+                    momentum,
+                }),
+            );
+            let valid = xlen == numel
+                && shape.numel().is_ok()
+                && eps.is_finite()
+                && eps >= 0.0
+                && momentum.weights().is_ok()
+                && (c == 0 || numel / c >= 2);
+            assert_eq!(
+                r.is_ok(),
+                valid,
+                "{isa}: {shape:?} {layout:?} eps {eps} {momentum:?}: {r:?}"
+            );
+            if r.is_err() {
+                assert!(
+                    untouched(&y) && untouched(&sm) && untouched(&si),
+                    "{isa}: written on error"
+                );
+                assert!(rm.iter().all(|&v| v == 0.0) && rv.iter().all(|&v| v == 1.0));
+                return;
+            }
+            if all_moderate && momentum.weights().is_ok_and(|w| w.0.is_finite()) {
+                assert!(
+                    y.iter().all(|v| v.is_finite()),
+                    "{isa}: non-finite y from finite input"
+                );
+                assert!(
+                    sm.iter()
+                        .chain(&si)
+                        .chain(&rm)
+                        .chain(&rv)
+                        .all(|v| v.is_finite()),
+                    "{isa}: non-finite stats"
+                );
+            }
+            let mut z = x.clone();
+            let (mut sm2, mut si2, mut rm2, mut rv2) =
+                (fresh(c), fresh(c), vec![0.0f32; c], vec![1.0f32; c]);
+            crate::batch_norm_train_inplace(
+                &mut z,
+                shape,
+                layout,
+                &params,
+                SavedStats {
+                    mean: &mut sm2,
+                    invstd: &mut si2,
+                },
+                Some(RunningStats {
+                    mean: &mut rm2,
+                    var: &mut rv2,
+                    momentum,
+                }),
+            )
+            .expect("valid in place");
+            assert!(
+                same_bits(&z, &y) && same_bits(&sm, &sm2) && same_bits(&si, &si2),
+                "{isa}: in place differs"
+            );
+            assert!(
+                same_bits(&rm, &rm2) && same_bits(&rv, &rv2),
+                "{isa}: running stats differ in place"
+            );
+        })
+        .expect("available ISA");
+    }
+}

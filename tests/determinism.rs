@@ -86,3 +86,56 @@ fn pieces_with_offsets_equal_the_whole() {
         assert_eq!(bits(&pieces), bits(&whole), "{isa}");
     }
 }
+
+#[test]
+fn batch_norm_identical_bits_for_1_2_3_threads() {
+    let cases = [
+        (Shape::nchw(4, 24, 33, 31), Layout::Nchw),
+        (Shape::nchw(4, 24, 33, 31), Layout::Nhwc),
+        (Shape::nc(3001, 70), Layout::Nc),
+        (Shape::nc(70, 3001), Layout::Nc),
+    ];
+    for (shape, layout) in cases {
+        let x: Vec<f32> = normals(shape.numel().unwrap(), 4)
+            .iter()
+            .map(|v| (7.0 + 2.0 * v) as f32)
+            .collect();
+        let gamma = vec![1.25f32; shape.c];
+        let beta = vec![-0.5f32; shape.c];
+        let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
+        for isa in Isa::available() {
+            let runs: Vec<_> = [1, 2, 3]
+                .into_iter()
+                .map(|t| {
+                    in_pool(t, || {
+                        with_isa(isa, || {
+                            run_bn(&x, shape, layout, &params, Momentum::PyTorch(0.1))
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            for (t, r) in runs.iter().enumerate().skip(1) {
+                assert_eq!(
+                    r.bits(),
+                    runs[0].bits(),
+                    "{isa} {layout:?} {shape:?}: {} threads",
+                    t + 1
+                );
+            }
+            let mut st1 = vec![ChannelStats::default(); shape.c];
+            let mut st3 = vec![ChannelStats::default(); shape.c];
+            in_pool(1, || {
+                with_isa(isa, || channel_stats(&x, shape, layout, &mut st1))
+                    .unwrap()
+                    .unwrap()
+            });
+            in_pool(3, || {
+                with_isa(isa, || channel_stats(&x, shape, layout, &mut st3))
+                    .unwrap()
+                    .unwrap()
+            });
+            assert_eq!(st1, st3, "{isa} {layout:?}: channel_stats");
+        }
+    }
+}

@@ -5,7 +5,10 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 1] = [("dropout", dropnorm::testing::fuzz_dropout)];
+const TARGETS: [(&str, Check); 2] = [
+    ("dropout", dropnorm::testing::fuzz_dropout),
+    ("bn_train", dropnorm::testing::fuzz_bn_train),
+];
 
 #[test]
 fn replay_fuzz_corpus() {

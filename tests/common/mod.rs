@@ -75,3 +75,79 @@ impl Guarded {
         }
     }
 }
+
+/// Deterministic standard normal samples (Box–Muller over a xorshift stream).
+pub fn normals(n: usize, salt: u64) -> Vec<f64> {
+    let mut s = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u, v) = (uniform(), uniform());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        })
+        .collect()
+}
+
+/// Everything a training-mode batch-norm call writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BnOut {
+    pub y: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub invstd: Vec<f32>,
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+}
+
+impl BnOut {
+    pub fn bits(&self) -> [Vec<u32>; 5] {
+        [
+            bits(&self.y),
+            bits(&self.mean),
+            bits(&self.invstd),
+            bits(&self.running_mean),
+            bits(&self.running_var),
+        ]
+    }
+}
+
+/// Runs `batch_norm_train` (out of place, NaN-prefilled output) with running statistics
+/// starting at mean 0.5, var 2.0.
+pub fn run_bn(
+    x: &[f32],
+    shape: dropnorm::Shape,
+    layout: dropnorm::Layout,
+    params: &dropnorm::BnParams,
+    momentum: dropnorm::Momentum,
+) -> BnOut {
+    let c = shape.c;
+    let mut o = BnOut {
+        y: vec![f32::NAN; x.len()],
+        mean: vec![f32::NAN; c],
+        invstd: vec![f32::NAN; c],
+        running_mean: vec![0.5; c],
+        running_var: vec![2.0; c],
+    };
+    dropnorm::batch_norm_train(
+        x,
+        &mut o.y,
+        shape,
+        layout,
+        params,
+        dropnorm::SavedStats {
+            mean: &mut o.mean,
+            invstd: &mut o.invstd,
+        },
+        Some(dropnorm::RunningStats {
+            mean: &mut o.running_mean,
+            var: &mut o.running_var,
+            momentum,
+        }),
+    )
+    .unwrap();
+    o
+}
