@@ -1,0 +1,72 @@
+//! Batch-norm training forward per ISA against the naive scalar two-pass version, on the
+//! shapes of the roofline (NCHW, NC, NHWC). Throughput counts the 8 B/element minimum traffic.
+//!
+//! `cargo bench --bench batch_norm -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dropnorm::{BnParams, Isa, Layout, SavedStats, Shape, batch_norm_train, reference, with_isa};
+
+fn bench(c: &mut Criterion) {
+    let cases = [
+        (Shape::nchw(8, 32, 28, 28), Layout::Nchw),
+        (Shape::nchw(32, 64, 56, 56), Layout::Nchw),
+        (Shape::nchw(64, 256, 28, 28), Layout::Nchw),
+        (Shape::nc(256, 4096), Layout::Nc),
+        (Shape::nc(4096, 1024), Layout::Nc),
+        (Shape::nchw(8, 32, 28, 28), Layout::Nhwc),
+        (Shape::nchw(32, 64, 56, 56), Layout::Nhwc),
+        (Shape::nchw(64, 256, 28, 28), Layout::Nhwc),
+    ];
+    for (shape, layout) in cases {
+        let n = shape.numel().unwrap();
+        let ch = shape.c;
+        let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 0.01).collect();
+        let mut y = vec![0.0f32; n];
+        let (gamma, beta) = (vec![1.5f32; ch], vec![0.25f32; ch]);
+        let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
+        let (mut mean, mut invstd) = (vec![0.0f32; ch], vec![0.0f32; ch]);
+        let name = format!(
+            "bn_train/{layout:?}/{}x{}x{}x{}",
+            shape.n, shape.c, shape.h, shape.w
+        );
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(8 * n as u64));
+        if n > 1 << 22 {
+            g.sample_size(20);
+        }
+        for isa in Isa::available() {
+            g.bench_function(BenchmarkId::new("forward", isa), |b| {
+                b.iter(|| {
+                    with_isa(isa, || {
+                        let saved = SavedStats {
+                            mean: &mut mean,
+                            invstd: &mut invstd,
+                        };
+                        batch_norm_train(black_box(&x), &mut y, shape, layout, &params, saved, None)
+                    })
+                })
+            });
+        }
+        g.bench_function("naive_scalar", |b| {
+            b.iter(|| match layout {
+                Layout::Nchw => reference::batch_norm_train_naive(
+                    black_box(&x),
+                    &mut y,
+                    shape.n,
+                    ch,
+                    shape.h * shape.w,
+                    1e-5,
+                ),
+                _ => {
+                    reference::batch_norm_train_naive_cols(black_box(&x), &mut y, n / ch, ch, 1e-5)
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
