@@ -146,12 +146,14 @@ pub(crate) fn train_rows(
     nt: bool,
     mut consts: impl FnMut(usize, (f32, f64, f64)) -> Affine,
 ) {
-    // Rows per constant tile: enough that a tile is at least 1 Ki values, so each kernel call
-    // streams a long run.
-    let tile_rows = 1024usize.div_ceil(c);
+    // Constants tiled over a whole number of rows, of a length that is a multiple of 16
+    // (the kernel steps through them a vector at a time) and at least 1 Ki.
+    let period = 16 / gcd(c, 16);
+    let tile_rows = period * 1024usize.div_ceil(period * c);
     let l = tile_rows * c;
-    scratch_f32(3 * l + c, |buf| {
-        let (aff, pivots) = buf.split_at_mut(3 * l);
+    let r = l + 16;
+    scratch_f32(3 * r + c, |buf| {
+        let (aff, pivots) = buf.split_at_mut(3 * r);
         let src: &[f32] = match x {
             Src::Slice(xs) => xs,
             Src::InPlace => y,
@@ -161,18 +163,23 @@ pub(crate) fn train_rows(
             for t in 0..tile_rows {
                 let at = t * c + ch;
                 aff[at] = f.k;
-                aff[l + at] = f.a;
-                aff[2 * l + at] = f.b;
+                aff[r + at] = f.a;
+                aff[2 * r + at] = f.b;
             }
         });
+        for row in 0..3 {
+            aff.copy_within(row * r..row * r + 16, row * r + l);
+        }
         let aff: &[f32] = aff;
-        let task_rows = tile_rows * (16384 / l).max(1);
-        for_each_chunk(y, task_rows * c, y.len() >= SEQ_THRESHOLD, |ti, yc| {
-            let base = ti * task_rows * c;
-            for (si, seg) in yc.chunks_mut(l).enumerate() {
-                let at = base + si * l;
-                k.bn_normalize_tiled(x.sub(at..at + seg.len()), seg, aff, l, relu, nt);
-            }
+        // Tasks of whole tiles, at least 64 Ki values: one stream each.
+        let task = l * (65536 / l).max(1);
+        for_each_chunk(y, task, y.len() >= SEQ_THRESHOLD, |ti, yc| {
+            let at = ti * task;
+            k.bn_normalize_tiled(x.sub(at..at + yc.len()), yc, aff, l, relu, nt);
         });
     });
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

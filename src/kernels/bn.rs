@@ -474,35 +474,46 @@ unsafe fn sums_rows_mem<S: Simd>(
     }
 }
 
-/// Centered normalization with per-element constants: `y[i] = (x[i] − k[i])·a[i] + b[i]`,
-/// the constants read from `aff = [k; a; b]` (rows of `l` floats) at offset `i`.
+/// Centered normalization with periodic per-element constants: `y[i] = (x[i] − k[j])·a[j] +
+/// b[j]` with `j = i mod l`, the constants read from `aff = [k; a; b]` (rows of `l + 16`
+/// floats, the last 16 repeating the first, so a vector starting anywhere below `l` reads
+/// contiguously). `j` is tracked incrementally: `write_stream` visits `i` in increasing steps
+/// of at most 16.
 struct NormalizeWith<S: Simd, const RELU: bool> {
     x: *const f32,
     aff: *const f32,
     l: usize,
+    j: usize,
+    last: usize,
     _s: core::marker::PhantomData<S>,
 }
 
 impl<S: Simd, const RELU: bool> Lanes<S> for NormalizeWith<S, RELU> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
-        // SAFETY: the kernel's contract covers x[i..i+len] and the four constant rows.
+        self.j += i - self.last;
+        self.last = i;
+        if self.j >= self.l {
+            self.j -= self.l;
+        }
+        let (j, r) = (self.j, self.l + LANES);
+        // SAFETY: the kernel's contract covers x[i..i+len]; j < l and len <= 16 keep the
+        // constant loads inside rows of l + 16.
         unsafe {
-            let l = self.l;
-            let k = load(s, self.aff.add(i), len);
-            let a = load(s, self.aff.add(l + i), len);
-            let b = load(s, self.aff.add(2 * l + i), len);
+            let k = load(s, self.aff.add(j), len);
+            let a = load(s, self.aff.add(r + j), len);
+            let b = load(s, self.aff.add(2 * r + j), len);
             Normalize::<S, RELU>::apply(s, load(s, self.x.add(i), len), k, a, b)
         }
     }
 }
 
-/// Normalizes `n` contiguous elements with per-element constants `aff = [k; a; b]` (rows
-/// of `l >= n` floats): the NC/NHWC case, where a run of whole rows gets its columns'
-/// constants tiled to the same length. `x` may equal `y`.
+/// Normalizes `n` contiguous elements with constants of period `l` (a multiple of 16), laid
+/// out as in [`NormalizeWith`]: the NC/NHWC case, where whole rows get their columns'
+/// constants, tiled over a whole number of rows. `x` may equal `y`.
 ///
 /// # Safety
-/// `x` valid for `n` reads, `y` for `n` writes, `aff` for `3l` reads, `n <= l`.
+/// `x` valid for `n` reads, `y` for `n` writes, `aff` for `3(l + 16)` reads, `l >= 16`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn normalize_tiled<S: Simd>(
@@ -515,23 +526,14 @@ pub(crate) unsafe fn normalize_tiled<S: Simd>(
     relu: bool,
     nt: bool,
 ) {
-    // SAFETY: `write_stream` passes i + len <= n <= l.
+    let pd = core::marker::PhantomData;
+    // SAFETY: `write_stream` passes i + len <= n in increasing order.
     unsafe {
         if relu {
-            let op = NormalizeWith::<S, true> {
-                x,
-                aff,
-                l,
-                _s: core::marker::PhantomData,
-            };
+            let op = NormalizeWith::<S, true> { x, aff, l, j: 0, last: 0, _s: pd };
             write_stream(s, y, n, nt, op);
         } else {
-            let op = NormalizeWith::<S, false> {
-                x,
-                aff,
-                l,
-                _s: core::marker::PhantomData,
-            };
+            let op = NormalizeWith::<S, false> { x, aff, l, j: 0, last: 0, _s: pd };
             write_stream(s, y, n, nt, op);
         }
     }

@@ -241,7 +241,8 @@ impl Kernels {
         }
     }
 
-    /// `y = (x − k)·a + b` elementwise, with `aff = [k; a; b]` rows of `l >= y.len()`.
+    /// `y[i] = (x[i] − k[i mod l])·a[i mod l] + b[i mod l]`, with `aff = [k; a; b]` rows of
+    /// `l + 16` (the last 16 repeating the first), `l` a multiple of 16.
     pub(crate) fn bn_normalize_tiled(
         &self,
         x: Src,
@@ -252,8 +253,8 @@ impl Kernels {
         nt: bool,
     ) {
         let x = x.ptr(y);
-        assert!(y.len() <= l && aff.len() >= 3 * l);
-        // SAFETY: features checked; `x`, `y` hold y.len() floats, `aff` 3l >= 3·y.len().
+        assert!(l >= 16 && l % 16 == 0 && aff.len() >= 3 * (l + 16));
+        // SAFETY: features checked; `x`, `y` hold y.len() floats, `aff` the padded rows.
         unsafe { (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, relu, nt) }
     }
 }
