@@ -22,18 +22,19 @@ fn stats_chunk_rows(c: usize) -> usize {
 
 macro_rules! scratch_fn {
     ($name:ident, $t:ty) => {
-        /// Runs `f` on a zeroed scratch buffer of `len` values, reused across calls on this
-        /// thread (no allocation once warm); a fresh one if the thread's is in use (a
-        /// reentrant call from a rayon task).
+        /// Runs `f` on a scratch buffer of `len` values, reused across calls on this thread
+        /// (no allocation once warm; contents unspecified: callers write before they read);
+        /// a fresh one if the thread's is in use (a reentrant call from a rayon task).
         fn $name<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
             thread_local! {
                 static BUF: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
             }
             BUF.with(|b| match b.try_borrow_mut() {
                 Ok(mut v) => {
-                    v.clear();
-                    v.resize(len, 0 as $t);
-                    f(&mut v)
+                    if v.len() < len {
+                        v.resize(len, 0 as $t);
+                    }
+                    f(&mut v[..len])
                 }
                 Err(_) => f(&mut vec![0 as $t; len]),
             })
