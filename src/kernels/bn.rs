@@ -413,26 +413,54 @@ unsafe fn sums_rows_reg<S: Simd, const NV: usize>(
         // SAFETY: pivots holds w floats; `load` reads only vec_len of them (zeros after).
         *kv = unsafe { load(s, pivots.add(v * LANES), vec_len(w, v)) };
     }
-    let (mut a1, mut a2) = ([z; NV], [z; NV]);
-    for r in 0..rows {
-        for v in 0..NV {
-            // SAFETY: row r, columns [16v, 16v + vec_len) < w. Lanes past `w` load 0 and
-            // subtract a zero pivot, so they add nothing.
-            let xv = unsafe { load(s, x.add(r * stride + v * LANES), vec_len(w, v)) };
-            let d = s.sub(xv, k[v]);
-            a1[v] = s.add(a1[v], d);
-            a2[v] = s.mul_add(d, d, a2[v]);
+    // Two sets of accumulators, for even and odd rows: twice the independent dependency
+    // chains (one add per row per vector is otherwise latency-bound for narrow rows). Rows
+    // are taken in pairs so that each set has fixed registers.
+    let (mut e1, mut e2, mut o1, mut o2) = ([z; NV], [z; NV], [z; NV], [z; NV]);
+    let mut r = 0;
+    while r < rows {
+        // SAFETY: rows r and r + 1 (when < rows) are within the contract.
+        unsafe {
+            acc_row(s, x.add(r * stride), w, &k, &mut e1, &mut e2);
+            if r + 1 < rows {
+                acc_row(s, x.add((r + 1) * stride), w, &k, &mut o1, &mut o2);
+            }
         }
-        if (r + 1) % FLUSH_ROWS == 0 || r + 1 == rows {
+        r += 2;
+        if r % FLUSH_ROWS == 0 || r >= rows {
             let (mut t1, mut t2) = ([0.0f32; 64], [0.0f32; 64]);
             for v in 0..NV {
-                t1[v * LANES..(v + 1) * LANES].copy_from_slice(&s.to_array(a1[v]));
-                t2[v * LANES..(v + 1) * LANES].copy_from_slice(&s.to_array(a2[v]));
+                let (s1, s2) = (s.add(e1[v], o1[v]), s.add(e2[v], o2[v]));
+                t1[v * LANES..(v + 1) * LANES].copy_from_slice(&s.to_array(s1));
+                t2[v * LANES..(v + 1) * LANES].copy_from_slice(&s.to_array(s2));
             }
             // SAFETY: `out` holds 2w f64.
             unsafe { flush_columns(&t1, &t2, w, out) };
-            (a1, a2) = ([z; NV], [z; NV]);
+            (e1, e2, o1, o2) = ([z; NV], [z; NV], [z; NV], [z; NV]);
         }
+    }
+}
+
+/// Adds one row's `x − K` and `(x − K)²` (columns `0..w`) into the accumulators.
+///
+/// # Safety
+/// `x..x+w` must be readable.
+#[inline(always)]
+unsafe fn acc_row<S: Simd, const NV: usize>(
+    s: S,
+    x: *const f32,
+    w: usize,
+    k: &[S::F; NV],
+    a1: &mut [S::F; NV],
+    a2: &mut [S::F; NV],
+) {
+    for v in 0..NV {
+        // SAFETY: columns [16v, 16v + vec_len) < w. Lanes past `w` load 0 and subtract a zero
+        // pivot, so they add nothing.
+        let xv = unsafe { load(s, x.add(v * LANES), vec_len(w, v)) };
+        let d = s.sub(xv, k[v]);
+        a1[v] = s.add(a1[v], d);
+        a2[v] = s.mul_add(d, d, a2[v]);
     }
 }
 
@@ -446,10 +474,12 @@ unsafe fn sums_rows_mem<S: Simd>(
     pivots: *const f32,
     out: *mut f64,
 ) {
-    let mut acc1 = [0.0f32; ROW_SEGMENT];
-    let mut acc2 = [0.0f32; ROW_SEGMENT];
+    // Even and odd rows in separate accumulators, as in `sums_rows_reg` (same bits).
+    let mut acc1 = [[0.0f32; ROW_SEGMENT]; 2];
+    let mut acc2 = [[0.0f32; ROW_SEGMENT]; 2];
     let nv = w.div_ceil(LANES);
     for r in 0..rows {
+        let h = r & 1;
         for v in 0..nv {
             let (len, o) = (vec_len(w, v), v * LANES);
             // SAFETY: row r, columns [o, o + len) < w; the accumulators hold ROW_SEGMENT >= w
@@ -459,17 +489,29 @@ unsafe fn sums_rows_mem<S: Simd>(
                     load(s, x.add(r * stride + o), len),
                     load(s, pivots.add(o), len),
                 );
-                let p1 = acc1.as_mut_ptr().add(o);
-                let p2 = acc2.as_mut_ptr().add(o);
+                let p1 = acc1[h].as_mut_ptr().add(o);
+                let p2 = acc2[h].as_mut_ptr().add(o);
                 s.storeu(p1, s.add(s.loadu(p1), d));
                 s.storeu(p2, s.mul_add(d, d, s.loadu(p2)));
             }
         }
         if (r + 1) % FLUSH_ROWS == 0 || r + 1 == rows {
+            for v in 0..nv {
+                let o = v * LANES;
+                // SAFETY: within the accumulators (see above).
+                unsafe {
+                    let p1 = acc1[0].as_mut_ptr().add(o);
+                    let p2 = acc2[0].as_mut_ptr().add(o);
+                    s.storeu(p1, s.add(s.loadu(p1), s.loadu(acc1[1].as_ptr().add(o))));
+                    s.storeu(p2, s.add(s.loadu(p2), s.loadu(acc2[1].as_ptr().add(o))));
+                }
+            }
             // SAFETY: `out` holds 2w f64.
-            unsafe { flush_columns(&acc1, &acc2, w, out) };
-            acc1[..w].fill(0.0);
-            acc2[..w].fill(0.0);
+            unsafe { flush_columns(&acc1[0], &acc2[0], w, out) };
+            for h in 0..2 {
+                acc1[h][..w].fill(0.0);
+                acc2[h][..w].fill(0.0);
+            }
         }
     }
 }
@@ -479,7 +521,7 @@ unsafe fn sums_rows_mem<S: Simd>(
 /// floats, the last 16 repeating the first, so a vector starting anywhere below `l` reads
 /// contiguously). `j` is tracked incrementally: `write_stream` visits `i` in increasing steps
 /// of at most 16.
-struct NormalizeWith<S: Simd, const RELU: bool> {
+struct NormalizeWith<S: Simd, const RELU: bool, const TRACK: bool> {
     x: *const f32,
     aff: *const f32,
     l: usize,
@@ -488,15 +530,20 @@ struct NormalizeWith<S: Simd, const RELU: bool> {
     _s: core::marker::PhantomData<S>,
 }
 
-impl<S: Simd, const RELU: bool> Lanes<S> for NormalizeWith<S, RELU> {
+impl<S: Simd, const RELU: bool, const TRACK: bool> Lanes<S> for NormalizeWith<S, RELU, TRACK> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
-        self.j += i - self.last;
-        self.last = i;
-        if self.j >= self.l {
-            self.j -= self.l;
-        }
-        let (j, r) = (self.j, self.l + LANES);
+        let j = if TRACK {
+            self.j += i - self.last;
+            self.last = i;
+            if self.j >= self.l {
+                self.j -= self.l;
+            }
+            self.j
+        } else {
+            i
+        };
+        let r = self.l + LANES;
         // SAFETY: the kernel's contract covers x[i..i+len]; j < l and len <= 16 keep the
         // constant loads inside rows of l + 16.
         unsafe {
@@ -526,15 +573,58 @@ pub(crate) unsafe fn normalize_tiled<S: Simd>(
     relu: bool,
     nt: bool,
 ) {
-    let pd = core::marker::PhantomData;
-    // SAFETY: `write_stream` passes i + len <= n in increasing order.
+    // SAFETY: forwarded.
     unsafe {
         if relu {
-            let op = NormalizeWith::<S, true> { x, aff, l, j: 0, last: 0, _s: pd };
-            write_stream(s, y, n, nt, op);
+            tiled::<S, true>(s, x, y, n, aff, l, nt)
         } else {
-            let op = NormalizeWith::<S, false> { x, aff, l, j: 0, last: 0, _s: pd };
-            write_stream(s, y, n, nt, op);
+            tiled::<S, false>(s, x, y, n, aff, l, nt)
+        }
+    }
+}
+
+/// [`normalize_tiled`] for one ReLU setting. With plain stores, one stream per tile, so the
+/// constants sit at the stream's own offsets; with non-temporal stores one stream for all
+/// (each stream peels a misaligned head), the offset in the tile tracked as it goes — a short
+/// dependency chain that only costs when the data is in cache, which is when stores are plain.
+///
+/// # Safety
+/// As [`normalize_tiled`].
+#[inline(always)]
+unsafe fn tiled<S: Simd, const RELU: bool>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    aff: *const f32,
+    l: usize,
+    nt: bool,
+) {
+    let pd = core::marker::PhantomData;
+    // SAFETY: `write_stream` passes i + len <= n (or the tile's length) in increasing order.
+    unsafe {
+        if nt {
+            let op = NormalizeWith::<S, RELU, true> {
+                x,
+                aff,
+                l,
+                j: 0,
+                last: 0,
+                _s: pd,
+            };
+            write_stream(s, y, n, true, op);
+        } else {
+            for t0 in (0..n).step_by(l) {
+                let op = NormalizeWith::<S, RELU, false> {
+                    x: x.add(t0),
+                    aff,
+                    l,
+                    j: 0,
+                    last: 0,
+                    _s: pd,
+                };
+                write_stream(s, y.add(t0), l.min(n - t0), false, op);
+            }
         }
     }
 }
