@@ -253,7 +253,7 @@ impl Kernels {
         nt: bool,
     ) {
         let x = x.ptr(y);
-        assert!(l >= 16 && l % 16 == 0 && aff.len() >= 3 * (l + 16));
+        assert!(l >= 16 && l.is_multiple_of(16) && aff.len() >= 3 * (l + 16));
         // SAFETY: features checked; `x`, `y` hold y.len() floats, `aff` the padded rows.
         unsafe { (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, relu, nt) }
     }
