@@ -21,7 +21,7 @@
 
 use crate::error::{check_len, check_min_len};
 use crate::isa::active_kernels;
-use crate::parallel::{SEQ_THRESHOLD, for_each_chunk, for_each_chunk2};
+use crate::parallel::{Par, for_each_chunk, for_each_chunk2};
 use crate::rng::{self, BLOCK, GROUP, Threshold};
 use crate::simd::{Kernels, Src};
 use crate::{Error, Layout, Shape};
@@ -243,7 +243,8 @@ fn run(x: Src, y: &mut [f32], mask: MaskArg, params: &DropoutParams) -> Result<(
     };
     let k = active_kernels();
     let nt = k.use_nt(n);
-    let par = n >= SEQ_THRESHOLD;
+    // Four 16 Ki chunks per task at least: a task then moves about 512 KiB.
+    let par = Par::above_threshold(n, 4);
     let (seed, offset) = (params.seed, params.offset);
     let x_of = |ci: usize, len: usize| x.sub(ci * CHUNK..ci * CHUNK + len);
 
@@ -343,7 +344,7 @@ fn drop_chunk(
 }
 
 /// `y = x` (`value = None`) or `y = value`, chunked like the rest.
-fn copy_or_fill(k: &Kernels, x: Src, y: &mut [f32], value: Option<f32>, nt: bool, par: bool) {
+fn copy_or_fill(k: &Kernels, x: Src, y: &mut [f32], value: Option<f32>, nt: bool, par: Par) {
     for_each_chunk(y, CHUNK, par, |ci, yc| {
         match (value, x.sub(ci * CHUNK..ci * CHUNK + yc.len())) {
             (Some(v), _) => k.fill(yc, v, nt),
@@ -527,7 +528,8 @@ fn run_channels(
     let k = active_kernels();
     let n = y.len();
     let nt = k.use_nt(n);
-    let par = n >= SEQ_THRESHOLD;
+    // Tasks are whole planes or images: one is enough work.
+    let par = Par::above_threshold(n, 1);
     let (seed, offset) = (params.seed, params.offset);
     if n == 0 {
         return Ok(());

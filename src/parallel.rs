@@ -8,28 +8,46 @@
 /// it saves.
 pub(crate) const SEQ_THRESHOLD: usize = 1 << 16;
 
-/// Minimum chunks per rayon task, so that each task moves at least ~256 KiB.
-#[cfg(feature = "rayon")]
-const MIN_CHUNKS_PER_TASK: usize = 4;
+/// How a chunked loop runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Par {
+    /// On the caller's thread.
+    Seq,
+    /// On rayon's pool, each task taking at least this many consecutive chunks (it affects
+    /// scheduling only, never results).
+    Tasks(usize),
+}
+
+impl Par {
+    /// `Tasks(min_chunks)` when `n` elements are worth the fork/join (see [`SEQ_THRESHOLD`]),
+    /// else `Seq`.
+    pub(crate) fn above_threshold(n: usize, min_chunks: usize) -> Par {
+        if n >= SEQ_THRESHOLD {
+            Par::Tasks(min_chunks)
+        } else {
+            Par::Seq
+        }
+    }
+}
 
 /// Calls `f(k, chunk)` for each `chunk` of `y` of `chunk_len` elements (the last may be
-/// shorter), `k` being its index; in parallel when `parallel` is set.
+/// shorter), `k` being its index, as `par` says.
 pub(crate) fn for_each_chunk<T: Send>(
     y: &mut [T],
     chunk_len: usize,
-    parallel: bool,
+    par: Par,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
     #[cfg(feature = "rayon")]
-    if parallel {
+    if let Par::Tasks(min) = par {
         use rayon::prelude::*;
         y.par_chunks_mut(chunk_len)
             .enumerate()
-            .with_min_len(MIN_CHUNKS_PER_TASK)
+            .with_min_len(min.max(1))
             .for_each(|(k, c)| f(k, c));
         return;
     }
-    let _ = parallel;
+    let _ = par;
     y.chunks_mut(chunk_len)
         .enumerate()
         .for_each(|(k, c)| f(k, c));
@@ -42,21 +60,21 @@ pub(crate) fn for_each_chunk2<A: Send, B: Send>(
     a_len: usize,
     b: &mut [B],
     b_len: usize,
-    parallel: bool,
+    par: Par,
     f: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
 ) {
     debug_assert_eq!(a.len().div_ceil(a_len), b.len().div_ceil(b_len));
     #[cfg(feature = "rayon")]
-    if parallel {
+    if let Par::Tasks(min) = par {
         use rayon::prelude::*;
         a.par_chunks_mut(a_len)
             .zip(b.par_chunks_mut(b_len))
             .enumerate()
-            .with_min_len(MIN_CHUNKS_PER_TASK)
+            .with_min_len(min.max(1))
             .for_each(|(k, (ca, cb))| f(k, ca, cb));
         return;
     }
-    let _ = parallel;
+    let _ = par;
     a.chunks_mut(a_len)
         .zip(b.chunks_mut(b_len))
         .enumerate()

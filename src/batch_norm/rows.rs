@@ -11,7 +11,7 @@ use core::cell::RefCell;
 
 use super::stats::from_sums;
 use crate::kernels::bn::{Affine, ROW_SEGMENT};
-use crate::parallel::{SEQ_THRESHOLD, for_each_chunk};
+use crate::parallel::{Par, for_each_chunk};
 use crate::simd::{Kernels, Src};
 
 /// Rows per statistics chunk: about 256 Ki values, a multiple of 64 rows. It depends on `c`
@@ -69,7 +69,7 @@ fn column_sums(
 ) {
     let rows = x.len() / c;
     let chunk = stats_chunk_rows(c);
-    let par = x.len() >= SEQ_THRESHOLD;
+    let par = Par::above_threshold(x.len(), 1);
     partials.fill(0.0);
     {
         for_each_chunk(partials, 2 * c, par, |ci, part| {
@@ -174,7 +174,7 @@ pub(crate) fn train_rows(
         let aff: &[f32] = aff;
         // Tasks of whole tiles, at least 64 Ki values: one stream each.
         let task = l * (65536 / l).max(1);
-        for_each_chunk(y, task, y.len() >= SEQ_THRESHOLD, |ti, yc| {
+        for_each_chunk(y, task, Par::above_threshold(y.len(), 1), |ti, yc| {
             let at = ti * task;
             k.bn_normalize_tiled(x.sub(at..at + yc.len()), yc, aff, l, relu, nt);
         });

@@ -3,7 +3,7 @@
 use super::rows::row_moments_alone;
 use crate::error::check_len;
 use crate::isa::active_kernels;
-use crate::parallel::SEQ_THRESHOLD;
+use crate::parallel::Par;
 use crate::simd::Kernels;
 use crate::simd::channels::{Block, Runs, for_each_block_read};
 use crate::{Error, Layout, Shape};
@@ -112,7 +112,7 @@ pub fn channel_stats(
     };
     match geometry(shape, layout) {
         Geometry::Runs(geo) => {
-            let par = x.len() >= SEQ_THRESHOLD;
+            let par = Par::above_threshold(x.len(), 1);
             for_each_block_read(x, geo, block_width(geo), par, out, |block, o| {
                 let mut m = [(0.0, 0.0, 0.0); MAX_BLOCK];
                 moments(k, &block, count, &mut m);

@@ -6,7 +6,7 @@ use super::{BnParams, RunningStats, SavedStats, check_eps, inv_std};
 use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
-use crate::parallel::SEQ_THRESHOLD;
+use crate::parallel::Par;
 use crate::simd::Src;
 use crate::simd::channels::for_each_block;
 use crate::{Error, Layout, Shape};
@@ -124,7 +124,7 @@ fn run(
         };
         (f, mean as f32, var)
     };
-    let par = n >= SEQ_THRESHOLD;
+    let par = Par::above_threshold(n, 1);
     // Each block saves its channels' mean and (provisionally, in `invstd`) biased variance.
     match geometry(shape, layout) {
         Geometry::Runs(geo) => {

@@ -12,7 +12,7 @@ use core::ops::Range;
 
 use super::table::{Kernels, Src};
 use crate::kernels::bn::Affine;
-use crate::parallel::for_each_chunk2;
+use crate::parallel::{Par, for_each_chunk2};
 
 /// The shape of an NCHW tensor: channel `ch` is `n` runs of `hw` elements at
 /// `(i·c + ch)·hw`, `i < n`.
@@ -159,7 +159,7 @@ pub(crate) fn for_each_block<A: Send, B: Send>(
     y: &mut [f32],
     geo: Runs,
     width: usize,
-    par: bool,
+    par: Par,
     a: &mut [A],
     b: &mut [B],
     f: impl Fn(Block<'_>, &mut [A], &mut [B]) + Sync + Send,
@@ -192,7 +192,7 @@ pub(crate) fn for_each_block_read<A: Send>(
     x: &[f32],
     geo: Runs,
     width: usize,
-    par: bool,
+    par: Par,
     a: &mut [A],
     f: impl Fn(Block<'_>, &mut [A]) + Sync + Send,
 ) {
