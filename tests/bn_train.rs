@@ -546,3 +546,49 @@ fn nan_and_inf_propagate() {
         );
     });
 }
+
+/// Outputs past the non-temporal threshold (8 MiB) take the streaming-store paths: the
+/// run-interleaved NCHW kernel and the single-stream row normalization with tracked offsets.
+#[test]
+fn non_temporal_paths_match_reference() {
+    let min = testing::NT_MIN_BYTES / 4;
+    let cases = [
+        (Shape::nchw(8, 16, 128, 130), Layout::Nchw),
+        (Shape::nchw(8, 16, 128, 130), Layout::Nhwc),
+        (Shape::nc(min / 40 + 7, 40), Layout::Nc),
+    ];
+    for (shape, layout) in cases {
+        assert!(shape.numel().unwrap() >= min);
+        let x = data_for(shape, 5, 2.0, 3.0);
+        let c = shape.c;
+        let gamma: Vec<f32> = (0..c).map(|i| 1.0 + i as f32 * 0.01).collect();
+        let beta: Vec<f32> = (0..c).map(|i| i as f32 * 0.02).collect();
+        let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
+        let (want, _) =
+            reference::batch_norm_train(&x, shape, layout, 1e-5, Some(&gamma), Some(&beta), false);
+        for_each_isa(|isa| {
+            let o = run_bn(&x, shape, layout, &params, Momentum::PyTorch(0.1));
+            let err =
+                o.y.iter()
+                    .zip(&want)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0.0, f64::max);
+            assert!(err <= 4e-5, "{isa} {layout:?}: max err {err}");
+            let mut z = x.clone();
+            let (mut m, mut s) = (vec![0.0f32; c], vec![0.0f32; c]);
+            batch_norm_train_inplace(
+                &mut z,
+                shape,
+                layout,
+                &params,
+                SavedStats {
+                    mean: &mut m,
+                    invstd: &mut s,
+                },
+                None,
+            )
+            .unwrap();
+            assert!(bits(&z) == bits(&o.y), "{isa} {layout:?}: in place differs");
+        });
+    }
+}

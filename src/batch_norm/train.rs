@@ -129,8 +129,7 @@ fn run(
     match geometry(shape, layout) {
         Geometry::Runs(geo) => {
             // Channel by channel, pipelined: the statistics of channel c+1 are taken while
-            // channel c is written — in the same loop when the output stays in cache, through
-            // L2 prefetches alongside non-temporal stores when it does not.
+            // channel c is written, in the same loop.
             let width = block_width(geo);
             for_each_block(
                 x,
@@ -153,13 +152,9 @@ fn run(
                         (means[i], vars[i]) = (mean, var);
                         if ch + 1 == chans.end {
                             block.normalize_one(k, ch, f, relu, nt, false);
-                        } else if nt {
-                            block.normalize_one(k, ch, f, relu, nt, true);
-                            pivot = block.first(ch + 1);
-                            sums = block.sums_one(k, ch + 1, pivot);
                         } else {
                             pivot = block.first(ch + 1);
-                            sums = block.normalize_sum_one(k, ch, f, relu, ch + 1, pivot);
+                            sums = block.normalize_sum_one(k, ch, f, relu, nt, ch + 1, pivot);
                         }
                     }
                 },

@@ -285,9 +285,9 @@ impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
 
 /// Normalizes one NCHW channel (runs at `x`/`y`) and, in the same loop, takes the shifted sums
 /// of another channel (runs at `xs`, pivot `pivot`) — bit for bit what [`sums_runs`] returns
-/// for it. Overlapping the next channel's reads with this one's stores is what keeps a
-/// cache-resident tensor near copy speed: the normalization alone is store-bound and leaves
-/// the load ports idle. Plain stores only (for outputs below the non-temporal threshold).
+/// for it. Overlapping the next channel's reads with this one's stores is what keeps the
+/// kernel near copy speed: the normalization alone is store-bound and leaves the load ports
+/// and the memory reads idle. With `nt`, non-temporal stores and interleaving by runs.
 ///
 /// # Safety
 /// For every `r < runs`: `x + r·stride + [0, len)` and `xs + r·stride + [0, len)` readable,
@@ -303,6 +303,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
     stride: usize,
     f: Affine,
     relu: bool,
+    nt: bool,
     xs: *const f32,
     pivot: f32,
 ) -> [f64; 2] {
@@ -314,7 +315,33 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
         // SAFETY: run r of all three is within the contract.
         let t = unsafe {
             let (xr, yr) = (x.add(at), y.add(at));
-            if relu {
+            if nt {
+                // Non-temporal stores need 64-byte alignment, which the statistics' canonical
+                // vector order does not give: interleave by runs instead of by vectors — this
+                // run written, then the next channel's run summed, the two within the
+                // out-of-order window of each other.
+                let p = 0;
+                if relu {
+                    let op = Normalize::<S, true> {
+                        x: xr,
+                        k,
+                        a,
+                        b,
+                        prefetch: p,
+                    };
+                    write_stream(s, yr, len, true, op);
+                } else {
+                    let op = Normalize::<S, false> {
+                        x: xr,
+                        k,
+                        a,
+                        b,
+                        prefetch: p,
+                    };
+                    write_stream(s, yr, len, true, op);
+                }
+                run_sums(s, xs.add(at), len, ks, NoVisit)
+            } else if relu {
                 let v = NormalizeStore::<S, true> {
                     x: xr,
                     y: yr,

@@ -107,15 +107,16 @@ impl Block<'_> {
         unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, 1, &f, relu, nt, pf) }
     }
 
-    /// Normalizes NCHW channel `ch` with `f` (plain stores) and returns, from the same loop,
-    /// the shifted sums of channel `next` around `pivot` — the same bits as
-    /// [`Block::sums_one`].
+    /// Normalizes NCHW channel `ch` with `f` and returns, from the same loop, the shifted sums
+    /// of channel `next` around `pivot` — the same bits as [`Block::sums_one`].
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn normalize_sum_one(
         &mut self,
         k: &Kernels,
         ch: usize,
         f: Affine,
         relu: bool,
+        nt: bool,
         next: usize,
         pivot: f32,
     ) -> [f64; 2] {
@@ -129,7 +130,7 @@ impl Block<'_> {
         let xs = self.base.x.wrapping_add(next * hw);
         // SAFETY: features checked; channels `ch` and `next` are both in this block, their
         // run r at [· ·hw + r·c·hw, +hw) inside both tensors.
-        unsafe { (k.bn_normalize_sum_runs)(x, y, n, hw, c * hw, f, relu, xs, pivot) }
+        unsafe { (k.bn_normalize_sum_runs)(x, y, n, hw, c * hw, f, relu, nt, xs, pivot) }
     }
 
     /// Shifted sums of each channel of the block: `out[i] = [Σ(x − K_i), Σ(x − K_i)²]` for

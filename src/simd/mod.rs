@@ -270,13 +270,14 @@ macro_rules! entry_points {
             stride: usize,
             f: kernels::bn::Affine,
             relu: bool,
+            nt: bool,
             xs: *const f32,
             pivot: f32,
         ) -> [f64; 2] {
             // SAFETY: as above; the runs are valid (checked by `channels::Block`).
             unsafe {
                 kernels::bn::normalize_sum_runs(
-                    <$backend>::new(), x, y, runs, len, stride, f, relu, xs, pivot,
+                    <$backend>::new(), x, y, runs, len, stride, f, relu, nt, xs, pivot,
                 )
             }
         }

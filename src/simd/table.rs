@@ -57,6 +57,7 @@ pub(crate) struct Kernels {
         usize,
         Affine,
         bool,
+        bool,
         *const f32,
         f32,
     ) -> [f64; 2],
