@@ -11,7 +11,8 @@
 //! ```
 //!
 //! GB/s are of each kernel's minimum traffic (dropout: read x, write y = 8 B/element; with
-//! the mask 8 B + 1 bit; batch-norm training forward: 8 B/element). `frac` divides by the plain-store copy of the same bytes, `frac_nt`
+//! the mask 8 B + 1 bit; batch-norm training forward and inference: 8 B/element; batch norm +
+//! residual add + ReLU: 12 B/element). `frac` divides by the plain-store copy of the same bytes, `frac_nt`
 //! by the non-temporal-store copy; a kernel that skips the read-for-ownership with
 //! non-temporal stores can show `frac > 1`. `speedup` is against the naive scalar version (one
 //! `rand_xoshiro` call and a branch per element, one thread).
@@ -20,7 +21,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use dropnorm::{
-    BnParams, DropoutParams, Isa, Layout, SavedStats, Shape, mask_len, reference, testing, with_isa,
+    BnParams, DropoutParams, InferStats, Isa, Layout, SavedStats, Shape, mask_len, reference,
+    testing, with_isa,
 };
 use rayon::prelude::*;
 
@@ -306,7 +308,10 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         let n = shape.numel().expect("fixed shapes");
         let c = shape.c;
         let (lname, sname) = (layout_name(layout), shape_name(shape, layout));
-        if !o.wants("bn_train", lname, &sname) {
+        if !["bn_train", "bn_infer", "bn_add_relu"]
+            .iter()
+            .any(|k| o.wants(k, lname, &sname))
+        {
             continue;
         }
         let x: Vec<f32> = (0..n)
@@ -333,20 +338,51 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             dropnorm::batch_norm_train(&x, &mut y, shape, layout, &params, saved, None)
                 .expect("valid")
         });
-        Row {
-            kernel: "bn_train",
+        let row = |kernel, secs: f64, bytes: f64, naive: f64| Row {
+            kernel,
             layout: lname,
-            shape: sname,
+            shape: sname.clone(),
             elems: n,
             threads,
             isa: o.isa,
-            secs: d.as_secs_f64(),
-            bytes: 8.0 * n as f64,
+            secs,
+            bytes,
             copy_gbps,
             copy_nt_gbps,
             naive_secs: Some(naive),
-        }
-        .print(o.json);
+        };
+        row("bn_train", d.as_secs_f64(), 8.0 * n as f64, naive).print(o.json);
+
+        // Inference and the fused residual add + ReLU (the batch statistics serve as the
+        // running ones). `frac` compares rates, so it holds for 12 B/element too.
+        let stats = InferStats {
+            mean: &mean,
+            var: &invstd,
+        };
+        let hw = if layout == Layout::Nchw {
+            shape.h * shape.w
+        } else {
+            1
+        };
+        let (a, b) = (vec![0.5f32; c], vec![0.1f32; c]);
+        let res: Vec<f32> = x.iter().rev().copied().collect();
+        let naive = time(budget, || {
+            reference::batch_norm_infer_naive(&x, None, &mut y, c, hw, &a, &b)
+        });
+        let d = time(budget, || {
+            dropnorm::batch_norm_infer(&x, &mut y, shape, layout, &params, &stats).expect("valid")
+        });
+        let bytes = 8.0 * n as f64;
+        row("bn_infer", d.as_secs_f64(), bytes, naive.as_secs_f64()).print(o.json);
+        let naive = time(budget, || {
+            reference::batch_norm_infer_naive(&x, Some(&res), &mut y, c, hw, &a, &b)
+        });
+        let d = time(budget, || {
+            dropnorm::batch_norm_add_relu_infer(&x, &res, &mut y, shape, layout, &params, &stats)
+                .expect("valid")
+        });
+        let bytes = 12.0 * n as f64;
+        row("bn_add_relu", d.as_secs_f64(), bytes, naive.as_secs_f64()).print(o.json);
     }
 }
 

@@ -89,3 +89,15 @@ pub(crate) fn threads() -> usize {
     #[cfg(not(feature = "rayon"))]
     1
 }
+
+/// Calls `f(i)` for `i` in `0..n`, as `par` says (one index per task at least).
+pub(crate) fn for_each_index(n: usize, par: Par, f: impl Fn(usize) + Sync + Send) {
+    #[cfg(feature = "rayon")]
+    if let Par::Tasks(min) = par {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().with_min_len(min.max(1)).for_each(f);
+        return;
+    }
+    let _ = par;
+    (0..n).for_each(f);
+}

@@ -225,3 +225,24 @@ pub fn batch_norm_train_naive_cols(x: &[f32], y: &mut [f32], rows: usize, c: usi
         }
     }
 }
+
+/// The naive inference baseline: `y = x·a + b` (then `+ r` and ReLU when `r` is given) per
+/// element in plain scalar loops over an NCHW (`hw > 1` runs) or row-major (`hw = 1`) tensor.
+pub fn batch_norm_infer_naive(
+    x: &[f32],
+    r: Option<&[f32]>,
+    y: &mut [f32],
+    c: usize,
+    hw: usize,
+    a: &[f32],
+    b: &[f32],
+) {
+    for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+        let ch = (i / hw) % c;
+        let mut t = v * a[ch] + b[ch];
+        if let Some(r) = r {
+            t = (t + r[i]).max(0.0);
+        }
+        *o = t;
+    }
+}

@@ -18,10 +18,15 @@
 //! (`momentum` weights the batch, unbiased running variance) or ONNX/MXNet/d2l (`momentum`
 //! weights the running value, biased running variance).
 
+mod infer;
 mod rows;
 mod stats;
 mod train;
 
+pub use infer::{
+    InferStats, batch_norm_add_relu_infer, batch_norm_infer, batch_norm_infer_inplace, fold,
+    fold_into,
+};
 pub use stats::{ChannelStats, channel_stats};
 pub use train::{batch_norm_train, batch_norm_train_inplace};
 

@@ -43,6 +43,8 @@ macro_rules! scratch_fn {
 }
 scratch_fn!(scratch_f64, f64);
 scratch_fn!(scratch_f32, f32);
+// The tiled constants, taken while `scratch_f32` may be in use by the caller.
+scratch_fn!(scratch_tiles, f32);
 
 /// Where channel `ch`'s two sums sit in a per-channel sums buffer: the layout of the kernel's
 /// output, `[s1; s2]` per segment of `ROW_SEGMENT` columns.
@@ -147,27 +149,54 @@ pub(crate) fn train_rows(
     nt: bool,
     mut consts: impl FnMut(usize, (f32, f64, f64)) -> Affine,
 ) {
-    // Constants tiled over a whole number of rows, of a length that is a multiple of 16
-    // (the kernel steps through them a vector at a time) and at least 1 Ki.
-    let period = 16 / gcd(c, 16);
-    let tile_rows = period * 1024usize.div_ceil(period * c);
-    let l = tile_rows * c;
-    let r = l + 16;
-    scratch_f32(3 * r + c, |buf| {
-        let (aff, pivots) = buf.split_at_mut(3 * r);
+    scratch_f32(4 * c, |buf| {
+        let (pivots, aff) = buf.split_at_mut(c);
         let src: &[f32] = match x {
             Src::Slice(xs) => xs,
             Src::InPlace => y,
         };
         row_moments(k, src, c, pivots, |ch, m| {
             let f = consts(ch, m);
+            (aff[3 * ch], aff[3 * ch + 1], aff[3 * ch + 2]) = (f.k, f.a, f.b);
+        });
+        let aff: &[f32] = aff;
+        normalize_rows(k, x, y, c, None, relu, nt, |ch| Affine {
+            k: aff[3 * ch],
+            a: aff[3 * ch + 1],
+            b: aff[3 * ch + 2],
+        });
+    });
+}
+
+/// `y = (x − k)·a + b` by rows for an NC/NHWC tensor of `c` columns, with `consts(ch)` per
+/// column, plus the residual `res` before the ReLU when given.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn normalize_rows(
+    k: &Kernels,
+    x: Src,
+    y: &mut [f32],
+    c: usize,
+    res: Option<Src>,
+    relu: bool,
+    nt: bool,
+    consts: impl Fn(usize) -> Affine,
+) {
+    // Constants tiled over a whole number of rows, of a length that is a multiple of 16
+    // (the kernel steps through them a vector at a time) and at least 1 Ki.
+    let period = 16 / gcd(c, 16);
+    let tile_rows = period * 1024usize.div_ceil(period * c);
+    let l = tile_rows * c;
+    let r = l + 16;
+    scratch_tiles(3 * r, |aff| {
+        for ch in 0..c {
+            let f = consts(ch);
             for t in 0..tile_rows {
                 let at = t * c + ch;
                 aff[at] = f.k;
                 aff[r + at] = f.a;
                 aff[2 * r + at] = f.b;
             }
-        });
+        }
         for row in 0..3 {
             aff.copy_within(row * r..row * r + 16, row * r + l);
         }
@@ -175,8 +204,9 @@ pub(crate) fn train_rows(
         // Tasks of whole tiles, at least 64 Ki values: one stream each.
         let task = l * (65536 / l).max(1);
         for_each_chunk(y, task, Par::above_threshold(y.len(), 1), |ti, yc| {
-            let at = ti * task;
-            k.bn_normalize_tiled(x.sub(at..at + yc.len()), yc, aff, l, relu, nt);
+            let range = ti * task..ti * task + yc.len();
+            let res = res.map(|s| s.sub(range.clone()));
+            k.bn_normalize_tiled(x.sub(range), yc, aff, l, res, relu, nt);
         });
     });
 }

@@ -171,6 +171,8 @@ struct Normalize<S: Simd, const RELU: bool> {
     k: S::F,
     a: S::F,
     b: S::F,
+    /// Residual added before the ReLU, at the same offsets as `x` (null: none).
+    res: *const f32,
     /// Elements ahead of `x` to prefetch into L2 (0: none).
     prefetch: usize,
 }
@@ -178,8 +180,26 @@ struct Normalize<S: Simd, const RELU: bool> {
 impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
     #[inline(always)]
     fn apply(s: S, v: S::F, k: S::F, a: S::F, b: S::F) -> S::F {
-        let r = s.mul_add(s.sub(v, k), a, b);
-        if RELU { s.relu(r) } else { r }
+        Self::activate(s, s.mul_add(s.sub(v, k), a, b))
+    }
+
+    #[inline(always)]
+    fn activate(s: S, o: S::F) -> S::F {
+        if RELU { s.relu(o) } else { o }
+    }
+
+    /// `o + res[i..i+len]` when there is a residual, then the activation.
+    ///
+    /// # Safety
+    /// `res`, when not null, valid for reads of `i..i+len`.
+    #[inline(always)]
+    unsafe fn finish(s: S, o: S::F, res: *const f32, i: usize, len: usize) -> S::F {
+        if res.is_null() {
+            Self::activate(s, o)
+        } else {
+            // SAFETY: forwarded.
+            Self::activate(s, s.add(o, unsafe { load(s, res.add(i), len) }))
+        }
     }
 }
 
@@ -189,9 +209,17 @@ impl<S: Simd, const RELU: bool> Lanes<S> for Normalize<S, RELU> {
         if self.prefetch != 0 {
             s.prefetch_l2(self.x.wrapping_add(i + self.prefetch));
         }
-        // SAFETY: the kernel's contract covers x[i..i+len].
-        let v = unsafe { load(s, self.x.add(i), len) };
-        Self::apply(s, v, self.k, self.a, self.b)
+        // SAFETY: the kernel's contract covers x[i..i+len] and res[i..i+len].
+        unsafe {
+            let v = load(s, self.x.add(i), len);
+            Self::finish(
+                s,
+                s.mul_add(s.sub(v, self.k), self.a, self.b),
+                self.res,
+                i,
+                len,
+            )
+        }
     }
 }
 
@@ -205,12 +233,13 @@ pub(crate) struct Affine {
 }
 
 /// Normalizes `g` adjacent NCHW channels in address order (as [`sums_runs`] reads them):
-/// run `(r, i)` at `r·stride + i·len` gets channel `i`'s constants `aff[i]`. Prefetches the
-/// element `prefetch` ahead of each one read (0: none) into L2. `x` may equal `y`.
+/// run `(r, i)` at `r·stride + i·len` gets channel `i`'s constants `aff[i]`, plus the residual
+/// `res` at the same offsets (null: none) before the ReLU. Prefetches the element `prefetch`
+/// ahead of each one read (0: none) into L2. `x` (or `res`) may equal `y`.
 ///
 /// # Safety
-/// `x + r·stride + [0, g·len)` readable and `y + r·stride + [0, g·len)` writable for every
-/// `r < runs`; `aff` valid for `g` reads.
+/// `x + r·stride + [0, g·len)` (and `res` likewise, when not null) readable and
+/// `y + r·stride + [0, g·len)` writable for every `r < runs`; `aff` valid for `g` reads.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn normalize_runs<S: Simd>(
@@ -222,6 +251,7 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
     stride: usize,
     g: usize,
     aff: *const Affine,
+    res: *const f32,
     relu: bool,
     nt: bool,
     prefetch: usize,
@@ -234,12 +264,14 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
                 let (k, a, b) = (s.splat(f.k), s.splat(f.a), s.splat(f.b));
                 let at = r * stride + ch * len;
                 let (xr, yr) = (x.add(at), y.add(at));
+                let res = if res.is_null() { res } else { res.add(at) };
                 if relu {
                     let op = Normalize::<S, true> {
                         x: xr,
                         k,
                         a,
                         b,
+                        res,
                         prefetch,
                     };
                     write_stream(s, yr, len, nt, op);
@@ -249,6 +281,7 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
                         k,
                         a,
                         b,
+                        res,
                         prefetch,
                     };
                     write_stream(s, yr, len, nt, op);
@@ -327,6 +360,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                         k,
                         a,
                         b,
+                        res: core::ptr::null(),
                         prefetch: p,
                     };
                     write_stream(s, yr, len, true, op);
@@ -336,6 +370,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                         k,
                         a,
                         b,
+                        res: core::ptr::null(),
                         prefetch: p,
                     };
                     write_stream(s, yr, len, true, op);
@@ -550,6 +585,7 @@ unsafe fn sums_rows_mem<S: Simd>(
 /// of at most 16.
 struct NormalizeWith<S: Simd, const RELU: bool, const TRACK: bool> {
     x: *const f32,
+    res: *const f32,
     aff: *const f32,
     l: usize,
     j: usize,
@@ -577,17 +613,20 @@ impl<S: Simd, const RELU: bool, const TRACK: bool> Lanes<S> for NormalizeWith<S,
             let k = load(s, self.aff.add(j), len);
             let a = load(s, self.aff.add(r + j), len);
             let b = load(s, self.aff.add(2 * r + j), len);
-            Normalize::<S, RELU>::apply(s, load(s, self.x.add(i), len), k, a, b)
+            let o = s.mul_add(s.sub(load(s, self.x.add(i), len), k), a, b);
+            Normalize::<S, RELU>::finish(s, o, self.res, i, len)
         }
     }
 }
 
 /// Normalizes `n` contiguous elements with constants of period `l` (a multiple of 16), laid
 /// out as in [`NormalizeWith`]: the NC/NHWC case, where whole rows get their columns'
-/// constants, tiled over a whole number of rows. `x` may equal `y`.
+/// constants, tiled over a whole number of rows. The residual `res` (null: none) is added
+/// before the ReLU. `x` (or `res`) may equal `y`.
 ///
 /// # Safety
-/// `x` valid for `n` reads, `y` for `n` writes, `aff` for `3(l + 16)` reads, `l >= 16`.
+/// `x` (and `res`, when not null) valid for `n` reads, `y` for `n` writes, `aff` for
+/// `3(l + 16)` reads, `l >= 16`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn normalize_tiled<S: Simd>(
@@ -597,15 +636,16 @@ pub(crate) unsafe fn normalize_tiled<S: Simd>(
     n: usize,
     aff: *const f32,
     l: usize,
+    res: *const f32,
     relu: bool,
     nt: bool,
 ) {
     // SAFETY: forwarded.
     unsafe {
         if relu {
-            tiled::<S, true>(s, x, y, n, aff, l, nt)
+            tiled::<S, true>(s, x, y, n, aff, l, res, nt)
         } else {
-            tiled::<S, false>(s, x, y, n, aff, l, nt)
+            tiled::<S, false>(s, x, y, n, aff, l, res, nt)
         }
     }
 }
@@ -618,6 +658,7 @@ pub(crate) unsafe fn normalize_tiled<S: Simd>(
 /// # Safety
 /// As [`normalize_tiled`].
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tiled<S: Simd, const RELU: bool>(
     s: S,
     x: *const f32,
@@ -625,6 +666,7 @@ unsafe fn tiled<S: Simd, const RELU: bool>(
     n: usize,
     aff: *const f32,
     l: usize,
+    res: *const f32,
     nt: bool,
 ) {
     let pd = core::marker::PhantomData;
@@ -633,6 +675,7 @@ unsafe fn tiled<S: Simd, const RELU: bool>(
         if nt {
             let op = NormalizeWith::<S, RELU, true> {
                 x,
+                res,
                 aff,
                 l,
                 j: 0,
@@ -642,8 +685,10 @@ unsafe fn tiled<S: Simd, const RELU: bool>(
             write_stream(s, y, n, true, op);
         } else {
             for t0 in (0..n).step_by(l) {
+                let res = if res.is_null() { res } else { res.add(t0) };
                 let op = NormalizeWith::<S, RELU, false> {
                     x: x.add(t0),
+                    res,
                     aff,
                     l,
                     j: 0,

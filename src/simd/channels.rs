@@ -34,6 +34,8 @@ impl Runs {
 struct Base {
     x: *const f32,
     y: *mut f32,
+    /// A second input with the layout of `x` (the residual of add+ReLU), or null.
+    r: *const f32,
 }
 
 // SAFETY: the pointers come from a `&[f32]`/`&mut [f32]` borrowed for the whole
@@ -104,7 +106,9 @@ impl Block<'_> {
         );
         // SAFETY: features checked; run r of channel `ch` is [ch·hw + r·c·hw, +hw) of both
         // tensors, owned by this block. Prefetches never fault.
-        unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, 1, &f, relu, nt, pf) }
+        unsafe {
+            (k.bn_normalize_runs)(x, y, n, hw, c * hw, 1, &f, core::ptr::null(), relu, nt, pf)
+        }
     }
 
     /// Normalizes NCHW channel `ch` with `f` and returns, from the same loop, the shifted sums
@@ -133,6 +137,28 @@ impl Block<'_> {
         unsafe { (k.bn_normalize_sum_runs)(x, y, n, hw, c * hw, f, relu, nt, xs, pivot) }
     }
 
+    /// Normalizes every channel of the block with `aff[i]` for channel `c0 + i`, in address
+    /// order, adding the residual (if the block has one) before the ReLU.
+    pub(crate) fn normalize_all(&mut self, k: &Kernels, aff: &[Affine], relu: bool, nt: bool) {
+        let w = self.c1 - self.c0;
+        assert!(
+            aff.len() >= w && !self.base.y.is_null(),
+            "normalize on a read-only block"
+        );
+        let Runs { n, c, hw } = self.geo;
+        let at = self.c0 * hw;
+        let (x, y) = (self.base.x.wrapping_add(at), self.base.y.wrapping_add(at));
+        let r = if self.base.r.is_null() {
+            self.base.r
+        } else {
+            self.base.r.wrapping_add(at)
+        };
+        // SAFETY: features checked; image i's runs of channels c0..c1 are
+        // [c0·hw + i·c·hw, +w·hw) of the tensors (x, y and the residual share the layout),
+        // owned by this block; `aff` holds w constants.
+        unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, w, aff.as_ptr(), r, relu, nt, 0) }
+    }
+
     /// Shifted sums of each channel of the block: `out[i] = [Σ(x − K_i), Σ(x − K_i)²]` for
     /// channel `c0 + i` with pivot `pivots[i]`, the channels read together in address order.
     pub(crate) fn sums(&self, k: &Kernels, pivots: &[f32], out: &mut [[f64; 2]]) {
@@ -149,6 +175,41 @@ impl Block<'_> {
             *o = [t[2 * i], t[2 * i + 1]];
         }
     }
+}
+
+/// Calls `f(block)` for the blocks of `width` adjacent channels of the NCHW tensor `y` (input
+/// `x`, or `y` itself in place), each block also seeing the same channels of `res` (a second
+/// input of the same shape, for add+ReLU). Each block goes to exactly one task.
+pub(crate) fn for_each_block_res(
+    x: Src,
+    res: Option<&[f32]>,
+    y: &mut [f32],
+    geo: Runs,
+    width: usize,
+    par: Par,
+    f: impl Fn(Block<'_>) + Sync + Send,
+) {
+    let c = geo.c;
+    assert!(width > 0 && geo.numel() == y.len());
+    assert!(res.is_none_or(|r| r.len() == y.len()), "residual length");
+    if y.is_empty() {
+        return;
+    }
+    let base = Base {
+        x: x.ptr(y),
+        y: y.as_mut_ptr(),
+        r: res.map_or(core::ptr::null(), |r| r.as_ptr()),
+    };
+    crate::parallel::for_each_index(c.div_ceil(width), par, |bi| {
+        let c0 = bi * width;
+        f(Block {
+            base,
+            geo,
+            c0,
+            c1: (c0 + width).min(c),
+            _borrow: PhantomData,
+        })
+    });
 }
 
 /// Calls `f(block, a_chunk, b_chunk)` for the blocks of `width` adjacent channels of the
@@ -173,6 +234,7 @@ pub(crate) fn for_each_block<A: Send, B: Send>(
     let base = Base {
         x: x.ptr(y),
         y: y.as_mut_ptr(),
+        r: core::ptr::null(),
     };
     for_each_chunk2(a, width, b, width, par, |bi, ac, bc| {
         let c0 = bi * width;
@@ -205,6 +267,7 @@ pub(crate) fn for_each_block_read<A: Send>(
     let base = Base {
         x: x.as_ptr(),
         y: core::ptr::null_mut(),
+        r: core::ptr::null(),
     };
     crate::parallel::for_each_chunk(a, width, par, |bi, ac| {
         let c0 = bi * width;

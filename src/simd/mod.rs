@@ -248,6 +248,7 @@ macro_rules! entry_points {
             stride: usize,
             g: usize,
             aff: *const kernels::bn::Affine,
+            res: *const f32,
             relu: bool,
             nt: bool,
             prefetch: usize,
@@ -255,7 +256,7 @@ macro_rules! entry_points {
             // SAFETY: as above; the runs are valid (checked by `channels::Block`).
             unsafe {
                 kernels::bn::normalize_runs(
-                    <$backend>::new(), x, y, runs, len, stride, g, aff, relu, nt, prefetch,
+                    <$backend>::new(), x, y, runs, len, stride, g, aff, res, relu, nt, prefetch,
                 )
             }
         }
@@ -296,17 +297,21 @@ macro_rules! entry_points {
         }
 
         $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
         unsafe fn bn_normalize_tiled(
             x: *const f32,
             y: *mut f32,
             n: usize,
             aff: *const f32,
             l: usize,
+            res: *const f32,
             relu: bool,
             nt: bool,
         ) {
             // SAFETY: as above; lengths checked by `Kernels::bn_normalize_tiled`.
-            unsafe { kernels::bn::normalize_tiled(<$backend>::new(), x, y, n, aff, l, relu, nt) }
+            unsafe {
+                kernels::bn::normalize_tiled(<$backend>::new(), x, y, n, aff, l, res, relu, nt)
+            }
         }
 
         pub(crate) static KERNELS: crate::simd::Kernels = crate::simd::Kernels {

@@ -44,6 +44,7 @@ pub(crate) struct Kernels {
         usize,
         usize,
         *const Affine,
+        *const f32,
         bool,
         bool,
         usize,
@@ -64,7 +65,7 @@ pub(crate) struct Kernels {
     pub(super) bn_sums_rows: unsafe fn(*const f32, usize, usize, usize, *const f32, *mut f64),
     #[allow(clippy::type_complexity)]
     pub(super) bn_normalize_tiled:
-        unsafe fn(*const f32, *mut f32, usize, *const f32, usize, bool, bool),
+        unsafe fn(*const f32, *mut f32, usize, *const f32, usize, *const f32, bool, bool),
 }
 
 /// Where an elementwise kernel reads its input: another slice, or the output itself.
@@ -244,18 +245,26 @@ impl Kernels {
 
     /// `y[i] = (x[i] − k[i mod l])·a[i mod l] + b[i mod l]`, with `aff = [k; a; b]` rows of
     /// `l + 16` (the last 16 repeating the first), `l` a multiple of 16.
+    /// With `res`, `y = relu(normalized + res)` (`res` as long as `y`, or `Src::InPlace` for
+    /// `y` itself).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn bn_normalize_tiled(
         &self,
         x: Src,
         y: &mut [f32],
         aff: &[f32],
         l: usize,
+        res: Option<Src>,
         relu: bool,
         nt: bool,
     ) {
         let x = x.ptr(y);
+        let res = res.map_or(core::ptr::null(), |r| r.ptr(y));
         assert!(l >= 16 && l.is_multiple_of(16) && aff.len() >= 3 * (l + 16));
-        // SAFETY: features checked; `x`, `y` hold y.len() floats, `aff` the padded rows.
-        unsafe { (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, relu, nt) }
+        // SAFETY: features checked; `x`, `y` (and `res`) hold y.len() floats, `aff` the
+        // padded rows.
+        unsafe {
+            (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, res, relu, nt)
+        }
     }
 }
