@@ -67,6 +67,12 @@ pub enum Error {
         /// Values per channel (`N·H·W`).
         count: usize,
     },
+    /// An optional argument that these parameters require (e.g. the forward output `y` for
+    /// the backward of a fused ReLU).
+    MissingArgument {
+        /// The argument.
+        arg: &'static str,
+    },
     /// An instruction set that this CPU (or this build target) does not have.
     IsaUnavailable {
         /// The instruction set asked for.
@@ -115,6 +121,9 @@ impl fmt::Display for Error {
                 f,
                 "expected more than 1 value per channel when training, got {count}"
             ),
+            Error::MissingArgument { arg } => {
+                write!(f, "missing argument `{arg}`: required by these parameters")
+            }
             Error::IsaUnavailable { isa } => {
                 write!(f, "instruction set {isa} is not available on this CPU")
             }

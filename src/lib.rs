@@ -50,8 +50,9 @@ pub mod reference;
 pub mod testing;
 
 pub use batch_norm::{
-    BnParams, ChannelStats, InferStats, Momentum, RunningStats, SavedStats,
-    batch_norm_add_relu_infer, batch_norm_infer, batch_norm_infer_inplace, batch_norm_train,
+    BatchStats, BnGrads, BnParams, ChannelStats, InferStats, Momentum, RunningStats, SavedStats,
+    batch_norm_add_relu_backward, batch_norm_add_relu_infer, batch_norm_backward,
+    batch_norm_backward_eval, batch_norm_infer, batch_norm_infer_inplace, batch_norm_train,
     batch_norm_train_inplace, channel_stats, fold, fold_into,
 };
 pub use dropout::{

@@ -18,11 +18,16 @@
 //! (`momentum` weights the batch, unbiased running variance) or ONNX/MXNet/d2l (`momentum`
 //! weights the running value, biased running variance).
 
+mod backward;
 mod infer;
 mod rows;
 mod stats;
 mod train;
 
+pub use backward::{
+    BatchStats, BnGrads, batch_norm_add_relu_backward, batch_norm_backward,
+    batch_norm_backward_eval,
+};
 pub use infer::{
     InferStats, batch_norm_add_relu_infer, batch_norm_infer, batch_norm_infer_inplace, fold,
     fold_into,

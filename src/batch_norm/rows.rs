@@ -16,7 +16,7 @@ use crate::simd::{Kernels, Src};
 
 /// Rows per statistics chunk: about 256 Ki values, a multiple of 64 rows. It depends on `c`
 /// only — never on the thread count — because the chunks fix the order of the additions.
-fn stats_chunk_rows(c: usize) -> usize {
+pub(crate) fn stats_chunk_rows(c: usize) -> usize {
     ((1usize << 18) / c.max(1)).div_ceil(64).max(1) * 64
 }
 
@@ -25,7 +25,7 @@ macro_rules! scratch_fn {
         /// Runs `f` on a scratch buffer of `len` values, reused across calls on this thread
         /// (no allocation once warm; contents unspecified: callers write before they read);
         /// a fresh one if the thread's is in use (a reentrant call from a rayon task).
-        fn $name<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+        pub(crate) fn $name<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
             thread_local! {
                 static BUF: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
             }
@@ -181,11 +181,7 @@ pub(crate) fn normalize_rows(
     nt: bool,
     consts: impl Fn(usize) -> Affine,
 ) {
-    // Constants tiled over a whole number of rows, of a length that is a multiple of 16
-    // (the kernel steps through them a vector at a time) and at least 1 Ki.
-    let period = 16 / gcd(c, 16);
-    let tile_rows = period * 1024usize.div_ceil(period * c);
-    let l = tile_rows * c;
+    let (tile_rows, l) = tile_layout(c);
     let r = l + 16;
     scratch_tiles(3 * r, |aff| {
         for ch in 0..c {
@@ -209,6 +205,14 @@ pub(crate) fn normalize_rows(
             k.bn_normalize_tiled(x.sub(range), yc, aff, l, res, relu, nt);
         });
     });
+}
+
+/// `(rows, length)` of a tile of per-column constants: a whole number of rows whose length is
+/// a multiple of 16 (the kernels step through it a vector at a time) and at least 1 Ki.
+pub(crate) fn tile_layout(c: usize) -> (usize, usize) {
+    let period = 16 / gcd(c, 16);
+    let tile_rows = period * 1024usize.div_ceil(period * c);
+    (tile_rows, tile_rows * c)
 }
 
 fn gcd(a: usize, b: usize) -> usize {

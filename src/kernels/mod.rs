@@ -4,4 +4,5 @@
 
 pub(crate) mod bits;
 pub(crate) mod bn;
+pub(crate) mod bn_backward;
 pub(crate) mod stream;

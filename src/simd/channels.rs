@@ -12,6 +12,7 @@ use core::ops::Range;
 
 use super::table::{Kernels, Src};
 use crate::kernels::bn::Affine;
+use crate::kernels::bn_backward::{BwdConsts, BwdIn};
 use crate::parallel::{Par, for_each_chunk2};
 
 /// The shape of an NCHW tensor: channel `ch` is `n` runs of `hw` elements at
@@ -279,5 +280,120 @@ pub(crate) fn for_each_block_read<A: Send>(
             _borrow: PhantomData,
         };
         f(block, ac)
+    });
+}
+
+/// Pointers of a batch-norm backward over an NCHW tensor.
+#[derive(Clone, Copy)]
+struct BwdBase {
+    inp: BwdIn,
+    dx: *mut f32,
+    dr: *mut f32,
+}
+
+// SAFETY: as for `Base`: borrowed for the whole `for_each_bwd_block` call, and each task
+// touches only its own channels of the outputs.
+unsafe impl Send for BwdBase {}
+// SAFETY: as above.
+unsafe impl Sync for BwdBase {}
+
+/// Exclusive access to channels `c0 .. c1` of the outputs of an NCHW batch-norm backward.
+pub(crate) struct BwdBlock<'a> {
+    base: BwdBase,
+    geo: Runs,
+    c0: usize,
+    c1: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+impl BwdBlock<'_> {
+    /// The block's channels.
+    pub(crate) fn channels(&self) -> Range<usize> {
+        self.c0..self.c1
+    }
+
+    fn inputs(&self, ch: usize) -> (BwdIn, usize) {
+        assert!(self.channels().contains(&ch));
+        let at = ch * self.geo.hw;
+        let i = self.base.inp;
+        let inp = BwdIn {
+            x: i.x.wrapping_add(at),
+            dy: i.dy.wrapping_add(at),
+            y: if i.y.is_null() {
+                i.y
+            } else {
+                i.y.wrapping_add(at)
+            },
+        };
+        (inp, at)
+    }
+
+    /// `[Σdy, Σdy·(x − mean)]` of channel `ch` (dy masked by `y > 0` with a fused ReLU).
+    pub(crate) fn sums(&self, k: &Kernels, ch: usize, mean: f32) -> [f64; 2] {
+        let (inp, _) = self.inputs(ch);
+        let Runs { n, c, hw } = self.geo;
+        // SAFETY: features checked; run r of channel `ch` is at ch·hw + r·c·hw, inside every
+        // input (all have the tensor's n·c·hw elements).
+        unsafe { (k.bn_bwd_sums_runs)(inp, n, hw, c * hw, mean) }
+    }
+
+    /// `dx` (and `dr`) of channel `ch` with constants `f`.
+    pub(crate) fn dx(&mut self, k: &Kernels, ch: usize, f: BwdConsts, nt: bool) {
+        let (inp, at) = self.inputs(ch);
+        let Runs { n, c, hw } = self.geo;
+        let dx = self.base.dx.wrapping_add(at);
+        let dr = if self.base.dr.is_null() {
+            self.base.dr
+        } else {
+            self.base.dr.wrapping_add(at)
+        };
+        // SAFETY: features checked; channel `ch`'s runs of the outputs belong to this block;
+        // dy may alias dx (in place), which the kernel allows.
+        unsafe { (k.bn_bwd_dx_runs)(inp, dx, dr, n, hw, c * hw, f, nt) }
+    }
+}
+
+/// Calls `f(block, a_chunk, b_chunk)` for blocks of `width` adjacent channels of an NCHW
+/// backward: inputs `x`, `dy` (or `dx` itself, in place) and the forward output `y` (for a
+/// fused ReLU), outputs `dx` and `dr` (for add+ReLU), per-channel outputs `a`, `b`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn for_each_bwd_block<A: Send, B: Send>(
+    x: &[f32],
+    dy: Src,
+    y: Option<&[f32]>,
+    dx: &mut [f32],
+    dr: Option<&mut [f32]>,
+    geo: Runs,
+    width: usize,
+    par: Par,
+    a: &mut [A],
+    b: &mut [B],
+    f: impl Fn(BwdBlock<'_>, &mut [A], &mut [B]) + Sync + Send,
+) {
+    let n = geo.numel();
+    assert!(width > 0 && x.len() == n && dx.len() == n && a.len() == geo.c && b.len() == geo.c);
+    assert!(y.is_none_or(|y| y.len() == n) && dr.as_ref().is_none_or(|d| d.len() == n));
+    if n == 0 {
+        return;
+    }
+    let base = BwdBase {
+        inp: BwdIn {
+            x: x.as_ptr(),
+            dy: dy.ptr(dx),
+            y: y.map_or(core::ptr::null(), |y| y.as_ptr()),
+        },
+        dx: dx.as_mut_ptr(),
+        dr: dr.map_or(core::ptr::null_mut(), |d| d.as_mut_ptr()),
+    };
+    for_each_chunk2(a, width, b, width, par, |bi, ac, bc| {
+        let c0 = bi * width;
+        let block = BwdBlock {
+            base,
+            geo,
+            c0,
+            c1: c0 + ac.len(),
+            _borrow: PhantomData,
+        };
+        f(block, ac, bc)
     });
 }

@@ -111,6 +111,8 @@ pub(crate) trait Simd: Copy + Send + Sync {
     fn mul_add(self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
     /// ReLU: `+0.0` where `v < 0`, `v` elsewhere (NaN and `-0.0` pass through).
     fn relu(self, v: Self::F) -> Self::F;
+    /// `v` where `y > 0`, `+0.0` elsewhere (the ReLU backward mask; NaN `y` counts as not > 0).
+    fn keep_where_positive(self, y: Self::F, v: Self::F) -> Self::F;
     /// The 16 lanes.
     fn to_array(self, v: Self::F) -> [f32; 16];
 
@@ -314,6 +316,68 @@ macro_rules! entry_points {
             }
         }
 
+        $(#[$attr])*
+        unsafe fn bn_bwd_sums_runs(
+            inp: kernels::bn_backward::BwdIn,
+            runs: usize,
+            len: usize,
+            stride: usize,
+            mean: f32,
+        ) -> [f64; 2] {
+            // SAFETY: as above; checked by `channels::BwdBlock`.
+            unsafe { kernels::bn_backward::sums_runs(<$backend>::new(), inp, runs, len, stride, mean) }
+        }
+
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn bn_bwd_dx_runs(
+            inp: kernels::bn_backward::BwdIn,
+            dx: *mut f32,
+            dr: *mut f32,
+            runs: usize,
+            len: usize,
+            stride: usize,
+            c: kernels::bn_backward::BwdConsts,
+            nt: bool,
+        ) {
+            // SAFETY: as above; checked by `channels::BwdBlock`.
+            unsafe {
+                kernels::bn_backward::dx_runs(<$backend>::new(), inp, dx, dr, runs, len, stride, c, nt)
+            }
+        }
+
+        $(#[$attr])*
+        unsafe fn bn_bwd_sums_rows(
+            inp: kernels::bn_backward::BwdIn,
+            rows: usize,
+            stride: usize,
+            w: usize,
+            mean: *const f32,
+            out: *mut f64,
+        ) {
+            // SAFETY: as above; checked by `Kernels::bn_bwd_sums_rows`.
+            unsafe {
+                kernels::bn_backward::sums_rows(<$backend>::new(), inp, rows, stride, w, mean, out)
+            }
+        }
+
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn bn_bwd_dx_tiled(
+            inp: kernels::bn_backward::BwdIn,
+            dx: *mut f32,
+            dr: *mut f32,
+            n: usize,
+            aff: *const f32,
+            l: usize,
+            nt: bool,
+        ) {
+            // SAFETY: as above; checked by `Kernels::bn_bwd_dx_tiled`.
+            unsafe {
+                kernels::bn_backward::dx_tiled(<$backend>::new(), inp, dx, dr, n, aff, l, nt)
+            }
+        }
+
         pub(crate) static KERNELS: crate::simd::Kernels = crate::simd::Kernels {
             nt: <$backend as crate::simd::Simd>::NT,
             keep_bits,
@@ -328,6 +392,10 @@ macro_rules! entry_points {
             bn_normalize_sum_runs,
             bn_sums_rows,
             bn_normalize_tiled,
+            bn_bwd_sums_runs,
+            bn_bwd_dx_runs,
+            bn_bwd_sums_rows,
+            bn_bwd_dx_tiled,
         };
     };
 }

@@ -97,6 +97,11 @@ impl Simd for Portable {
         v.simd_lt(zero).bitselect(zero, v)
     }
     #[inline(always)]
+    fn keep_where_positive(self, y: f32x16, v: f32x16) -> f32x16 {
+        // NaN > 0 is false, as on x86.
+        v & y.simd_gt(f32x16::splat(0.0))
+    }
+    #[inline(always)]
     fn to_array(self, v: f32x16) -> [f32; 16] {
         v.to_array()
     }

@@ -6,6 +6,7 @@
 
 use crate::Isa;
 use crate::kernels::bn::Affine;
+use crate::kernels::bn_backward::{BwdConsts, BwdIn};
 use crate::rng::{BLOCK, STREAMS, StreamState};
 
 /// Function pointers to one ISA's instantiation of every kernel. `Copy + Send + Sync`, so a
@@ -66,6 +67,14 @@ pub(crate) struct Kernels {
     #[allow(clippy::type_complexity)]
     pub(super) bn_normalize_tiled:
         unsafe fn(*const f32, *mut f32, usize, *const f32, usize, *const f32, bool, bool),
+    pub(super) bn_bwd_sums_runs: unsafe fn(BwdIn, usize, usize, usize, f32) -> [f64; 2],
+    #[allow(clippy::type_complexity)]
+    pub(super) bn_bwd_dx_runs:
+        unsafe fn(BwdIn, *mut f32, *mut f32, usize, usize, usize, BwdConsts, bool),
+    pub(super) bn_bwd_sums_rows: unsafe fn(BwdIn, usize, usize, usize, *const f32, *mut f64),
+    #[allow(clippy::type_complexity)]
+    pub(super) bn_bwd_dx_tiled:
+        unsafe fn(BwdIn, *mut f32, *mut f32, usize, *const f32, usize, bool),
 }
 
 /// Where an elementwise kernel reads its input: another slice, or the output itself.
@@ -266,5 +275,61 @@ impl Kernels {
         unsafe {
             (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, res, relu, nt)
         }
+    }
+
+    /// Backward sums `[Σdy; Σdy·(x − mean)]` (added to `out`, `w` each) of columns
+    /// `c0 .. c0 + w` (`w <= 64`) of the rows of `x`/`dy`/`y` (row stride `stride`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_bwd_sums_rows(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        y: Option<&[f32]>,
+        stride: usize,
+        c0: usize,
+        w: usize,
+        mean: &[f32],
+        out: &mut [f64],
+    ) {
+        let rows = x.len() / stride;
+        assert!(w > 0 && w <= 64 && c0 + w <= stride && x.len() == rows * stride);
+        assert!(dy.len() == x.len() && y.is_none_or(|y| y.len() == x.len()));
+        assert!(mean.len() >= w && out.len() >= 2 * w);
+        let inp = BwdIn {
+            x: x.as_ptr().wrapping_add(c0),
+            dy: dy.as_ptr().wrapping_add(c0),
+            y: y.map_or(core::ptr::null(), |y| y.as_ptr().wrapping_add(c0)),
+        };
+        // SAFETY: features checked; row r's columns c0..c0+w lie inside all three inputs.
+        unsafe { (self.bn_bwd_sums_rows)(inp, rows, stride, w, mean.as_ptr(), out.as_mut_ptr()) }
+    }
+
+    /// Backward `dx` (and `dr`) over contiguous values with constants of period `l` in `aff`
+    /// (`[m; a; c1; c0]`, rows of `l + 16`). `dy` may be `dx` itself (`Src::InPlace`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_bwd_dx_tiled(
+        &self,
+        x: &[f32],
+        dy: Src,
+        y: Option<&[f32]>,
+        dx: &mut [f32],
+        dr: Option<&mut [f32]>,
+        aff: &[f32],
+        l: usize,
+        nt: bool,
+    ) {
+        let n = dx.len();
+        assert!(x.len() == n && y.is_none_or(|y| y.len() == n));
+        assert!(dr.as_ref().is_none_or(|d| d.len() == n) && aff.len() >= 4 * (l + 16));
+        let inp = BwdIn {
+            x: x.as_ptr(),
+            dy: dy.ptr(dx),
+            y: y.map_or(core::ptr::null(), |y| y.as_ptr()),
+        };
+        let dr = dr.map_or(core::ptr::null_mut(), |d| d.as_mut_ptr());
+        // SAFETY: features checked; every input and output holds n values (dy may alias dx,
+        // which the kernel allows: each value is read before it is written); `aff` the
+        // padded rows.
+        unsafe { (self.bn_bwd_dx_tiled)(inp, dx.as_mut_ptr(), dr, n, aff.as_ptr(), l, nt) }
     }
 }

@@ -122,6 +122,17 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn keep_where_positive(self, y: [__m256; 2], v: [__m256; 2]) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX. Ordered compare: NaN is not > 0; the AND zeroes the rest.
+        unsafe {
+            let z = _mm256_setzero_ps();
+            [
+                _mm256_and_ps(v[0], _mm256_cmp_ps::<_CMP_GT_OQ>(y[0], z)),
+                _mm256_and_ps(v[1], _mm256_cmp_ps::<_CMP_GT_OQ>(y[1], z)),
+            ]
+        }
+    }
+    #[inline(always)]
     fn to_array(self, v: [__m256; 2]) -> [f32; 16] {
         // SAFETY: [__m256; 2] and [f32; 16] have the same size and every bit pattern is valid.
         unsafe { core::mem::transmute::<[__m256; 2], [f32; 16]>(v) }

@@ -107,6 +107,14 @@ impl Simd for Avx512 {
         unsafe { _mm512_max_ps(_mm512_setzero_ps(), v) }
     }
     #[inline(always)]
+    fn keep_where_positive(self, y: __m512, v: __m512) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F. Ordered compare: NaN is not > 0.
+        unsafe {
+            let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps());
+            _mm512_maskz_mov_ps(m, v)
+        }
+    }
+    #[inline(always)]
     fn to_array(self, v: __m512) -> [f32; 16] {
         // SAFETY: __m512 and [f32; 16] have the same size and every bit pattern is valid.
         unsafe { core::mem::transmute::<__m512, [f32; 16]>(v) }

@@ -1,0 +1,360 @@
+//! Backward of the training forward: `dx`, `dγ`, `dβ` from `x`, `dy` and the saved batch
+//! statistics; through the fused ReLU and the fused residual add + ReLU; and the eval-mode
+//! backward.
+//!
+//! With `xhat = (x − mean)·invstd` and `n` values per channel:
+//! `dβ = Σdy`, `dγ = Σdy·xhat`, `dx = γ·invstd/n · (n·dy − dβ − xhat·dγ)`, computed per element
+//! as `dx = a·dy + c1·(x − mean) + c0`. The two sums are one pass over `x` and `dy`; `dx` is a
+//! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
+
+use super::infer::InferStats;
+use super::rows::{scratch_f32, scratch_f64, stats_chunk_rows, tile_layout};
+use super::stats::{Geometry, block_width, count_per_channel, geometry};
+use super::{BnParams, check_eps};
+use crate::error::check_len;
+use crate::isa::active_kernels;
+use crate::kernels::bn_backward::BwdConsts;
+use crate::parallel::{Par, for_each_chunk};
+use crate::simd::channels::for_each_bwd_block;
+use crate::simd::{Kernels, Src};
+use crate::{Error, Layout, Shape};
+
+/// The batch statistics the training forward saved ([`SavedStats`](super::SavedStats)), read
+/// by backward.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchStats<'a> {
+    /// Batch mean per channel.
+    pub mean: &'a [f32],
+    /// Batch `1/sqrt(var + eps)` per channel.
+    pub invstd: &'a [f32],
+}
+
+/// Where backward writes. All are overwritten (not accumulated into).
+#[derive(Debug)]
+pub struct BnGrads<'a> {
+    /// Gradient of the input, as long as `x`.
+    pub dx: &'a mut [f32],
+    /// Gradient of γ, one per channel (`Σdy·xhat`; written even without affine parameters).
+    pub dgamma: &'a mut [f32],
+    /// Gradient of β, one per channel (`Σdy`).
+    pub dbeta: &'a mut [f32],
+}
+
+/// Backward of [`batch_norm_train`](super::batch_norm_train).
+///
+/// `params` are the forward's (γ is used; β and eps are not needed); with `params.relu`, `y`
+/// must be the forward's output (the gradient flows where `y > 0`). `dx`, `dγ`, `dβ` are
+/// overwritten.
+///
+/// ```
+/// use dropnorm::{BatchStats, BnGrads, BnParams, Layout, Shape, batch_norm_backward};
+/// // One channel holding 1, 2, 3, 4: mean 2.5, var 1.25.
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let dy = [1.0f32; 4]; // the gradient of Σy: zero through the normalization
+/// let saved = BatchStats { mean: &[2.5], invstd: &[1.0 / 1.25f32.sqrt()] };
+/// let (mut dx, mut dg, mut db) = ([9.0f32; 4], [0.0f32], [0.0f32]);
+/// let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
+/// batch_norm_backward(&x, &dy, None, Shape::nc(4, 1), Layout::Nc, &BnParams::new(0.0), &saved, grads)?;
+/// assert!(dx.iter().all(|v| v.abs() < 1e-6));
+/// assert_eq!(db, [4.0]);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    saved: &BatchStats,
+    grads: BnGrads,
+) -> Result<(), Error> {
+    check_len("dy", x.len(), dy.len())?;
+    run(
+        x,
+        dy,
+        y,
+        None,
+        shape,
+        layout,
+        params,
+        params.relu,
+        saved,
+        grads,
+    )
+}
+
+/// Backward of the training-mode `y = relu(bn(x) + r)` (the forward computed with
+/// [`batch_norm_train`](super::batch_norm_train) and the residual added): writes `dr`, the
+/// residual's gradient (`dy` where `y > 0`), and the batch-norm gradients from it. `y` is
+/// the forward output.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_add_relu_backward(
+    x: &[f32],
+    dy: &[f32],
+    y: &[f32],
+    dr: &mut [f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    saved: &BatchStats,
+    grads: BnGrads,
+) -> Result<(), Error> {
+    check_len("dy", x.len(), dy.len())?;
+    check_len("dr", x.len(), dr.len())?;
+    run(
+        x,
+        dy,
+        Some(y),
+        Some(dr),
+        shape,
+        layout,
+        params,
+        true,
+        saved,
+        grads,
+    )
+}
+
+/// Eval-mode backward (the forward used the running statistics, so they are constants):
+/// `dx = dy·γ/sqrt(running_var + eps)`.
+///
+/// ```
+/// use dropnorm::{BnParams, InferStats, Layout, Shape, batch_norm_backward_eval};
+/// let dy = [1.0f32, 2.0];
+/// let mut dx = [0.0f32; 2];
+/// let stats = InferStats { mean: &[5.0], var: &[4.0] };
+/// batch_norm_backward_eval(&dy, &mut dx, Shape::nc(2, 1), Layout::Nc, &BnParams::new(0.0), &stats)?;
+/// assert_eq!(dx, [0.5, 1.0]);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+pub fn batch_norm_backward_eval(
+    dy: &[f32],
+    dx: &mut [f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    stats: &InferStats,
+) -> Result<(), Error> {
+    // dx = (dy − 0)·a + 0: the inference kernel with a zero mean and shift.
+    let c = shape.c;
+    check_len("stats.var", c, stats.var.len())?;
+    check_len("stats.mean", c, stats.mean.len())?;
+    let zeros = ZeroMean(c);
+    zeros.with(|zero| {
+        let scale = BnParams {
+            beta: None,
+            relu: false,
+            ..*params
+        };
+        let st = InferStats {
+            mean: zero,
+            var: stats.var,
+        };
+        super::batch_norm_infer(dy, dx, shape, layout, &scale, &st)
+    })
+}
+
+/// A zero "mean" of `c` channels, from scratch memory.
+struct ZeroMean(usize);
+
+impl ZeroMean {
+    fn with<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
+        scratch_f32(self.0, |z| {
+            z.fill(0.0);
+            f(z)
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    dr: Option<&mut [f32]>,
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    relu: bool,
+    saved: &BatchStats,
+    grads: BnGrads,
+) -> Result<(), Error> {
+    let n = shape.validate(layout)?;
+    check_len("x", n, x.len())?;
+    check_len("grads.dx", n, grads.dx.len())?;
+    let c = shape.c;
+    check_eps(params.eps)?;
+    if let Some(g) = params.gamma {
+        check_len("gamma", c, g.len())?;
+    }
+    check_len("saved.mean", c, saved.mean.len())?;
+    check_len("saved.invstd", c, saved.invstd.len())?;
+    check_len("grads.dgamma", c, grads.dgamma.len())?;
+    check_len("grads.dbeta", c, grads.dbeta.len())?;
+    let y = match (relu, y) {
+        (true, None) => return Err(Error::MissingArgument { arg: "y" }),
+        (true, Some(y)) => {
+            check_len("y", n, y.len())?;
+            Some(y)
+        }
+        (false, _) => None,
+    };
+    let count = count_per_channel(shape);
+    if count < 2 && c > 0 {
+        return Err(Error::TooFewValuesPerChannel { count });
+    }
+    if n == 0 {
+        grads.dgamma.fill(0.0);
+        grads.dbeta.fill(0.0);
+        return Ok(());
+    }
+    let k = active_kernels();
+    let nt = k.use_nt(n);
+    let par = Par::above_threshold(n, 1);
+    let gamma = params.gamma;
+    let consts = |ch: usize, [s_dy, s_dyx]: [f64; 2]| {
+        let g = gamma.map_or(1.0, |g| g[ch]) as f64;
+        let (m, is) = (saved.mean[ch], saved.invstd[ch] as f64);
+        let nf = count as f64;
+        let f = BwdConsts {
+            m,
+            a: (g * is) as f32,
+            c1: (-g * is * is * is * s_dyx / nf) as f32,
+            c0: (-g * is * s_dy / nf) as f32,
+        };
+        (f, (s_dyx * is) as f32, s_dy as f32)
+    };
+    let BnGrads { dx, dgamma, dbeta } = grads;
+    match geometry(shape, layout) {
+        Geometry::Runs(geo) => {
+            let width = block_width(geo);
+            for_each_bwd_block(
+                x,
+                Src::Slice(dy),
+                y,
+                dx,
+                dr,
+                geo,
+                width,
+                par,
+                dgamma,
+                dbeta,
+                |mut block, dg, db| {
+                    for (i, ch) in block.channels().enumerate() {
+                        let sums = block.sums(k, ch, saved.mean[ch]);
+                        let (f, g, b) = consts(ch, sums);
+                        (dg[i], db[i]) = (g, b);
+                        block.dx(k, ch, f, nt);
+                    }
+                },
+            );
+        }
+        Geometry::Rows { rows, c } => {
+            let _ = rows;
+            backward_rows(
+                k,
+                x,
+                dy,
+                y,
+                dx,
+                dr,
+                c,
+                nt,
+                |ch, sums| {
+                    let (f, g, b) = consts(ch, sums);
+                    (dgamma[ch], dbeta[ch]) = (g, b);
+                    f
+                },
+                saved.mean,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// NC/NHWC backward: the two sums by row chunks (partials merged in a fixed order), then `dx`
+/// (and `dr`) by rows with tiled constants.
+#[allow(clippy::too_many_arguments)]
+fn backward_rows(
+    k: &Kernels,
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    dx: &mut [f32],
+    dr: Option<&mut [f32]>,
+    c: usize,
+    nt: bool,
+    mut consts: impl FnMut(usize, [f64; 2]) -> BwdConsts,
+    mean: &[f32],
+) {
+    let rows = x.len() / c;
+    let chunk = stats_chunk_rows(c);
+    let chunks = rows.div_ceil(chunk);
+    let par = Par::above_threshold(x.len(), 1);
+    let (tile_rows, l) = tile_layout(c);
+    let r = l + 16;
+    scratch_f64((1 + chunks) * 2 * c, |buf| {
+        let (sums, partials) = buf.split_at_mut(2 * c);
+        partials.fill(0.0);
+        // Sums in segments of up to 64 columns: `[Σdy; Σdy·(x − m)]` per segment.
+        for_each_chunk(partials, 2 * c, par, |ci, part| {
+            let range = ci * chunk * c..((ci + 1) * chunk).min(rows) * c;
+            let (xr, dyr) = (&x[range.clone()], &dy[range.clone()]);
+            let yr = y.map(|y| &y[range]);
+            for c0 in (0..c).step_by(64) {
+                let w = 64.min(c - c0);
+                let out = &mut part[2 * c0..2 * c0 + 2 * w];
+                k.bn_bwd_sums_rows(xr, dyr, yr, c, c0, w, &mean[c0..c0 + w], out);
+            }
+        });
+        sums.fill(0.0);
+        for part in partials.chunks_exact(2 * c) {
+            for (t, p) in sums.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
+        scratch_f32(4 * r, |aff| {
+            for ch in 0..c {
+                let (c0, w) = (ch / 64 * 64, 64.min(c - ch / 64 * 64));
+                let s = [sums[2 * c0 + (ch - c0)], sums[2 * c0 + w + (ch - c0)]];
+                let f = consts(ch, s);
+                for t in 0..tile_rows {
+                    let at = t * c + ch;
+                    (aff[at], aff[r + at], aff[2 * r + at], aff[3 * r + at]) =
+                        (f.m, f.a, f.c1, f.c0);
+                }
+            }
+            for row in 0..4 {
+                aff.copy_within(row * r..row * r + 16, row * r + l);
+            }
+            let aff: &[f32] = aff;
+            let task = l * (65536 / l).max(1);
+            match dr {
+                None => for_each_chunk(dx, task, par, |ti, dxc| {
+                    let rg = ti * task..ti * task + dxc.len();
+                    let yr = y.map(|y| &y[rg.clone()]);
+                    k.bn_bwd_dx_tiled(
+                        &x[rg.clone()],
+                        Src::Slice(&dy[rg]),
+                        yr,
+                        dxc,
+                        None,
+                        aff,
+                        l,
+                        nt,
+                    );
+                }),
+                Some(dr) => {
+                    crate::parallel::for_each_chunk2(dx, task, dr, task, par, |ti, dxc, drc| {
+                        let rg = ti * task..ti * task + dxc.len();
+                        let yr = y.map(|y| &y[rg.clone()]);
+                        let dyr = Src::Slice(&dy[rg.clone()]);
+                        k.bn_bwd_dx_tiled(&x[rg], dyr, yr, dxc, Some(drc), aff, l, nt);
+                    })
+                }
+            }
+        });
+    });
+}

@@ -1,0 +1,332 @@
+//! Batch-norm backward kernel bodies: the two per-channel reductions `Σdy` and
+//! `Σdy·(x − mean)`, and `dx = a·dy + c1·(x − mean) + c0` with per-channel constants.
+//!
+//! With a fused ReLU (forward `y = relu(...)`), `dy` is first masked by `y > 0`; with the fused
+//! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
+
+use crate::kernels::stream::{Lanes, load, write_stream};
+use crate::simd::{LANES, Simd};
+
+/// f32 lane sums are flushed to f64 after at most this many vectors (as for the forward).
+const FLUSH_VECTORS: usize = 256;
+
+/// The inputs of one run (or row block): `x`, `dy` and, for a fused ReLU, the forward output
+/// `y` (null: no mask).
+#[derive(Clone, Copy)]
+pub(crate) struct BwdIn {
+    pub x: *const f32,
+    pub dy: *const f32,
+    pub y: *const f32,
+}
+
+impl BwdIn {
+    /// The same inputs `at` elements further.
+    #[inline(always)]
+    fn add(self, at: usize) -> BwdIn {
+        BwdIn {
+            x: self.x.wrapping_add(at),
+            dy: self.dy.wrapping_add(at),
+            y: if self.y.is_null() {
+                self.y
+            } else {
+                self.y.wrapping_add(at)
+            },
+        }
+    }
+
+    /// `dy` at `i..i+len`, masked by `y > 0` when there is a `y`.
+    ///
+    /// # Safety
+    /// `dy` (and `y`) valid for reads of `i..i+len`.
+    #[inline(always)]
+    unsafe fn dy<S: Simd>(self, s: S, i: usize, len: usize) -> S::F {
+        // SAFETY: forwarded.
+        unsafe {
+            let d = load(s, self.dy.add(i), len);
+            if self.y.is_null() {
+                d
+            } else {
+                s.keep_where_positive(load(s, self.y.add(i), len), d)
+            }
+        }
+    }
+}
+
+/// Per-channel constants of `dx = a·dy + c1·(x − m) + c0`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BwdConsts {
+    pub m: f32,
+    pub a: f32,
+    pub c1: f32,
+    pub c0: f32,
+}
+
+/// `[Σdy, Σdy·(x − m)]` of one run of `len` values, in the forward's canonical order
+/// (vector `j` into accumulator `j mod 4`, flushed to f64 every 256 vectors and at the end).
+///
+/// # Safety
+/// The inputs valid for reads of `0..len`.
+#[inline(always)]
+unsafe fn run_sums<S: Simd>(s: S, inp: BwdIn, len: usize, m: S::F) -> [f64; 2] {
+    let z = s.splat(0.0);
+    let (mut a1, mut a2) = ([z; 4], [z; 4]);
+    let mut tot = [0.0f64; 2];
+    let mut i = 0;
+    let mut pending = 0;
+    // SAFETY: every load stays within 0..len; past-the-end lanes load as 0 (dy = 0 adds
+    // nothing to either sum).
+    unsafe {
+        while i + 4 * LANES <= len {
+            for u in 0..4 {
+                let d = inp.dy(s, i + u * LANES, LANES);
+                let xm = s.sub(s.loadu(inp.x.add(i + u * LANES)), m);
+                a1[u] = s.add(a1[u], d);
+                a2[u] = s.mul_add(d, xm, a2[u]);
+            }
+            i += 4 * LANES;
+            pending += 4;
+            if pending >= FLUSH_VECTORS {
+                flush(s, &mut a1, &mut a2, &mut tot);
+                pending = 0;
+            }
+        }
+        let mut u = 0;
+        while i < len {
+            let n = (len - i).min(LANES);
+            let d = inp.dy(s, i, n);
+            let xm = s.sub(load(s, inp.x.add(i), n), m);
+            a1[u] = s.add(a1[u], d);
+            a2[u] = s.mul_add(d, xm, a2[u]);
+            u += 1;
+            i += n;
+        }
+    }
+    flush(s, &mut a1, &mut a2, &mut tot);
+    tot
+}
+
+/// Adds the four accumulator pairs to the f64 totals by a fixed tree and zeroes them.
+#[inline(always)]
+fn flush<S: Simd>(s: S, a1: &mut [S::F; 4], a2: &mut [S::F; 4], tot: &mut [f64; 2]) {
+    let r1 = s.add(s.add(a1[0], a1[1]), s.add(a1[2], a1[3]));
+    let r2 = s.add(s.add(a2[0], a2[1]), s.add(a2[2], a2[3]));
+    tot[0] += s.to_array(r1).iter().map(|&v| v as f64).sum::<f64>();
+    tot[1] += s.to_array(r2).iter().map(|&v| v as f64).sum::<f64>();
+    let z = s.splat(0.0);
+    *a1 = [z; 4];
+    *a2 = [z; 4];
+}
+
+/// `[Σdy, Σdy·(x − mean)]` of one NCHW channel: `runs` runs of `len` at `r·stride`.
+///
+/// # Safety
+/// The inputs valid for reads of `r·stride + [0, len)` for every `r < runs`.
+#[inline(always)]
+pub(crate) unsafe fn sums_runs<S: Simd>(
+    s: S,
+    inp: BwdIn,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    mean: f32,
+) -> [f64; 2] {
+    let m = s.splat(mean);
+    let mut out = [0.0f64; 2];
+    for r in 0..runs {
+        // SAFETY: run r is within the contract.
+        let t = unsafe { run_sums(s, inp.add(r * stride), len, m) };
+        out[0] += t[0];
+        out[1] += t[1];
+    }
+    out
+}
+
+/// `dx` (and `dr`) of one vector.
+struct Dx<S: Simd> {
+    inp: BwdIn,
+    dr: *mut f32,
+    m: S::F,
+    a: S::F,
+    c1: S::F,
+    c0: S::F,
+}
+
+impl<S: Simd> Lanes<S> for Dx<S> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        // SAFETY: the kernel's contract covers i..i+len of every input and of `dr`.
+        unsafe {
+            let d = self.inp.dy(s, i, len);
+            if !self.dr.is_null() {
+                if len == LANES {
+                    s.storeu(self.dr.add(i), d);
+                } else {
+                    s.store_partial(self.dr.add(i), len, d);
+                }
+            }
+            let xm = s.sub(load(s, self.inp.x.add(i), len), self.m);
+            s.mul_add(self.a, d, s.mul_add(self.c1, xm, self.c0))
+        }
+    }
+}
+
+/// `dx = a·dy + c1·(x − m) + c0` over one NCHW channel's runs, and `dr = dy` (masked) when
+/// `dr` is not null. `dx` may equal `dy` (in place).
+///
+/// # Safety
+/// For every `r < runs`: the inputs readable and `dx` (and `dr`) writable at
+/// `r·stride + [0, len)`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn dx_runs<S: Simd>(
+    s: S,
+    inp: BwdIn,
+    dx: *mut f32,
+    dr: *mut f32,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    c: BwdConsts,
+    nt: bool,
+) {
+    for r in 0..runs {
+        let at = r * stride;
+        let op = Dx::<S> {
+            inp: inp.add(at),
+            dr: if dr.is_null() {
+                dr
+            } else {
+                dr.wrapping_add(at)
+            },
+            m: s.splat(c.m),
+            a: s.splat(c.a),
+            c1: s.splat(c.c1),
+            c0: s.splat(c.c0),
+        };
+        // SAFETY: run r is within the contract.
+        unsafe { write_stream(s, dx.add(at), len, nt, op) };
+    }
+}
+
+/// Per-column `[Σdy; Σdy·(x − mean)]` (`out[0..w]`, `out[w..2w]`, added to) for `rows` rows
+/// of a segment of `w <= 64` columns at `r·stride`, means `mean[0..w]`; flushed to f64 every
+/// 64 rows and at the end, like the forward's row sums.
+///
+/// # Safety
+/// The inputs readable at `r·stride + [0, w)` for every `r < rows`; `mean` valid for `w`
+/// reads, `out` for `2w` reads and writes; `0 < w <= 64`.
+#[inline(always)]
+pub(crate) unsafe fn sums_rows<S: Simd>(
+    s: S,
+    inp: BwdIn,
+    rows: usize,
+    stride: usize,
+    w: usize,
+    mean: *const f32,
+    out: *mut f64,
+) {
+    let z = s.splat(0.0);
+    let nv = w.div_ceil(LANES);
+    let mut m = [z; 4];
+    for (v, mv) in m.iter_mut().enumerate().take(nv) {
+        // SAFETY: `mean` holds w floats.
+        *mv = unsafe { load(s, mean.add(v * LANES), (w - v * LANES).min(LANES)) };
+    }
+    let (mut a1, mut a2) = ([z; 4], [z; 4]);
+    for r in 0..rows {
+        for v in 0..nv {
+            let len = (w - v * LANES).min(LANES);
+            // SAFETY: row r's columns [16v, 16v + len) < w.
+            unsafe {
+                let row = inp.add(r * stride + v * LANES);
+                let d = row.dy(s, 0, len);
+                let xm = s.sub(load(s, row.x, len), m[v]);
+                a1[v] = s.add(a1[v], d);
+                a2[v] = s.mul_add(d, xm, a2[v]);
+            }
+        }
+        if (r + 1) % 64 == 0 || r + 1 == rows {
+            for v in 0..nv {
+                let (t1, t2) = (s.to_array(a1[v]), s.to_array(a2[v]));
+                for l in 0..(w - v * LANES).min(LANES) {
+                    // SAFETY: column 16v + l < w; `out` holds 2w f64.
+                    unsafe {
+                        *out.add(v * LANES + l) += t1[l] as f64;
+                        *out.add(w + v * LANES + l) += t2[l] as f64;
+                    }
+                }
+            }
+            (a1, a2) = ([z; 4], [z; 4]);
+        }
+    }
+}
+
+/// `dx` (and `dr`) with per-element constants of period `l` from `aff = [m; a; c1; c0]` (rows
+/// of `l + 16`, the last 16 repeating the first), like the forward's tiled normalization.
+struct DxTiled<S: Simd> {
+    inp: BwdIn,
+    dr: *mut f32,
+    aff: *const f32,
+    l: usize,
+    _s: core::marker::PhantomData<S>,
+}
+
+impl<S: Simd> Lanes<S> for DxTiled<S> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        let r = self.l + LANES;
+        // SAFETY: i < l within one tile (the caller streams tile by tile), len <= 16: the
+        // constant loads stay inside rows of l + 16; the rest is the kernel's contract.
+        unsafe {
+            let m = load(s, self.aff.add(i), len);
+            let a = load(s, self.aff.add(r + i), len);
+            let c1 = load(s, self.aff.add(2 * r + i), len);
+            let c0 = load(s, self.aff.add(3 * r + i), len);
+            let d = self.inp.dy(s, i, len);
+            if !self.dr.is_null() {
+                if len == LANES {
+                    s.storeu(self.dr.add(i), d);
+                } else {
+                    s.store_partial(self.dr.add(i), len, d);
+                }
+            }
+            let xm = s.sub(load(s, self.inp.x.add(i), len), m);
+            s.mul_add(a, d, s.mul_add(c1, xm, c0))
+        }
+    }
+}
+
+/// `dx` for `n` contiguous values of an NC/NHWC tensor whose per-column constants repeat with
+/// period `l` (whole rows), tile by tile, and `dr` when not null. `dx` may equal `dy`.
+///
+/// # Safety
+/// The inputs readable, `dx` (and `dr`) writable for `n` values; `aff` valid for
+/// `4(l + 16)` reads.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn dx_tiled<S: Simd>(
+    s: S,
+    inp: BwdIn,
+    dx: *mut f32,
+    dr: *mut f32,
+    n: usize,
+    aff: *const f32,
+    l: usize,
+    nt: bool,
+) {
+    for t0 in (0..n).step_by(l) {
+        let op = DxTiled::<S> {
+            inp: inp.add(t0),
+            dr: if dr.is_null() {
+                dr
+            } else {
+                dr.wrapping_add(t0)
+            },
+            aff,
+            l,
+            _s: core::marker::PhantomData,
+        };
+        // SAFETY: the tile [t0, t0 + l) ∩ [0, n) is within the contract.
+        unsafe { write_stream(s, dx.add(t0), l.min(n - t0), nt, op) };
+    }
+}

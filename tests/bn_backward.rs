@@ -1,0 +1,482 @@
+//! Batch-norm backward: central finite differences in f64 on small shapes (x, γ, β, r), every
+//! ISA × layout against the f64 formula from the same saved statistics, thread-count
+//! determinism, the eval-mode backward and errors.
+
+#![allow(clippy::needless_range_loop)] // channel indices address several parallel arrays
+
+mod common;
+
+use common::*;
+use dropnorm::*;
+
+const LAYOUTS: [Layout; 3] = [Layout::Nc, Layout::Nchw, Layout::Nhwc];
+
+fn small_shape(layout: Layout) -> Shape {
+    match layout {
+        Layout::Nc => Shape::nc(6, 3),
+        _ => Shape::nchw(2, 3, 2, 3),
+    }
+}
+
+/// f64 training forward: `relu?(γ(x − mean)/sqrt(var + eps) + β (+ r))`.
+#[allow(clippy::too_many_arguments)]
+fn forward64(
+    x: &[f64],
+    r: Option<&[f64]>,
+    shape: Shape,
+    layout: Layout,
+    g: &[f64],
+    b: &[f64],
+    eps: f64,
+    relu: bool,
+) -> Vec<f64> {
+    let cnt = shape.n * shape.h * shape.w;
+    let mut y = vec![0.0; x.len()];
+    for ch in 0..shape.c {
+        let idx: Vec<usize> = (0..cnt)
+            .map(|j| reference::channel_index(shape, layout, ch, j))
+            .collect();
+        let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / cnt as f64;
+        let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / cnt as f64;
+        for &i in &idx {
+            let mut o = g[ch] * (x[i] - mean) / (var + eps).sqrt() + b[ch];
+            if let Some(r) = r {
+                o += r[i];
+            }
+            y[i] = if relu && o < 0.0 { 0.0 } else { o };
+        }
+    }
+    y
+}
+
+/// Runs the crate's forward (to get the saved statistics and `y`) and backward.
+struct Run {
+    y: Vec<f32>,
+    dx: Vec<f32>,
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+    dr: Vec<f32>,
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+}
+
+fn run(
+    x: &[f32],
+    r: Option<&[f32]>,
+    dy: &[f32],
+    shape: Shape,
+    layout: Layout,
+    g: &[f32],
+    b: &[f32],
+    relu: bool,
+) -> Run {
+    let c = shape.c;
+    let params = BnParams::new(1e-5)
+        .with_affine(g, b)
+        .with_relu(relu && r.is_none());
+    let (mut mean, mut invstd) = (vec![0.0f32; c], vec![0.0f32; c]);
+    let mut y = vec![0.0f32; x.len()];
+    batch_norm_train(
+        x,
+        &mut y,
+        shape,
+        layout,
+        &params,
+        SavedStats {
+            mean: &mut mean,
+            invstd: &mut invstd,
+        },
+        None,
+    )
+    .unwrap();
+    if let Some(r) = r {
+        for (yi, ri) in y.iter_mut().zip(r) {
+            *yi = (*yi + ri).max(0.0);
+        }
+    }
+    let (mut dx, mut dgamma, mut dbeta) = (
+        vec![f32::NAN; x.len()],
+        vec![f32::NAN; c],
+        vec![f32::NAN; c],
+    );
+    let mut dr = vec![f32::NAN; x.len()];
+    let saved = BatchStats {
+        mean: &mean,
+        invstd: &invstd,
+    };
+    let grads = BnGrads {
+        dx: &mut dx,
+        dgamma: &mut dgamma,
+        dbeta: &mut dbeta,
+    };
+    match r {
+        None => batch_norm_backward(
+            x,
+            dy,
+            relu.then_some(&y[..]),
+            shape,
+            layout,
+            &params,
+            &saved,
+            grads,
+        )
+        .unwrap(),
+        Some(_) => {
+            batch_norm_add_relu_backward(x, dy, &y, &mut dr, shape, layout, &params, &saved, grads)
+                .unwrap()
+        }
+    }
+    Run {
+        y,
+        dx,
+        dgamma,
+        dbeta,
+        dr,
+        mean,
+        invstd,
+    }
+}
+
+#[test]
+fn gradients_match_central_finite_differences() {
+    for layout in LAYOUTS {
+        let shape = small_shape(layout);
+        let n = shape.numel().unwrap();
+        let c = shape.c;
+        let x: Vec<f32> = normals(n, 1).iter().map(|v| (1.0 + v) as f32).collect();
+        let r: Vec<f32> = normals(n, 2).iter().map(|v| (0.5 * v) as f32).collect();
+        let w: Vec<f32> = normals(n, 3).iter().map(|v| *v as f32).collect();
+        let g = [1.5f32, 0.5, -2.0];
+        let b = [0.1f32, -0.3, 0.2];
+        for (relu, add) in [(false, false), (true, false), (true, true)] {
+            let rr = add.then_some(&r[..]);
+            let got = run(&x, rr, &w, shape, layout, &g, &b, relu);
+            let f64v = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+            let (x64, r64, w64, g64, b64) = (f64v(&x), f64v(&r), f64v(&w), f64v(&g), f64v(&b));
+            let loss = |x: &[f64], r: &[f64], g: &[f64], b: &[f64]| -> f64 {
+                let y = forward64(x, add.then_some(r), shape, layout, g, b, 1e-5, relu);
+                y.iter().zip(&w64).map(|(a, b)| a * b).sum()
+            };
+            let h = 1e-6;
+            let what = format!("{layout:?} relu {relu} add {add}");
+            for i in 0..n {
+                let (mut p, mut m) = (x64.clone(), x64.clone());
+                p[i] += h;
+                m[i] -= h;
+                let num = (loss(&p, &r64, &g64, &b64) - loss(&m, &r64, &g64, &b64)) / (2.0 * h);
+                assert!(
+                    (got.dx[i] as f64 - num).abs() <= 2e-3 * (1.0 + num.abs()),
+                    "{what}: dx[{i}] {} vs {num}",
+                    got.dx[i]
+                );
+                if add {
+                    let (mut p, mut m) = (r64.clone(), r64.clone());
+                    p[i] += h;
+                    m[i] -= h;
+                    let num = (loss(&x64, &p, &g64, &b64) - loss(&x64, &m, &g64, &b64)) / (2.0 * h);
+                    assert!(
+                        (got.dr[i] as f64 - num).abs() <= 1e-4 * (1.0 + num.abs()),
+                        "{what}: dr[{i}]"
+                    );
+                }
+            }
+            for ch in 0..c {
+                let (mut p, mut m) = (g64.clone(), g64.clone());
+                p[ch] += h;
+                m[ch] -= h;
+                let num = (loss(&x64, &r64, &p, &b64) - loss(&x64, &r64, &m, &b64)) / (2.0 * h);
+                assert!(
+                    (got.dgamma[ch] as f64 - num).abs() <= 2e-3 * (1.0 + num.abs()),
+                    "{what}: dgamma[{ch}] {} vs {num}",
+                    got.dgamma[ch]
+                );
+                let (mut p, mut m) = (b64.clone(), b64.clone());
+                p[ch] += h;
+                m[ch] -= h;
+                let num = (loss(&x64, &r64, &g64, &p) - loss(&x64, &r64, &g64, &m)) / (2.0 * h);
+                assert!(
+                    (got.dbeta[ch] as f64 - num).abs() <= 1e-4 * (1.0 + num.abs()),
+                    "{what}: dbeta[{ch}]"
+                );
+            }
+        }
+    }
+}
+
+/// The f64 backward formula from the same inputs and saved statistics.
+fn reference_backward(
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    shape: Shape,
+    layout: Layout,
+    g: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let cnt = shape.n * shape.h * shape.w;
+    let mut dx = vec![0.0; x.len()];
+    let (mut dg, mut db) = (vec![0.0; shape.c], vec![0.0; shape.c]);
+    for ch in 0..shape.c {
+        let idx: Vec<usize> = (0..cnt)
+            .map(|j| reference::channel_index(shape, layout, ch, j))
+            .collect();
+        let d = |i: usize| {
+            if y.is_some_and(|y| !(y[i] > 0.0)) {
+                0.0
+            } else {
+                dy[i] as f64
+            }
+        };
+        let (m, is) = (mean[ch] as f64, invstd[ch] as f64);
+        let sdy: f64 = idx.iter().map(|&i| d(i)).sum();
+        let sdyx: f64 = idx.iter().map(|&i| d(i) * (x[i] as f64 - m)).sum();
+        db[ch] = sdy;
+        dg[ch] = sdyx * is;
+        let gc = g[ch] as f64;
+        for &i in &idx {
+            let xhat = (x[i] as f64 - m) * is;
+            dx[i] = gc * is / cnt as f64 * (cnt as f64 * d(i) - sdy - xhat * sdyx * is);
+        }
+    }
+    (dx, dg, db)
+}
+
+fn shapes(layout: Layout) -> Vec<Shape> {
+    match layout {
+        Layout::Nc => [
+            (2, 1),
+            (5, 16),
+            (7, 17),
+            (9, 63),
+            (3, 65),
+            (33, 130),
+            (4, 200),
+        ]
+        .into_iter()
+        .map(|(n, c)| Shape::nc(n, c))
+        .collect(),
+        _ => [
+            (1, 1, 2, 1),
+            (2, 3, 4, 5),
+            (2, 17, 4, 4),
+            (4, 5, 1, 17),
+            (2, 3, 31, 33),
+            (1, 66, 2, 3),
+        ]
+        .into_iter()
+        .map(|(n, c, h, w)| Shape::nchw(n, c, h, w))
+        .collect(),
+    }
+}
+
+#[test]
+fn every_isa_and_layout_matches_f64_formula() {
+    for_each_isa(|isa| {
+        for layout in LAYOUTS {
+            for (si, shape) in shapes(layout).into_iter().enumerate() {
+                let n = shape.numel().unwrap();
+                let c = shape.c;
+                let x: Vec<f32> = normals(n, si as u64)
+                    .iter()
+                    .map(|v| (3.0 + 2.0 * v) as f32)
+                    .collect();
+                let dy: Vec<f32> = normals(n, si as u64 + 50)
+                    .iter()
+                    .map(|v| *v as f32)
+                    .collect();
+                let g: Vec<f32> = (0..c).map(|i| 0.5 + (i % 3) as f32).collect();
+                let b: Vec<f32> = (0..c).map(|i| (i % 4) as f32 * 0.2 - 0.3).collect();
+                for relu in [false, true] {
+                    let got = run(&x, None, &dy, shape, layout, &g, &b, relu);
+                    let yy = relu.then_some(&got.y[..]);
+                    let (dx, dg, db) =
+                        reference_backward(&x, &dy, yy, shape, layout, &g, &got.mean, &got.invstd);
+                    let what = format!("{isa} {layout:?} {shape:?} relu {relu}");
+                    let scale = dx.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
+                    for i in 0..n {
+                        assert!(
+                            (got.dx[i] as f64 - dx[i]).abs() <= 1e-5 * scale,
+                            "{what}: dx[{i}] {} vs {}",
+                            got.dx[i],
+                            dx[i]
+                        );
+                    }
+                    for ch in 0..c {
+                        assert!(
+                            (got.dgamma[ch] as f64 - dg[ch]).abs()
+                                <= 1e-5 * (1.0 + dg[ch].abs()) * (n / c) as f64,
+                            "{what}: dgamma"
+                        );
+                        assert!(
+                            (got.dbeta[ch] as f64 - db[ch]).abs()
+                                <= 1e-5 * (1.0 + db[ch].abs()) * (n / c) as f64,
+                            "{what}: dbeta"
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn identical_bits_for_1_2_3_threads() {
+    for (shape, layout) in [
+        (Shape::nchw(4, 24, 33, 31), Layout::Nchw),
+        (Shape::nchw(4, 24, 33, 31), Layout::Nhwc),
+        (Shape::nc(3001, 70), Layout::Nc),
+    ] {
+        let n = shape.numel().unwrap();
+        let x: Vec<f32> = normals(n, 1).iter().map(|v| *v as f32).collect();
+        let dy: Vec<f32> = normals(n, 2).iter().map(|v| *v as f32).collect();
+        let r: Vec<f32> = normals(n, 3).iter().map(|v| *v as f32).collect();
+        let g = vec![1.25f32; shape.c];
+        let b = vec![0.1f32; shape.c];
+        for isa in Isa::available() {
+            let runs: Vec<_> = [1, 2, 3]
+                .into_iter()
+                .map(|t| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(t)
+                        .build()
+                        .unwrap();
+                    pool.install(|| {
+                        with_isa(isa, || {
+                            let o = run(&x, Some(&r), &dy, shape, layout, &g, &b, true);
+                            [bits(&o.dx), bits(&o.dr), bits(&o.dgamma), bits(&o.dbeta)]
+                        })
+                    })
+                    .unwrap()
+                })
+                .collect();
+            assert!(runs[1] == runs[0] && runs[2] == runs[0], "{isa} {layout:?}");
+        }
+    }
+}
+
+#[test]
+fn eval_backward_scales_by_gamma_invstd() {
+    for layout in LAYOUTS {
+        let shape = shapes(layout)[2];
+        let n = shape.numel().unwrap();
+        let dy: Vec<f32> = normals(n, 8).iter().map(|v| *v as f32).collect();
+        let g: Vec<f32> = (0..shape.c).map(|i| 1.0 + i as f32).collect();
+        let var: Vec<f32> = (0..shape.c).map(|i| 0.5 + i as f32 * 0.25).collect();
+        let mean = vec![100.0f32; shape.c];
+        let mut dx = vec![f32::NAN; n];
+        let stats = InferStats {
+            mean: &mean,
+            var: &var,
+        };
+        batch_norm_backward_eval(
+            &dy,
+            &mut dx,
+            shape,
+            layout,
+            &BnParams::new(1e-5).with_affine(&g, &g),
+            &stats,
+        )
+        .unwrap();
+        for ch in 0..shape.c {
+            let a = g[ch] as f64 / (var[ch] as f64 + 1e-5).sqrt();
+            for j in 0..n / shape.c {
+                let i = reference::channel_index(shape, layout, ch, j);
+                assert!(
+                    (dx[i] as f64 - dy[i] as f64 * a).abs()
+                        <= 1e-6 * (1.0 + (dy[i] as f64 * a).abs())
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_name_the_argument_and_write_nothing() {
+    let shape = Shape::nchw(2, 3, 2, 2);
+    let x = vec![1.0f32; 24];
+    let (m, s) = ([0.0f32; 3], [1.0f32; 3]);
+    let saved = BatchStats {
+        mean: &m,
+        invstd: &s,
+    };
+    let (mut dx, mut dg, mut db) = (vec![7.0f32; 24], [7.0f32; 3], [7.0f32; 3]);
+    let relu = BnParams::new(1e-5).with_relu(true);
+    let e = batch_norm_backward(
+        &x,
+        &x,
+        None,
+        shape,
+        Layout::Nchw,
+        &relu,
+        &saved,
+        BnGrads {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e, Error::MissingArgument { arg: "y" });
+    let e = batch_norm_backward(
+        &x,
+        &x[..20],
+        None,
+        shape,
+        Layout::Nchw,
+        &BnParams::new(1e-5),
+        &saved,
+        BnGrads {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("`dy`"), "{e}");
+    let other = BatchStats {
+        mean: &m[..2],
+        invstd: &s,
+    };
+    let e = batch_norm_backward(
+        &x,
+        &x,
+        None,
+        shape,
+        Layout::Nchw,
+        &BnParams::new(1e-5),
+        &other,
+        BnGrads {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("`saved.mean`"), "{e}");
+    let mut dr = vec![7.0f32; 23];
+    let e = batch_norm_add_relu_backward(
+        &x,
+        &x,
+        &x,
+        &mut dr,
+        shape,
+        Layout::Nchw,
+        &BnParams::new(1e-5),
+        &saved,
+        BnGrads {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("`dr`"), "{e}");
+    assert!(
+        dx.iter()
+            .chain(&dg)
+            .chain(&db)
+            .chain(&dr)
+            .all(|&v| v == 7.0)
+    );
+}
