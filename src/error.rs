@@ -73,6 +73,11 @@ pub enum Error {
         /// The argument.
         arg: &'static str,
     },
+    /// A combination of options this version does not implement.
+    Unsupported {
+        /// What.
+        what: &'static str,
+    },
     /// An instruction set that this CPU (or this build target) does not have.
     IsaUnavailable {
         /// The instruction set asked for.
@@ -124,6 +129,7 @@ impl fmt::Display for Error {
             Error::MissingArgument { arg } => {
                 write!(f, "missing argument `{arg}`: required by these parameters")
             }
+            Error::Unsupported { what } => write!(f, "not supported: {what}"),
             Error::IsaUnavailable { isa } => {
                 write!(f, "instruction set {isa} is not available on this CPU")
             }

@@ -39,6 +39,7 @@ pub mod dropout;
 mod error;
 mod isa;
 mod kernels;
+mod layers;
 mod parallel;
 pub mod rng;
 mod shape;
@@ -62,4 +63,5 @@ pub use dropout::{
 };
 pub use error::Error;
 pub use isa::{Isa, UnknownIsa, active_isa, force_isa, with_isa};
+pub use layers::{BatchNorm, Convention, Dropout};
 pub use shape::{Layout, Shape};

@@ -1,0 +1,272 @@
+//! Layers in the style of the d2l text's `BatchNorm` block: state plus forward and backward,
+//! built on the kernels.
+//!
+//! Buffers: a layer owns its parameters (γ, β), running statistics, the batch statistics saved
+//! for backward, and the parameter gradients; the caller owns the activations (`x`, `y`,
+//! `dy`, `dx`). Gradients are **overwritten** by each backward, not accumulated.
+
+use crate::batch_norm::{
+    BatchStats, BnGrads, BnParams, InferStats, Momentum, RunningStats, SavedStats,
+    batch_norm_backward, batch_norm_backward_eval, batch_norm_infer, batch_norm_train,
+};
+use crate::{DropoutParams, Error, Layout, Shape, dropout, dropout_backward};
+
+/// How a [`BatchNorm`] layer's running statistics follow the batches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Convention {
+    /// PyTorch with `momentum` (0.1 by default): unbiased running variance.
+    PyTorch(f32),
+    /// PyTorch with `momentum = None`: cumulative average over the batches seen.
+    PyTorchCumulative,
+    /// ONNX / MXNet / d2l with `momentum` (0.9 by default): biased running variance.
+    Onnx(f32),
+}
+
+/// A batch-normalization layer over `channels` channels of tensors in `layout`.
+///
+/// ```
+/// use dropnorm::{BatchNorm, Layout, Shape};
+/// let mut bn = BatchNorm::new(2, Layout::Nc);
+/// let x = [1.0f32, 10.0, 3.0, 30.0];
+/// let mut y = [0.0f32; 4];
+/// bn.forward(&x, &mut y, Shape::nc(2, 2))?; // training mode
+/// assert!((y[0] + 1.0).abs() < 1e-3 && (y[3] - 1.0).abs() < 1e-3);
+/// bn.eval();
+/// bn.forward(&x, &mut y, Shape::nc(2, 2))?; // running statistics now
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    /// Scale γ (initialized to 1).
+    pub gamma: Vec<f32>,
+    /// Shift β (initialized to 0).
+    pub beta: Vec<f32>,
+    /// Running mean (initialized to 0).
+    pub running_mean: Vec<f32>,
+    /// Running variance (initialized to 1).
+    pub running_var: Vec<f32>,
+    /// Gradient of γ from the last backward.
+    pub dgamma: Vec<f32>,
+    /// Gradient of β from the last backward.
+    pub dbeta: Vec<f32>,
+    /// Added to the variance (1e-5 by default).
+    pub eps: f32,
+    /// Running-statistics convention (PyTorch, momentum 0.1, by default).
+    pub convention: Convention,
+    /// Fused ReLU after the normalization.
+    pub relu: bool,
+    layout: Layout,
+    training: bool,
+    batches: u64,
+    saved_mean: Vec<f32>,
+    saved_invstd: Vec<f32>,
+}
+
+impl BatchNorm {
+    /// A layer in training mode with PyTorch's defaults (eps 1e-5, momentum 0.1).
+    pub fn new(channels: usize, layout: Layout) -> Self {
+        BatchNorm {
+            gamma: vec![1.0; channels],
+            beta: vec![0.0; channels],
+            running_mean: vec![0.0; channels],
+            running_var: vec![1.0; channels],
+            dgamma: vec![0.0; channels],
+            dbeta: vec![0.0; channels],
+            eps: 1e-5,
+            convention: Convention::PyTorch(0.1),
+            relu: false,
+            layout,
+            training: true,
+            batches: 0,
+            saved_mean: vec![0.0; channels],
+            saved_invstd: vec![0.0; channels],
+        }
+    }
+
+    /// Switches to training mode (batch statistics, running statistics updated).
+    pub fn train(&mut self) {
+        self.training = true;
+    }
+
+    /// Switches to eval mode (running statistics).
+    pub fn eval(&mut self) {
+        self.training = false;
+    }
+
+    /// Whether the layer is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// Batches seen in training mode.
+    pub fn batches_tracked(&self) -> u64 {
+        self.batches
+    }
+
+    fn params(&self) -> BnParams<'_> {
+        BnParams::new(self.eps)
+            .with_affine(&self.gamma, &self.beta)
+            .with_relu(self.relu)
+    }
+
+    /// `y = bn(x)`: batch statistics (and a running-statistics update) in training mode,
+    /// running statistics in eval mode.
+    pub fn forward(&mut self, x: &[f32], y: &mut [f32], shape: Shape) -> Result<(), Error> {
+        if !self.training {
+            let stats = InferStats {
+                mean: &self.running_mean,
+                var: &self.running_var,
+            };
+            return batch_norm_infer(x, y, shape, self.layout, &self.params(), &stats);
+        }
+        let momentum = match self.convention {
+            Convention::PyTorch(m) => Momentum::PyTorch(m),
+            Convention::PyTorchCumulative => Momentum::PyTorchCumulative {
+                batches: self.batches + 1,
+            },
+            Convention::Onnx(m) => Momentum::Onnx(m),
+        };
+        let params = BnParams::new(self.eps)
+            .with_affine(&self.gamma, &self.beta)
+            .with_relu(self.relu);
+        let saved = SavedStats {
+            mean: &mut self.saved_mean,
+            invstd: &mut self.saved_invstd,
+        };
+        let running = RunningStats {
+            mean: &mut self.running_mean,
+            var: &mut self.running_var,
+            momentum,
+        };
+        batch_norm_train(x, y, shape, self.layout, &params, saved, Some(running))?;
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Backward of the last forward: writes `dx` and the layer's `dgamma`/`dbeta`. `x` is that
+    /// forward's input, and `y` its output (needed only with a fused ReLU).
+    pub fn backward(
+        &mut self,
+        x: &[f32],
+        y: Option<&[f32]>,
+        dy: &[f32],
+        dx: &mut [f32],
+        shape: Shape,
+    ) -> Result<(), Error> {
+        let params = BnParams::new(self.eps)
+            .with_affine(&self.gamma, &self.beta)
+            .with_relu(self.relu);
+        if !self.training {
+            if self.relu {
+                return Err(Error::Unsupported {
+                    what: "eval-mode backward through a fused ReLU",
+                });
+            }
+            let stats = InferStats {
+                mean: &self.running_mean,
+                var: &self.running_var,
+            };
+            self.dgamma.fill(0.0);
+            self.dbeta.fill(0.0);
+            return batch_norm_backward_eval(dy, dx, shape, self.layout, &params, &stats);
+        }
+        let saved = BatchStats {
+            mean: &self.saved_mean,
+            invstd: &self.saved_invstd,
+        };
+        let grads = BnGrads {
+            dx,
+            dgamma: &mut self.dgamma,
+            dbeta: &mut self.dbeta,
+        };
+        batch_norm_backward(x, dy, y, shape, self.layout, &params, &saved, grads)
+    }
+}
+
+/// A dropout layer: each training-mode forward draws a fresh mask (step `t` uses the stream
+/// seeded by [`Dropout::step_seed`]`(seed, t)`), and backward regenerates the mask of the last
+/// forward — nothing is stored. Eval mode is the identity.
+///
+/// ```
+/// use dropnorm::Dropout;
+/// let mut d = Dropout::new(0.5, 7);
+/// let x = vec![1.0f32; 100];
+/// let (mut y1, mut y2) = (vec![0.0f32; 100], vec![0.0f32; 100]);
+/// d.forward(&x, &mut y1)?;
+/// let mut dx = vec![0.0f32; 100];
+/// d.backward(&x, &mut dx)?; // the mask of the last forward
+/// assert_eq!(dx, y1);
+/// d.forward(&x, &mut y2)?; // a fresh mask
+/// assert_ne!(y1, y2);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    /// Drop probability.
+    pub p: f32,
+    /// Seed of the layer's stream.
+    pub seed: u64,
+    training: bool,
+    step: u64,
+}
+
+impl Dropout {
+    /// A layer in training mode.
+    pub fn new(p: f32, seed: u64) -> Self {
+        Dropout {
+            p,
+            seed,
+            training: true,
+            step: 0,
+        }
+    }
+
+    /// Switches to training mode.
+    pub fn train(&mut self) {
+        self.training = true;
+    }
+
+    /// Switches to eval mode (identity).
+    pub fn eval(&mut self) {
+        self.training = false;
+    }
+
+    /// Training forwards done so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The seed of training step `step`: SplitMix64 of `seed + step·φ`, so steps get unrelated
+    /// streams without any limit on their count or size.
+    pub fn step_seed(seed: u64, step: u64) -> u64 {
+        let mut z = seed.wrapping_add(step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The parameters of training step `step`.
+    pub fn params(&self, step: u64) -> DropoutParams {
+        DropoutParams::new(self.p, Self::step_seed(self.seed, step)).with_training(self.training)
+    }
+
+    /// `y = dropout(x)` with a fresh mask (training) or `y = x` (eval).
+    pub fn forward(&mut self, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+        dropout(x, y, &self.params(self.step))?;
+        if self.training {
+            self.step += 1;
+        }
+        Ok(())
+    }
+
+    /// Backward of the last forward: `dx = dy·scale` where it kept the element, `+0.0` where it
+    /// dropped it (the identity in eval mode).
+    pub fn backward(&self, dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
+        let step = if self.training {
+            self.step.saturating_sub(1)
+        } else {
+            self.step
+        };
+        dropout_backward(dy, dx, &self.params(step))
+    }
+}
