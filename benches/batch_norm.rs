@@ -1,12 +1,17 @@
-//! Batch-norm training forward per ISA against the naive scalar two-pass version, on the
-//! shapes of the roofline (NCHW, NC, NHWC). Throughput counts the 8 B/element minimum traffic.
+//! Batch norm per ISA against naive scalar versions, on the shapes of the roofline (NCHW, NC,
+//! NHWC): training forward and inference (8 B/element of minimum traffic), inference with
+//! residual add + ReLU and backward (12 B/element).
 //!
 //! `cargo bench --bench batch_norm -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dropnorm::{BnParams, Isa, Layout, SavedStats, Shape, batch_norm_train, reference, with_isa};
+use dropnorm::{
+    BatchStats, BnGrads, BnParams, InferStats, Isa, Layout, SavedStats, Shape,
+    batch_norm_add_relu_infer, batch_norm_backward, batch_norm_infer, batch_norm_train, reference,
+    with_isa,
+};
 
 fn bench(c: &mut Criterion) {
     let cases = [
@@ -62,6 +67,102 @@ fn bench(c: &mut Criterion) {
                 _ => {
                     reference::batch_norm_train_naive_cols(black_box(&x), &mut y, n / ch, ch, 1e-5)
                 }
+            })
+        });
+        g.finish();
+
+        let res: Vec<f32> = x.iter().rev().copied().collect();
+        let stats = InferStats {
+            mean: &mean,
+            var: &invstd,
+        };
+        let mut g = c.benchmark_group(format!(
+            "bn_infer/{layout:?}/{}x{}x{}x{}",
+            shape.n, shape.c, shape.h, shape.w
+        ));
+        g.throughput(Throughput::Bytes(8 * n as u64));
+        for isa in Isa::available() {
+            g.bench_function(BenchmarkId::new("forward", isa), |b| {
+                b.iter(|| {
+                    with_isa(isa, || {
+                        batch_norm_infer(black_box(&x), &mut y, shape, layout, &params, &stats)
+                    })
+                })
+            });
+        }
+        g.finish();
+        let mut g = c.benchmark_group(format!(
+            "bn_add_relu/{layout:?}/{}x{}x{}x{}",
+            shape.n, shape.c, shape.h, shape.w
+        ));
+        g.throughput(Throughput::Bytes(12 * n as u64));
+        for isa in Isa::available() {
+            g.bench_function(BenchmarkId::new("forward", isa), |b| {
+                b.iter(|| {
+                    with_isa(isa, || {
+                        batch_norm_add_relu_infer(
+                            black_box(&x),
+                            &res,
+                            &mut y,
+                            shape,
+                            layout,
+                            &params,
+                            &stats,
+                        )
+                    })
+                })
+            });
+        }
+        g.finish();
+        let mut g = c.benchmark_group(format!(
+            "bn_backward/{layout:?}/{}x{}x{}x{}",
+            shape.n, shape.c, shape.h, shape.w
+        ));
+        g.throughput(Throughput::Bytes(12 * n as u64));
+        let (mut dg, mut db) = (vec![0.0f32; ch], vec![0.0f32; ch]);
+        let saved = BatchStats {
+            mean: &mean,
+            invstd: &invstd,
+        };
+        for isa in Isa::available() {
+            g.bench_function(BenchmarkId::new("backward", isa), |b| {
+                b.iter(|| {
+                    with_isa(isa, || {
+                        let grads = BnGrads {
+                            dx: &mut y,
+                            dgamma: &mut dg,
+                            dbeta: &mut db,
+                        };
+                        batch_norm_backward(
+                            black_box(&x),
+                            &res,
+                            None,
+                            shape,
+                            layout,
+                            &params,
+                            &saved,
+                            grads,
+                        )
+                    })
+                })
+            });
+        }
+        let hw = if layout == Layout::Nchw {
+            shape.h * shape.w
+        } else {
+            1
+        };
+        g.bench_function("naive_scalar", |b| {
+            b.iter(|| {
+                reference::batch_norm_backward_naive(
+                    black_box(&x),
+                    &res,
+                    &mut y,
+                    ch,
+                    hw,
+                    &mean,
+                    &invstd,
+                )
             })
         });
         g.finish();

@@ -12,7 +12,7 @@
 //!
 //! GB/s are of each kernel's minimum traffic (dropout: read x, write y = 8 B/element; with
 //! the mask 8 B + 1 bit; batch-norm training forward and inference: 8 B/element; batch norm +
-//! residual add + ReLU: 12 B/element). `frac` divides by the plain-store copy of the same bytes, `frac_nt`
+//! residual add + ReLU and batch-norm backward: 12 B/element). `frac` divides by the plain-store copy of the same bytes, `frac_nt`
 //! by the non-temporal-store copy; a kernel that skips the read-for-ownership with
 //! non-temporal stores can show `frac > 1`. `speedup` is against the naive scalar version (one
 //! `rand_xoshiro` call and a branch per element, one thread).
@@ -308,7 +308,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         let n = shape.numel().expect("fixed shapes");
         let c = shape.c;
         let (lname, sname) = (layout_name(layout), shape_name(shape, layout));
-        if !["bn_train", "bn_infer", "bn_add_relu"]
+        if !["bn_train", "bn_infer", "bn_add_relu", "bn_backward"]
             .iter()
             .any(|k| o.wants(k, lname, &sname))
         {
@@ -383,6 +383,27 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         });
         let bytes = 12.0 * n as f64;
         row("bn_add_relu", d.as_secs_f64(), bytes, naive.as_secs_f64()).print(o.json);
+
+        // Backward (12 B/element: read x and dy, write dx), against a naive two-pass loop.
+        let dy = res;
+        let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
+        let saved = dropnorm::BatchStats {
+            mean: &mean,
+            invstd: &invstd,
+        };
+        let naive = time(budget, || {
+            reference::batch_norm_backward_naive(&x, &dy, &mut y, c, hw, &mean, &invstd)
+        });
+        let d = time(budget, || {
+            let grads = dropnorm::BnGrads {
+                dx: &mut y,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            };
+            dropnorm::batch_norm_backward(&x, &dy, None, shape, layout, &params, &saved, grads)
+                .expect("valid")
+        });
+        row("bn_backward", d.as_secs_f64(), bytes, naive.as_secs_f64()).print(o.json);
     }
 }
 

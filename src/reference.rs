@@ -246,3 +246,29 @@ pub fn batch_norm_infer_naive(
         *o = t;
     }
 }
+
+/// The naive backward baseline (γ = 1): per channel the two sums in one scalar loop, then `dx`
+/// in another, over an NCHW (`hw > 1`) or row-major (`hw = 1`) tensor.
+pub fn batch_norm_backward_naive(
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    c: usize,
+    hw: usize,
+    mean: &[f32],
+    invstd: &[f32],
+) {
+    let mut s1 = vec![0.0f32; c];
+    let mut s2 = vec![0.0f32; c];
+    for (i, (&xv, &d)) in x.iter().zip(dy).enumerate() {
+        let ch = (i / hw) % c;
+        s1[ch] += d;
+        s2[ch] += d * (xv - mean[ch]);
+    }
+    let n = (x.len() / c) as f32;
+    for (i, (o, (&xv, &d))) in dx.iter_mut().zip(x.iter().zip(dy)).enumerate() {
+        let ch = (i / hw) % c;
+        let xhat = (xv - mean[ch]) * invstd[ch];
+        *o = invstd[ch] / n * (n * d - s1[ch] - xhat * s2[ch] * invstd[ch]);
+    }
+}

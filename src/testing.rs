@@ -356,3 +356,259 @@ pub fn fuzz_bn_train(data: &[u8]) {
         .expect("available ISA");
     }
 }
+
+/// Decoded fuzz input for the batch-norm inference/backward checks.
+struct BnCase {
+    shape: crate::Shape,
+    layout: crate::Layout,
+    eps: f32,
+    relu: bool,
+    affine: bool,
+    x: Vec<f32>,
+    other: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    /// Whether the data are moderate enough that finite outputs can be demanded.
+    moderate: bool,
+}
+
+fn bn_case(data: &[u8]) -> BnCase {
+    use crate::{Layout, Shape};
+    let mut b = Bytes(data);
+    let dims = [
+        b.u8() as usize % 5,
+        b.u8() as usize % 8,
+        b.u8() as usize % 6,
+        b.u8() as usize % 6,
+    ];
+    let flags = b.u8();
+    let layout = [Layout::Nc, Layout::Nchw, Layout::Nhwc][flags as usize % 3];
+    let shape = match layout {
+        Layout::Nc => Shape::nc(dims[0] * 7 + dims[2], dims[1]),
+        _ => Shape::nchw(dims[0], dims[1], dims[2], dims[3]),
+    };
+    let eps = if flags & 0x40 != 0 { b.f32() } else { 1e-5 };
+    let vals: Vec<f32> =
+        b.0.chunks(4)
+            .take(8192)
+            .map(|c| {
+                let mut w = [0u8; 4];
+                w[..c.len()].copy_from_slice(c);
+                f32::from_le_bytes(w)
+            })
+            .collect();
+    let pick = |i: usize| vals.get(i % vals.len().max(1)).copied().unwrap_or(0.5);
+    let n = shape.numel().unwrap_or(0);
+    let c = shape.c;
+    let short = (flags & 0x80 != 0) as usize;
+    let x: Vec<f32> = (0..n.saturating_sub(short)).map(pick).collect();
+    let other: Vec<f32> = (0..n).map(|i| pick(i + 7)).collect();
+    let gamma: Vec<f32> = (0..c).map(|i| pick(n + i)).collect();
+    let beta: Vec<f32> = (0..c).map(|i| pick(n + c + i)).collect();
+    let mean: Vec<f32> = (0..c).map(|i| pick(n + 2 * c + i)).collect();
+    let var: Vec<f32> = (0..c).map(|i| pick(n + 3 * c + i).abs()).collect();
+    let ok = |v: &f32| v.is_finite() && v.abs() <= 1e15;
+    let moderate = x
+        .iter()
+        .chain(&other)
+        .chain(&gamma)
+        .chain(&beta)
+        .chain(&mean)
+        .all(ok)
+        && var
+            .iter()
+            .all(|v| v.is_finite() && *v <= 1e15 && *v >= 1e-20)
+        && eps.is_finite();
+    BnCase {
+        shape,
+        layout,
+        eps,
+        relu: flags & 8 != 0,
+        affine: flags & 16 != 0,
+        x,
+        other,
+        gamma,
+        beta,
+        mean,
+        var,
+        moderate,
+    }
+}
+
+impl BnCase {
+    fn params(&self) -> crate::BnParams<'_> {
+        let p = crate::BnParams::new(self.eps).with_relu(self.relu);
+        if self.affine {
+            p.with_affine(&self.gamma, &self.beta)
+        } else {
+            p
+        }
+    }
+    fn valid_shape(&self) -> bool {
+        self.shape.numel() == Ok(self.x.len())
+    }
+    fn valid_eps(&self) -> bool {
+        self.eps.is_finite() && self.eps >= 0.0
+    }
+}
+
+/// The inference and add+ReLU fuzz check: no panic; `Err` exactly for invalid arguments, with
+/// the output untouched; in place == out of place; add+ReLU outputs are `>= 0` or NaN; finite
+/// outputs for moderate inputs.
+pub fn fuzz_bn_infer(data: &[u8]) {
+    let cs = bn_case(data);
+    let stats = crate::InferStats {
+        mean: &cs.mean,
+        var: &cs.var,
+    };
+    let n = cs.x.len();
+    const S: u32 = 0x7FC0_0BAD;
+    for isa in crate::Isa::available() {
+        crate::with_isa(isa, || {
+            let mut y = vec![f32::from_bits(S); n];
+            let r =
+                crate::batch_norm_infer(&cs.x, &mut y, cs.shape, cs.layout, &cs.params(), &stats);
+            assert_eq!(
+                r.is_ok(),
+                cs.valid_shape() && cs.valid_eps(),
+                "{isa}: {r:?}"
+            );
+            if r.is_err() {
+                assert!(
+                    y.iter().all(|v| v.to_bits() == S),
+                    "{isa}: written on error"
+                );
+                return;
+            }
+            if cs.moderate {
+                assert!(y.iter().all(|v| v.is_finite()), "{isa}: non-finite output");
+            }
+            let mut z = cs.x.clone();
+            crate::batch_norm_infer_inplace(&mut z, cs.shape, cs.layout, &cs.params(), &stats)
+                .expect("valid");
+            assert!(same_bits(&z, &y), "{isa}: in place differs");
+            let mut w = vec![f32::from_bits(S); n];
+            crate::batch_norm_add_relu_infer(
+                &cs.x,
+                &cs.other,
+                &mut w,
+                cs.shape,
+                cs.layout,
+                &cs.params(),
+                &stats,
+            )
+            .expect("valid");
+            assert!(
+                w.iter().all(|v| *v >= 0.0 || v.is_nan()),
+                "{isa}: add+relu below zero"
+            );
+            if cs.moderate {
+                assert!(
+                    w.iter().all(|v| v.is_finite()),
+                    "{isa}: non-finite add+relu output"
+                );
+            }
+        })
+        .expect("available ISA");
+    }
+}
+
+/// The backward fuzz check: a training forward, then its backward (through the fused ReLU
+/// when flagged, and through add+ReLU): no panic; `Err` exactly for invalid arguments, with
+/// every output untouched; finite gradients for moderate inputs.
+pub fn fuzz_bn_backward(data: &[u8]) {
+    use crate::{BatchStats, BnGrads, SavedStats};
+    let cs = bn_case(data);
+    let (n, c) = (cs.x.len(), cs.shape.c);
+    const S: u32 = 0x7FC0_0BAD;
+    let fresh = |len: usize| vec![f32::from_bits(S); len];
+    let untouched = |v: &[f32]| v.iter().all(|e| e.to_bits() == S);
+    let count = cs.shape.n * cs.shape.h * cs.shape.w;
+    for isa in crate::Isa::available() {
+        crate::with_isa(isa, || {
+            let (mut y, mut m, mut s) = (fresh(n), fresh(c), fresh(c));
+            let fwd = crate::batch_norm_train(
+                &cs.x,
+                &mut y,
+                cs.shape,
+                cs.layout,
+                &cs.params(),
+                SavedStats {
+                    mean: &mut m,
+                    invstd: &mut s,
+                },
+                None,
+            );
+            let valid = cs.valid_shape() && cs.valid_eps() && (c == 0 || count >= 2);
+            assert_eq!(fwd.is_ok(), valid, "{isa}: forward {fwd:?}");
+            // Backward with the saved statistics (or, after a refused forward, with arbitrary
+            // ones: it must refuse for the same reasons).
+            if fwd.is_err() {
+                (m, s) = (cs.mean.clone(), cs.var.clone());
+            }
+            let saved = BatchStats {
+                mean: &m,
+                invstd: &s,
+            };
+            let (mut dx, mut dg, mut db) = (fresh(n), fresh(c), fresh(c));
+            let grads = BnGrads {
+                dx: &mut dx,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            };
+            let yy = cs.relu.then_some(&y[..]);
+            let r = crate::batch_norm_backward(
+                &cs.x,
+                &cs.other[..n],
+                yy,
+                cs.shape,
+                cs.layout,
+                &cs.params(),
+                &saved,
+                grads,
+            );
+            assert_eq!(r.is_ok(), valid, "{isa}: backward {r:?}");
+            if r.is_err() {
+                assert!(
+                    untouched(&dx) && untouched(&dg) && untouched(&db),
+                    "{isa}: written on error"
+                );
+                return;
+            }
+            if cs.moderate
+                && y.iter().all(|v| v.is_finite())
+                && s.iter().all(|v| v.is_finite() && *v <= 1e15)
+            {
+                assert!(
+                    dx.iter().chain(&dg).chain(&db).all(|v| v.is_finite()),
+                    "{isa}: non-finite gradient"
+                );
+            }
+            let (mut dr, mut dx2, mut dg2, mut db2) = (fresh(n), fresh(n), fresh(c), fresh(c));
+            let grads = BnGrads {
+                dx: &mut dx2,
+                dgamma: &mut dg2,
+                dbeta: &mut db2,
+            };
+            crate::batch_norm_add_relu_backward(
+                &cs.x,
+                &cs.other[..n],
+                &y,
+                &mut dr,
+                cs.shape,
+                cs.layout,
+                &cs.params(),
+                &saved,
+                grads,
+            )
+            .expect("valid");
+            for i in 0..n {
+                let want = if y[i] > 0.0 { cs.other[i] } else { 0.0 };
+                assert_eq!(dr[i].to_bits(), want.to_bits(), "{isa}: dr[{i}]");
+            }
+        })
+        .expect("available ISA");
+    }
+}

@@ -5,9 +5,11 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 2] = [
+const TARGETS: [(&str, Check); 4] = [
     ("dropout", dropnorm::testing::fuzz_dropout),
     ("bn_train", dropnorm::testing::fuzz_bn_train),
+    ("bn_infer", dropnorm::testing::fuzz_bn_infer),
+    ("bn_backward", dropnorm::testing::fuzz_bn_backward),
 ];
 
 #[test]
