@@ -481,3 +481,108 @@ fn errors_name_the_argument_and_write_nothing() {
             .all(|&v| v == 7.0)
     );
 }
+
+/// The training forward with residual add + ReLU in one pass equals the training forward
+/// followed by the add and the ReLU, bit for bit (same statistics, one rounding of the sum).
+#[test]
+fn add_relu_train_equals_train_then_add_relu() {
+    for layout in LAYOUTS {
+        for shape in shapes(layout) {
+            let n = shape.numel().unwrap();
+            let c = shape.c;
+            let x: Vec<f32> = normals(n, 4).iter().map(|v| (1.0 + v) as f32).collect();
+            let r: Vec<f32> = normals(n, 5).iter().map(|v| *v as f32).collect();
+            let g = vec![1.5f32; c];
+            let b = vec![-0.25f32; c];
+            let params = BnParams::new(1e-5).with_affine(&g, &b);
+            for_each_isa(|isa| {
+                let mk = || {
+                    (
+                        vec![0.0f32; c],
+                        vec![0.0f32; c],
+                        vec![0.0f32; c],
+                        vec![1.0f32; c],
+                    )
+                };
+                let (mut m1, mut s1, mut rm1, mut rv1) = mk();
+                let mut y1 = vec![f32::NAN; n];
+                batch_norm_add_relu_train(
+                    &x,
+                    &r,
+                    &mut y1,
+                    shape,
+                    layout,
+                    &params,
+                    SavedStats {
+                        mean: &mut m1,
+                        invstd: &mut s1,
+                    },
+                    Some(RunningStats {
+                        mean: &mut rm1,
+                        var: &mut rv1,
+                        momentum: Momentum::PyTorch(0.1),
+                    }),
+                )
+                .unwrap();
+                let (mut m2, mut s2, mut rm2, mut rv2) = mk();
+                let mut y2 = vec![f32::NAN; n];
+                batch_norm_train(
+                    &x,
+                    &mut y2,
+                    shape,
+                    layout,
+                    &params,
+                    SavedStats {
+                        mean: &mut m2,
+                        invstd: &mut s2,
+                    },
+                    Some(RunningStats {
+                        mean: &mut rm2,
+                        var: &mut rv2,
+                        momentum: Momentum::PyTorch(0.1),
+                    }),
+                )
+                .unwrap();
+                for (v, rr) in y2.iter_mut().zip(&r) {
+                    *v = (*v + rr).max(0.0);
+                }
+                let what = format!("{isa} {layout:?} {shape:?}");
+                assert_eq!(bits(&y1), bits(&y2), "{what}");
+                assert_eq!(
+                    (bits(&m1), bits(&s1), bits(&rm1), bits(&rv1)),
+                    (bits(&m2), bits(&s2), bits(&rm2), bits(&rv2)),
+                    "{what}"
+                );
+            });
+        }
+    }
+}
+
+/// Past the non-temporal threshold, backward streams `dx` with non-temporal stores.
+#[test]
+fn non_temporal_backward_matches_formula() {
+    let min = testing::NT_MIN_BYTES / 4;
+    for (shape, layout) in [
+        (Shape::nchw(8, 16, 128, 130), Layout::Nchw),
+        (Shape::nchw(8, 16, 128, 130), Layout::Nhwc),
+        (Shape::nc(min / 40 + 3, 40), Layout::Nc),
+    ] {
+        let n = shape.numel().unwrap();
+        let x: Vec<f32> = normals(n, 6).iter().map(|v| *v as f32).collect();
+        let dy: Vec<f32> = normals(n, 7).iter().map(|v| *v as f32).collect();
+        let g = vec![1.0f32; shape.c];
+        let b = vec![0.0f32; shape.c];
+        for_each_isa(|isa| {
+            let got = run(&x, None, &dy, shape, layout, &g, &b, false);
+            let (dx, _, _) =
+                reference_backward(&x, &dy, None, shape, layout, &g, &got.mean, &got.invstd);
+            let err = got
+                .dx
+                .iter()
+                .zip(&dx)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
+            assert!(err <= 1e-4, "{isa} {layout:?}: {err}");
+        });
+    }
+}

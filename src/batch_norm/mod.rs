@@ -33,7 +33,7 @@ pub use infer::{
     fold_into,
 };
 pub use stats::{ChannelStats, channel_stats};
-pub use train::{batch_norm_train, batch_norm_train_inplace};
+pub use train::{batch_norm_add_relu_train, batch_norm_train, batch_norm_train_inplace};
 
 /// Parameters of a batch-norm call: `eps`, the optional affine parameters and a fused ReLU.
 ///

@@ -140,9 +140,11 @@ pub(crate) fn row_moments_alone(
 
 /// Training forward for NC/NHWC: statistics by rows, then `y` normalized by rows with
 /// `consts(ch, (pivot, mean, var))`, which also records each channel's saved statistics.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn train_rows(
     k: &Kernels,
     x: Src,
+    res: Option<&[f32]>,
     y: &mut [f32],
     c: usize,
     relu: bool,
@@ -160,7 +162,7 @@ pub(crate) fn train_rows(
             (aff[3 * ch], aff[3 * ch + 1], aff[3 * ch + 2]) = (f.k, f.a, f.b);
         });
         let aff: &[f32] = aff;
-        normalize_rows(k, x, y, c, None, relu, nt, |ch| Affine {
+        normalize_rows(k, x, y, c, res.map(Src::Slice), relu, nt, |ch| Affine {
             k: aff[3 * ch],
             a: aff[3 * ch + 1],
             b: aff[3 * ch + 2],

@@ -53,7 +53,47 @@ pub fn batch_norm_train(
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("y", x.len(), y.len())?;
-    run(Src::Slice(x), y, shape, layout, params, saved, running)
+    run(
+        Src::Slice(x),
+        None,
+        y,
+        shape,
+        layout,
+        params,
+        saved,
+        running,
+    )
+}
+
+/// Training-mode batch norm followed by the residual add and ReLU in the same pass:
+/// `y = relu(bn(x) + r)` with the batch statistics (saved and running as in
+/// [`batch_norm_train`]). The ReLU is always applied (`params.relu` is not consulted).
+/// Backward: [`batch_norm_add_relu_backward`](super::batch_norm_add_relu_backward).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_add_relu_train(
+    x: &[f32],
+    r: &[f32],
+    y: &mut [f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    saved: SavedStats,
+    running: Option<RunningStats>,
+) -> Result<(), Error> {
+    check_len("x", shape.validate(layout)?, x.len())?;
+    check_len("r", x.len(), r.len())?;
+    check_len("y", x.len(), y.len())?;
+    let params = params.with_relu(true);
+    run(
+        Src::Slice(x),
+        Some(r),
+        y,
+        shape,
+        layout,
+        &params,
+        saved,
+        running,
+    )
 }
 
 /// [`batch_norm_train`] in place: `x` is overwritten with the output.
@@ -66,11 +106,13 @@ pub fn batch_norm_train_inplace(
     running: Option<RunningStats>,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
-    run(Src::InPlace, x, shape, layout, params, saved, running)
+    run(Src::InPlace, None, x, shape, layout, params, saved, running)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     x: Src,
+    res: Option<&[f32]>,
     y: &mut [f32],
     shape: Shape,
     layout: Layout,
@@ -133,6 +175,7 @@ fn run(
             let width = block_width(geo);
             for_each_block(
                 x,
+                res,
                 y,
                 geo,
                 width,
@@ -162,7 +205,7 @@ fn run(
         }
         Geometry::Rows { c, .. } => {
             let (means, vars) = (&mut *saved.mean, &mut *saved.invstd);
-            train_rows(k, x, y, c, relu, nt, |ch, m| {
+            train_rows(k, x, res, y, c, relu, nt, |ch, m| {
                 let (f, mean, var) = consts(ch, m);
                 (means[ch], vars[ch]) = (mean, var);
                 f

@@ -179,11 +179,6 @@ struct Normalize<S: Simd, const RELU: bool> {
 
 impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
     #[inline(always)]
-    fn apply(s: S, v: S::F, k: S::F, a: S::F, b: S::F) -> S::F {
-        Self::activate(s, s.mul_add(s.sub(v, k), a, b))
-    }
-
-    #[inline(always)]
     fn activate(s: S, o: S::F) -> S::F {
         if RELU { s.relu(o) } else { o }
     }
@@ -298,6 +293,8 @@ struct NormalizeStore<S: Simd, const RELU: bool> {
     k: S::F,
     a: S::F,
     b: S::F,
+    /// Residual added before the ReLU (null: none).
+    res: *const f32,
 }
 
 impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
@@ -305,8 +302,9 @@ impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
     unsafe fn at(&mut self, s: S, i: usize, len: usize) {
         // SAFETY: `normalize_sum_runs`' contract covers x[i..i+len] and y[i..i+len].
         unsafe {
-            let o =
-                Normalize::<S, RELU>::apply(s, load(s, self.x.add(i), len), self.k, self.a, self.b);
+            let v = load(s, self.x.add(i), len);
+            let o = s.mul_add(s.sub(v, self.k), self.a, self.b);
+            let o = Normalize::<S, RELU>::finish(s, o, self.res, i, len);
             if len == LANES {
                 s.storeu(self.y.add(i), o);
             } else {
@@ -323,8 +321,8 @@ impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
 /// and the memory reads idle. With `nt`, non-temporal stores and interleaving by runs.
 ///
 /// # Safety
-/// For every `r < runs`: `x + r·stride + [0, len)` and `xs + r·stride + [0, len)` readable,
-/// `y + r·stride + [0, len)` writable.
+/// For every `r < runs`: `x + r·stride + [0, len)`, `xs + r·stride + [0, len)` (and `res`
+/// likewise, when not null) readable, `y + r·stride + [0, len)` writable.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
@@ -335,6 +333,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
     len: usize,
     stride: usize,
     f: Affine,
+    res: *const f32,
     relu: bool,
     nt: bool,
     xs: *const f32,
@@ -345,9 +344,10 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
     let mut out = [0.0f64; 2];
     for r in 0..runs {
         let at = r * stride;
-        // SAFETY: run r of all three is within the contract.
+        // SAFETY: run r of all inputs is within the contract.
         let t = unsafe {
             let (xr, yr) = (x.add(at), y.add(at));
+            let res = if res.is_null() { res } else { res.add(at) };
             if nt {
                 // Non-temporal stores need 64-byte alignment, which the statistics' canonical
                 // vector order does not give: interleave by runs instead of by vectors — this
@@ -360,7 +360,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                         k,
                         a,
                         b,
-                        res: core::ptr::null(),
+                        res,
                         prefetch: p,
                     };
                     write_stream(s, yr, len, true, op);
@@ -370,7 +370,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                         k,
                         a,
                         b,
-                        res: core::ptr::null(),
+                        res,
                         prefetch: p,
                     };
                     write_stream(s, yr, len, true, op);
@@ -383,6 +383,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                     k,
                     a,
                     b,
+                    res,
                 };
                 run_sums(s, xs.add(at), len, ks, v)
             } else {
@@ -392,6 +393,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                     k,
                     a,
                     b,
+                    res,
                 };
                 run_sums(s, xs.add(at), len, ks, v)
             }

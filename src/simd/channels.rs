@@ -70,6 +70,15 @@ impl Block<'_> {
         unsafe { *self.base.x.add(at) }
     }
 
+    /// The residual (if any) at element offset `at`.
+    fn res_at(&self, at: usize) -> *const f32 {
+        if self.base.r.is_null() {
+            self.base.r
+        } else {
+            self.base.r.wrapping_add(at)
+        }
+    }
+
     /// `(n, c, hw)`, checking that `ch` is one of the block's channels.
     fn runs_geometry(&self, ch: usize) -> (usize, usize, usize) {
         assert!(self.channels().contains(&ch));
@@ -105,11 +114,10 @@ impl Block<'_> {
             self.base.x.wrapping_add(ch * hw),
             self.base.y.wrapping_add(ch * hw),
         );
-        // SAFETY: features checked; run r of channel `ch` is [ch·hw + r·c·hw, +hw) of both
-        // tensors, owned by this block. Prefetches never fault.
-        unsafe {
-            (k.bn_normalize_runs)(x, y, n, hw, c * hw, 1, &f, core::ptr::null(), relu, nt, pf)
-        }
+        let r = self.res_at(ch * hw);
+        // SAFETY: features checked; run r of channel `ch` is [ch·hw + r·c·hw, +hw) of the
+        // tensors (and the residual), owned by this block. Prefetches never fault.
+        unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, 1, &f, r, relu, nt, pf) }
     }
 
     /// Normalizes NCHW channel `ch` with `f` and returns, from the same loop, the shifted sums
@@ -135,7 +143,8 @@ impl Block<'_> {
         let xs = self.base.x.wrapping_add(next * hw);
         // SAFETY: features checked; channels `ch` and `next` are both in this block, their
         // run r at [· ·hw + r·c·hw, +hw) inside both tensors.
-        unsafe { (k.bn_normalize_sum_runs)(x, y, n, hw, c * hw, f, relu, nt, xs, pivot) }
+        let r = self.res_at(ch * hw);
+        unsafe { (k.bn_normalize_sum_runs)(x, y, n, hw, c * hw, f, r, relu, nt, xs, pivot) }
     }
 
     /// Normalizes every channel of the block with `aff[i]` for channel `c0 + i`, in address
@@ -214,11 +223,12 @@ pub(crate) fn for_each_block_res(
 }
 
 /// Calls `f(block, a_chunk, b_chunk)` for the blocks of `width` adjacent channels of the
-/// tensor `y` (input `x`, or `y` itself in place), `a` and `b` being per-channel outputs cut
+/// tensor `y` (input `x`, or `y` itself in place; residual `res` for add+ReLU), `a` and `b` being per-channel outputs cut
 /// into the same blocks. Each block goes to exactly one task; in parallel when `par`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn for_each_block<A: Send, B: Send>(
     x: Src,
+    res: Option<&[f32]>,
     y: &mut [f32],
     geo: Runs,
     width: usize,
@@ -229,13 +239,14 @@ pub(crate) fn for_each_block<A: Send, B: Send>(
 ) {
     let c = geo.c;
     assert!(width > 0 && geo.numel() == y.len() && a.len() == c && b.len() == c);
+    assert!(res.is_none_or(|r| r.len() == y.len()), "residual length");
     if y.is_empty() {
         return;
     }
     let base = Base {
         x: x.ptr(y),
         y: y.as_mut_ptr(),
-        r: core::ptr::null(),
+        r: res.map_or(core::ptr::null(), |r| r.as_ptr()),
     };
     for_each_chunk2(a, width, b, width, par, |bi, ac, bc| {
         let c0 = bi * width;

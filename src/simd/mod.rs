@@ -272,6 +272,7 @@ macro_rules! entry_points {
             len: usize,
             stride: usize,
             f: kernels::bn::Affine,
+            res: *const f32,
             relu: bool,
             nt: bool,
             xs: *const f32,
@@ -280,7 +281,7 @@ macro_rules! entry_points {
             // SAFETY: as above; the runs are valid (checked by `channels::Block`).
             unsafe {
                 kernels::bn::normalize_sum_runs(
-                    <$backend>::new(), x, y, runs, len, stride, f, relu, nt, xs, pivot,
+                    <$backend>::new(), x, y, runs, len, stride, f, res, relu, nt, xs, pivot,
                 )
             }
         }

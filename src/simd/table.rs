@@ -58,6 +58,7 @@ pub(crate) struct Kernels {
         usize,
         usize,
         Affine,
+        *const f32,
         bool,
         bool,
         *const f32,
