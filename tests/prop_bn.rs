@@ -62,3 +62,55 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Inference and the eval-mode backward agree with their f64 formulas, and the training
+    /// backward's `dβ` is `Σdy` per channel, on arbitrary shapes.
+    #[test]
+    fn infer_and_backward_match_formulas(
+        (shape, layout) in shape_and_layout(),
+        offset in -100.0f64..100.0,
+        salt in any::<u64>(),
+        relu in any::<bool>(),
+    ) {
+        let n = shape.numel().unwrap();
+        let c = shape.c;
+        let x: Vec<f32> = normals(n, salt).iter().map(|v| (offset + v) as f32).collect();
+        let dy: Vec<f32> = normals(n, salt ^ 1).iter().map(|v| *v as f32).collect();
+        let mean: Vec<f32> = (0..c).map(|i| (offset + i as f64 * 0.1) as f32).collect();
+        let var: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 * 0.1).collect();
+        let gamma: Vec<f32> = (0..c).map(|i| 1.0 + (i % 3) as f32 * 0.5).collect();
+        let beta: Vec<f32> = (0..c).map(|i| (i % 2) as f32 * 0.5).collect();
+        let params = BnParams::new(1e-5).with_affine(&gamma, &beta).with_relu(relu);
+        let stats = InferStats { mean: &mean, var: &var };
+        for isa in Isa::available() {
+            let mut y = vec![f32::NAN; n];
+            with_isa(isa, || batch_norm_infer(&x, &mut y, shape, layout, &params, &stats)).unwrap().unwrap();
+            let mut dx = vec![f32::NAN; n];
+            let eval = BnParams { relu: false, ..params };
+            with_isa(isa, || batch_norm_backward_eval(&dy, &mut dx, shape, layout, &eval, &stats)).unwrap().unwrap();
+            for ch in 0..c {
+                let a = gamma[ch] as f64 / (var[ch] as f64 + 1e-5).sqrt();
+                for j in 0..n / c {
+                    let i = reference::channel_index(shape, layout, ch, j);
+                    let o = (x[i] as f64 - mean[ch] as f64) * a + beta[ch] as f64;
+                    let o = if relu && o < 0.0 { 0.0 } else { o };
+                    prop_assert!((y[i] as f64 - o).abs() <= 2e-5 * (1.0 + o.abs()), "{} infer", isa);
+                    let g = dy[i] as f64 * a;
+                    prop_assert!((dx[i] as f64 - g).abs() <= 2e-6 * (1.0 + g.abs()), "{} eval backward", isa);
+                }
+            }
+            let o = with_isa(isa, || run_bn(&x, shape, layout, &BnParams::new(1e-5), Momentum::PyTorch(0.1))).unwrap();
+            let (mut dxt, mut dg, mut db) = (vec![0.0f32; n], vec![0.0f32; c], vec![0.0f32; c]);
+            let saved = BatchStats { mean: &o.mean, invstd: &o.invstd };
+            with_isa(isa, || batch_norm_backward(&x, &dy, None, shape, layout, &BnParams::new(1e-5), &saved,
+                BnGrads { dx: &mut dxt, dgamma: &mut dg, dbeta: &mut db })).unwrap().unwrap();
+            for ch in 0..c {
+                let s: f64 = (0..n / c).map(|j| dy[reference::channel_index(shape, layout, ch, j)] as f64).sum();
+                prop_assert!((db[ch] as f64 - s).abs() <= 1e-4 * (1.0 + s.abs()), "{} dbeta", isa);
+            }
+        }
+    }
+}
