@@ -242,11 +242,18 @@ fn run(
                 dgamma,
                 dbeta,
                 |mut block, dg, db| {
-                    for (i, ch) in block.channels().enumerate() {
-                        let sums = block.sums(k, ch, saved.mean[ch]);
+                    // Pipelined as the forward: the sums of channel c+1 are taken in the loop
+                    // that writes channel c's dx.
+                    let chans = block.channels();
+                    let mut sums = block.sums(k, chans.start, saved.mean[chans.start]);
+                    for (i, ch) in chans.clone().enumerate() {
                         let (f, g, b) = consts(ch, sums);
                         (dg[i], db[i]) = (g, b);
-                        block.dx(k, ch, f, nt);
+                        if ch + 1 < chans.end {
+                            sums = block.dx_sums(k, ch, f, nt, ch + 1, saved.mean[ch + 1]);
+                        } else {
+                            block.dx(k, ch, f, nt);
+                        }
                     }
                 },
             );

@@ -54,7 +54,7 @@ fn flush4<S: Simd>(s: S, a1: &mut [S::F; 4], a2: &mut [S::F; 4], tot: &mut [f64;
 }
 
 /// Work done alongside the statistics loop of [`run_sums`], at the same vector positions.
-trait Visit<S: Simd> {
+pub(crate) trait Visit<S: Simd> {
     /// Called once per vector `[i, i + len)` of the run, in order.
     ///
     /// # Safety
@@ -63,7 +63,7 @@ trait Visit<S: Simd> {
 }
 
 /// Nothing alongside.
-struct NoVisit;
+pub(crate) struct NoVisit;
 
 impl<S: Simd> Visit<S> for NoVisit {
     #[inline(always)]

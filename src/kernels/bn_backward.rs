@@ -4,6 +4,7 @@
 //! With a fused ReLU (forward `y = relu(...)`), `dy` is first masked by `y > 0`; with the fused
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
+use crate::kernels::bn::{NoVisit, Visit};
 use crate::kernels::stream::{Lanes, load, write_stream};
 use crate::simd::{LANES, Simd};
 
@@ -64,10 +65,18 @@ pub(crate) struct BwdConsts {
 /// `[Σdy, Σdy·(x − m)]` of one run of `len` values, in the forward's canonical order
 /// (vector `j` into accumulator `j mod 4`, flushed to f64 every 256 vectors and at the end).
 ///
+/// `visit` runs alongside, at the same vector positions (the fused `dx` of another channel).
+///
 /// # Safety
-/// The inputs valid for reads of `0..len`.
+/// The inputs valid for reads of `0..len`; `visit` safe for every vector of `0..len`.
 #[inline(always)]
-unsafe fn run_sums<S: Simd>(s: S, inp: BwdIn, len: usize, m: S::F) -> [f64; 2] {
+unsafe fn run_sums<S: Simd>(
+    s: S,
+    inp: BwdIn,
+    len: usize,
+    m: S::F,
+    mut visit: impl Visit<S>,
+) -> [f64; 2] {
     let z = s.splat(0.0);
     let (mut a1, mut a2) = ([z; 4], [z; 4]);
     let mut tot = [0.0f64; 2];
@@ -78,6 +87,7 @@ unsafe fn run_sums<S: Simd>(s: S, inp: BwdIn, len: usize, m: S::F) -> [f64; 2] {
     unsafe {
         while i + 4 * LANES <= len {
             for u in 0..4 {
+                visit.at(s, i + u * LANES, LANES);
                 let d = inp.dy(s, i + u * LANES, LANES);
                 let xm = s.sub(s.loadu(inp.x.add(i + u * LANES)), m);
                 a1[u] = s.add(a1[u], d);
@@ -93,6 +103,7 @@ unsafe fn run_sums<S: Simd>(s: S, inp: BwdIn, len: usize, m: S::F) -> [f64; 2] {
         let mut u = 0;
         while i < len {
             let n = (len - i).min(LANES);
+            visit.at(s, i, n);
             let d = inp.dy(s, i, n);
             let xm = s.sub(load(s, inp.x.add(i), n), m);
             a1[u] = s.add(a1[u], d);
@@ -134,7 +145,90 @@ pub(crate) unsafe fn sums_runs<S: Simd>(
     let mut out = [0.0f64; 2];
     for r in 0..runs {
         // SAFETY: run r is within the contract.
-        let t = unsafe { run_sums(s, inp.add(r * stride), len, m) };
+        let t = unsafe { run_sums(s, inp.add(r * stride), len, m, NoVisit) };
+        out[0] += t[0];
+        out[1] += t[1];
+    }
+    out
+}
+
+/// `dx` (and `dr`) of one vector with plain stores, alongside [`run_sums`].
+struct DxStore<S: Simd> {
+    dx: Dx<S>,
+    out: *mut f32,
+}
+
+impl<S: Simd> Visit<S> for DxStore<S> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) {
+        // SAFETY: `dx_sums_runs`' contract covers i..i+len of every input and output.
+        unsafe {
+            let v = self.dx.at(s, i, len);
+            if len == LANES {
+                s.storeu(self.out.add(i), v);
+            } else {
+                s.store_partial(self.out.add(i), len, v);
+            }
+        }
+    }
+}
+
+/// `dx` (and `dr`) of one NCHW channel and, in the same loop, the backward sums of the next
+/// channel (inputs `next`, mean `mean_next`) — the same bits as [`sums_runs`] gives for it.
+/// With `nt`, non-temporal stores and interleaving by runs (the sums' canonical vector order
+/// is not aligned for streaming stores).
+///
+/// # Safety
+/// As [`dx_runs`] for the current channel and [`sums_runs`] for `next`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn dx_sums_runs<S: Simd>(
+    s: S,
+    inp: BwdIn,
+    dx: *mut f32,
+    dr: *mut f32,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    c: BwdConsts,
+    nt: bool,
+    next: BwdIn,
+    mean_next: f32,
+) -> [f64; 2] {
+    let mn = s.splat(mean_next);
+    let mut out = [0.0f64; 2];
+    for r in 0..runs {
+        let at = r * stride;
+        let op = Dx::<S> {
+            inp: inp.add(at),
+            dr: if dr.is_null() {
+                dr
+            } else {
+                dr.wrapping_add(at)
+            },
+            m: s.splat(c.m),
+            a: s.splat(c.a),
+            c1: s.splat(c.c1),
+            c0: s.splat(c.c0),
+        };
+        // SAFETY: run r of both channels is within the contract.
+        let t = unsafe {
+            if nt {
+                write_stream(s, dx.add(at), len, true, op);
+                run_sums(s, next.add(at), len, mn, NoVisit)
+            } else {
+                run_sums(
+                    s,
+                    next.add(at),
+                    len,
+                    mn,
+                    DxStore {
+                        dx: op,
+                        out: dx.add(at),
+                    },
+                )
+            }
+        };
         out[0] += t[0];
         out[1] += t[1];
     }

@@ -364,6 +364,33 @@ impl BwdBlock<'_> {
     }
 }
 
+impl BwdBlock<'_> {
+    /// `dx` (and `dr`) of channel `ch` with constants `f` and, from the same loop, the sums of
+    /// channel `next` around `mean_next` — the same bits as [`BwdBlock::sums`].
+    pub(crate) fn dx_sums(
+        &mut self,
+        k: &Kernels,
+        ch: usize,
+        f: BwdConsts,
+        nt: bool,
+        next: usize,
+        mean_next: f32,
+    ) -> [f64; 2] {
+        let (inp, at) = self.inputs(ch);
+        let (inp_next, _) = self.inputs(next);
+        let Runs { n, c, hw } = self.geo;
+        let dx = self.base.dx.wrapping_add(at);
+        let dr = if self.base.dr.is_null() {
+            self.base.dr
+        } else {
+            self.base.dr.wrapping_add(at)
+        };
+        // SAFETY: features checked; channels `ch` and `next` belong to this block, their runs
+        // inside every input and output; dy may alias dx (in place) within a channel.
+        unsafe { (k.bn_bwd_dx_sums_runs)(inp, dx, dr, n, hw, c * hw, f, nt, inp_next, mean_next) }
+    }
+}
+
 /// Calls `f(block, a_chunk, b_chunk)` for blocks of `width` adjacent channels of an NCHW
 /// backward: inputs `x`, `dy` (or `dx` itself, in place) and the forward output `y` (for a
 /// fused ReLU), outputs `dx` and `dr` (for add+ReLU), per-channel outputs `a`, `b`.

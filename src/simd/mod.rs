@@ -348,6 +348,28 @@ macro_rules! entry_points {
         }
 
         $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn bn_bwd_dx_sums_runs(
+            inp: kernels::bn_backward::BwdIn,
+            dx: *mut f32,
+            dr: *mut f32,
+            runs: usize,
+            len: usize,
+            stride: usize,
+            c: kernels::bn_backward::BwdConsts,
+            nt: bool,
+            next: kernels::bn_backward::BwdIn,
+            mean_next: f32,
+        ) -> [f64; 2] {
+            // SAFETY: as above; checked by `channels::BwdBlock`.
+            unsafe {
+                kernels::bn_backward::dx_sums_runs(
+                    <$backend>::new(), inp, dx, dr, runs, len, stride, c, nt, next, mean_next,
+                )
+            }
+        }
+
+        $(#[$attr])*
         unsafe fn bn_bwd_sums_rows(
             inp: kernels::bn_backward::BwdIn,
             rows: usize,
@@ -395,6 +417,7 @@ macro_rules! entry_points {
             bn_normalize_tiled,
             bn_bwd_sums_runs,
             bn_bwd_dx_runs,
+            bn_bwd_dx_sums_runs,
             bn_bwd_sums_rows,
             bn_bwd_dx_tiled,
         };

@@ -72,6 +72,19 @@ pub(crate) struct Kernels {
     #[allow(clippy::type_complexity)]
     pub(super) bn_bwd_dx_runs:
         unsafe fn(BwdIn, *mut f32, *mut f32, usize, usize, usize, BwdConsts, bool),
+    #[allow(clippy::type_complexity)]
+    pub(super) bn_bwd_dx_sums_runs: unsafe fn(
+        BwdIn,
+        *mut f32,
+        *mut f32,
+        usize,
+        usize,
+        usize,
+        BwdConsts,
+        bool,
+        BwdIn,
+        f32,
+    ) -> [f64; 2],
     pub(super) bn_bwd_sums_rows: unsafe fn(BwdIn, usize, usize, usize, *const f32, *mut f64),
     #[allow(clippy::type_complexity)]
     pub(super) bn_bwd_dx_tiled:
