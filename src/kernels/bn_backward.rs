@@ -319,30 +319,50 @@ pub(crate) unsafe fn sums_rows<S: Simd>(
     mean: *const f32,
     out: *mut f64,
 ) {
-    let z = s.splat(0.0);
-    let nv = w.div_ceil(LANES);
-    let mut m = [z; 4];
-    for (v, mv) in m.iter_mut().enumerate().take(nv) {
-        // SAFETY: `mean` holds w floats.
-        *mv = unsafe { load(s, mean.add(v * LANES), (w - v * LANES).min(LANES)) };
+    // SAFETY (all arms): forwarded. A const vector count keeps the accumulators in registers.
+    unsafe {
+        match w.div_ceil(LANES) {
+            1 => sums_rows_n::<S, 1>(s, inp, rows, stride, w, mean, out),
+            2 => sums_rows_n::<S, 2>(s, inp, rows, stride, w, mean, out),
+            3 => sums_rows_n::<S, 3>(s, inp, rows, stride, w, mean, out),
+            _ => sums_rows_n::<S, 4>(s, inp, rows, stride, w, mean, out),
+        }
     }
-    let (mut a1, mut a2) = ([z; 4], [z; 4]);
+}
+
+#[inline(always)]
+unsafe fn sums_rows_n<S: Simd, const NV: usize>(
+    s: S,
+    inp: BwdIn,
+    rows: usize,
+    stride: usize,
+    w: usize,
+    mean: *const f32,
+    out: *mut f64,
+) {
+    let z = s.splat(0.0);
+    let len = |v: usize| (w - v * LANES).min(LANES);
+    let mut m = [z; NV];
+    for (v, mv) in m.iter_mut().enumerate() {
+        // SAFETY: `mean` holds w floats.
+        *mv = unsafe { load(s, mean.add(v * LANES), len(v)) };
+    }
+    let (mut a1, mut a2) = ([z; NV], [z; NV]);
     for r in 0..rows {
-        for v in 0..nv {
-            let len = (w - v * LANES).min(LANES);
+        for v in 0..NV {
             // SAFETY: row r's columns [16v, 16v + len) < w.
             unsafe {
                 let row = inp.add(r * stride + v * LANES);
-                let d = row.dy(s, 0, len);
-                let xm = s.sub(load(s, row.x, len), m[v]);
+                let d = row.dy(s, 0, len(v));
+                let xm = s.sub(load(s, row.x, len(v)), m[v]);
                 a1[v] = s.add(a1[v], d);
                 a2[v] = s.mul_add(d, xm, a2[v]);
             }
         }
         if (r + 1) % 64 == 0 || r + 1 == rows {
-            for v in 0..nv {
+            for v in 0..NV {
                 let (t1, t2) = (s.to_array(a1[v]), s.to_array(a2[v]));
-                for l in 0..(w - v * LANES).min(LANES) {
+                for l in 0..len(v) {
                     // SAFETY: column 16v + l < w; `out` holds 2w f64.
                     unsafe {
                         *out.add(v * LANES + l) += t1[l] as f64;
@@ -350,7 +370,7 @@ pub(crate) unsafe fn sums_rows<S: Simd>(
                     }
                 }
             }
-            (a1, a2) = ([z; 4], [z; 4]);
+            (a1, a2) = ([z; NV], [z; NV]);
         }
     }
 }
