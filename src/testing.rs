@@ -53,6 +53,18 @@ impl Bytes<'_> {
     fn f32(&mut self) -> f32 {
         f32::from_le_bytes(self.take())
     }
+    /// The rest as little-endian f32 (the last one zero-padded), at most `max` of them.
+    fn floats(&self, max: usize) -> Vec<f32> {
+        self.0
+            .chunks(4)
+            .take(max)
+            .map(|c| {
+                let mut w = [0u8; 4];
+                w[..c.len()].copy_from_slice(c);
+                f32::from_le_bytes(w)
+            })
+            .collect()
+    }
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
@@ -87,15 +99,7 @@ pub fn fuzz_dropout(data: &[u8]) {
         b.u8() as usize % 9,
         b.u8() as usize % 7,
     );
-    let x: Vec<f32> =
-        b.0.chunks(4)
-            .take(20_000)
-            .map(|c| {
-                let mut w = [0u8; 4];
-                w[..c.len()].copy_from_slice(c);
-                f32::from_le_bytes(w)
-            })
-            .collect();
+    let x: Vec<f32> = b.floats(20_000);
     let n = x.len();
     let params = DropoutParams::new(p, seed)
         .with_offset(offset)
@@ -234,15 +238,7 @@ pub fn fuzz_bn_train(data: &[u8]) {
         _ => Momentum::PyTorch(0.1),
     };
     let len_delta = (b.u8() % 3) as isize - 1; // -1, 0, +1: wrong lengths too
-    let rest: Vec<f32> =
-        b.0.chunks(4)
-            .take(8192)
-            .map(|c| {
-                let mut w = [0u8; 4];
-                w[..c.len()].copy_from_slice(c);
-                f32::from_le_bytes(w)
-            })
-            .collect();
+    let rest: Vec<f32> = b.floats(8192);
     let numel = shape.numel().unwrap_or(0);
     let xlen = if flags & 0x80 != 0 {
         (numel as isize + len_delta).max(0) as usize
@@ -390,15 +386,7 @@ fn bn_case(data: &[u8]) -> BnCase {
         _ => Shape::nchw(dims[0], dims[1], dims[2], dims[3]),
     };
     let eps = if flags & 0x40 != 0 { b.f32() } else { 1e-5 };
-    let vals: Vec<f32> =
-        b.0.chunks(4)
-            .take(8192)
-            .map(|c| {
-                let mut w = [0u8; 4];
-                w[..c.len()].copy_from_slice(c);
-                f32::from_le_bytes(w)
-            })
-            .collect();
+    let vals: Vec<f32> = b.floats(8192);
     let pick = |i: usize| vals.get(i % vals.len().max(1)).copied().unwrap_or(0.5);
     let n = shape.numel().unwrap_or(0);
     let c = shape.c;

@@ -13,7 +13,7 @@
 //! standard deviations (the pivot rule ensures it), so `b` carries no cancellation and a
 //! constant channel gives exactly `β`. One subtract and one FMA per element.
 
-use crate::kernels::stream::{Lanes, load, write_stream};
+use crate::kernels::stream::{Lanes, load, store, write_stream};
 use crate::simd::{LANES, Simd};
 
 /// f32 lane sums are flushed to f64 after at most this many vectors (each of four
@@ -305,11 +305,7 @@ impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
             let v = load(s, self.x.add(i), len);
             let o = s.mul_add(s.sub(v, self.k), self.a, self.b);
             let o = Normalize::<S, RELU>::finish(s, o, self.res, i, len);
-            if len == LANES {
-                s.storeu(self.y.add(i), o);
-            } else {
-                s.store_partial(self.y.add(i), len, o);
-            }
+            store(s, self.y.add(i), len, o);
         }
     }
 }

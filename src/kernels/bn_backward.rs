@@ -5,7 +5,7 @@
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
 use crate::kernels::bn::{NoVisit, Visit};
-use crate::kernels::stream::{Lanes, load, write_stream};
+use crate::kernels::stream::{Lanes, load, store, write_stream};
 use crate::simd::{LANES, Simd};
 
 /// f32 lane sums are flushed to f64 after at most this many vectors (as for the forward).
@@ -164,11 +164,7 @@ impl<S: Simd> Visit<S> for DxStore<S> {
         // SAFETY: `dx_sums_runs`' contract covers i..i+len of every input and output.
         unsafe {
             let v = self.dx.at(s, i, len);
-            if len == LANES {
-                s.storeu(self.out.add(i), v);
-            } else {
-                s.store_partial(self.out.add(i), len, v);
-            }
+            store(s, self.out.add(i), len, v);
         }
     }
 }
@@ -199,18 +195,7 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
     let mut out = [0.0f64; 2];
     for r in 0..runs {
         let at = r * stride;
-        let op = Dx::<S> {
-            inp: inp.add(at),
-            dr: if dr.is_null() {
-                dr
-            } else {
-                dr.wrapping_add(at)
-            },
-            m: s.splat(c.m),
-            a: s.splat(c.a),
-            c1: s.splat(c.c1),
-            c0: s.splat(c.c0),
-        };
+        let op = Dx::<S>::new(s, inp, dr, at, c);
         // SAFETY: run r of both channels is within the contract.
         let t = unsafe {
             if nt {
@@ -245,6 +230,25 @@ struct Dx<S: Simd> {
     c0: S::F,
 }
 
+impl<S: Simd> Dx<S> {
+    /// The `dx` of the run `at` elements into the inputs and outputs, with constants `c`.
+    #[inline(always)]
+    fn new(s: S, inp: BwdIn, dr: *mut f32, at: usize, c: BwdConsts) -> Self {
+        Dx {
+            inp: inp.add(at),
+            dr: if dr.is_null() {
+                dr
+            } else {
+                dr.wrapping_add(at)
+            },
+            m: s.splat(c.m),
+            a: s.splat(c.a),
+            c1: s.splat(c.c1),
+            c0: s.splat(c.c0),
+        }
+    }
+}
+
 impl<S: Simd> Lanes<S> for Dx<S> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
@@ -252,11 +256,7 @@ impl<S: Simd> Lanes<S> for Dx<S> {
         unsafe {
             let d = self.inp.dy(s, i, len);
             if !self.dr.is_null() {
-                if len == LANES {
-                    s.storeu(self.dr.add(i), d);
-                } else {
-                    s.store_partial(self.dr.add(i), len, d);
-                }
+                store(s, self.dr.add(i), len, d);
             }
             let xm = s.sub(load(s, self.inp.x.add(i), len), self.m);
             s.mul_add(self.a, d, s.mul_add(self.c1, xm, self.c0))
@@ -285,18 +285,7 @@ pub(crate) unsafe fn dx_runs<S: Simd>(
 ) {
     for r in 0..runs {
         let at = r * stride;
-        let op = Dx::<S> {
-            inp: inp.add(at),
-            dr: if dr.is_null() {
-                dr
-            } else {
-                dr.wrapping_add(at)
-            },
-            m: s.splat(c.m),
-            a: s.splat(c.a),
-            c1: s.splat(c.c1),
-            c0: s.splat(c.c0),
-        };
+        let op = Dx::<S>::new(s, inp, dr, at, c);
         // SAFETY: run r is within the contract.
         unsafe { write_stream(s, dx.add(at), len, nt, op) };
     }
@@ -398,11 +387,7 @@ impl<S: Simd> Lanes<S> for DxTiled<S> {
             let c0 = load(s, self.aff.add(3 * r + i), len);
             let d = self.inp.dy(s, i, len);
             if !self.dr.is_null() {
-                if len == LANES {
-                    s.storeu(self.dr.add(i), d);
-                } else {
-                    s.store_partial(self.dr.add(i), len, d);
-                }
+                store(s, self.dr.add(i), len, d);
             }
             let xm = s.sub(load(s, self.inp.x.add(i), len), m);
             s.mul_add(a, d, s.mul_add(c1, xm, c0))

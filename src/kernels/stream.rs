@@ -107,6 +107,22 @@ pub(crate) unsafe fn store_partial<S: Simd>(s: S, y: *mut f32, len: usize, v: S:
     unsafe { s.store_partial(y, len, v) }
 }
 
+/// Stores the first `len <= 16` lanes of `v` at `y` (a full vector when `len == 16`).
+///
+/// # Safety
+/// `y` must be valid for `len` writes.
+#[inline(always)]
+pub(crate) unsafe fn store<S: Simd>(s: S, y: *mut f32, len: usize, v: S::F) {
+    // SAFETY: forwarded.
+    unsafe {
+        if len == LANES {
+            s.storeu(y, v);
+        } else {
+            s.store_partial(y, len, v);
+        }
+    }
+}
+
 /// 16 bits of `bits` starting at bit `i` (bit `i` at `bits[i/16] >> (i%16)`).
 ///
 /// # Safety
