@@ -8,7 +8,7 @@
 //! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
 
 use super::infer::InferStats;
-use super::rows::{scratch_f32, scratch_f64, stats_chunk_rows, tile_layout};
+use super::rows::{rows_par, scratch_f32, scratch_f64, stats_chunk_rows, tile_layout};
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
 use super::{BnParams, check_eps};
 use crate::error::check_len;
@@ -299,7 +299,7 @@ fn backward_rows(
     let rows = x.len() / c;
     let chunk = stats_chunk_rows(c);
     let chunks = rows.div_ceil(chunk);
-    let par = Par::above_threshold(x.len(), 1);
+    let par = rows_par(x.len());
     let (tile_rows, l) = tile_layout(c);
     let r = l + 16;
     scratch_f64((1 + chunks) * 2 * c, |buf| {

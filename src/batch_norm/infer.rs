@@ -175,7 +175,9 @@ fn run(
         }
         Geometry::Rows { c, .. } => {
             let res = res.map(Src::Slice);
-            normalize_rows(k, x, y, c, res, relu, nt, |ch| affine(params, stats, ch));
+            normalize_rows(k, x, y, c, res, relu, nt, par, |ch| {
+                affine(params, stats, ch)
+            });
         }
     }
     Ok(())
