@@ -563,8 +563,8 @@ fn add_relu_train_equals_train_then_add_relu() {
 fn non_temporal_backward_matches_formula() {
     let min = testing::NT_MIN_BYTES / 4;
     for (shape, layout) in [
-        (Shape::nchw(8, 16, 128, 130), Layout::Nchw),
-        (Shape::nchw(8, 16, 128, 130), Layout::Nhwc),
+        (shape_with_at_least(min), Layout::Nchw),
+        (shape_with_at_least(min), Layout::Nhwc),
         (Shape::nc(min / 40 + 3, 40), Layout::Nc),
     ] {
         let n = shape.numel().unwrap();

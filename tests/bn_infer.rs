@@ -144,8 +144,8 @@ fn every_isa_and_layout_matches_f64_reference() {
 fn non_temporal_paths_match_reference() {
     let min = testing::NT_MIN_BYTES / 4;
     for (shape, layout) in [
-        (Shape::nchw(8, 16, 128, 130), Layout::Nchw),
-        (Shape::nchw(8, 16, 128, 130), Layout::Nhwc),
+        (shape_with_at_least(min), Layout::Nchw),
+        (shape_with_at_least(min), Layout::Nhwc),
         (Shape::nc(min / 40 + 3, 40), Layout::Nc),
     ] {
         let cs = case(shape, 9, 3.0);

@@ -553,8 +553,8 @@ fn nan_and_inf_propagate() {
 fn non_temporal_paths_match_reference() {
     let min = testing::NT_MIN_BYTES / 4;
     let cases = [
-        (Shape::nchw(8, 16, 128, 130), Layout::Nchw),
-        (Shape::nchw(8, 16, 128, 130), Layout::Nhwc),
+        (shape_with_at_least(min), Layout::Nchw),
+        (shape_with_at_least(min), Layout::Nhwc),
         (Shape::nc(min / 40 + 7, 40), Layout::Nc),
     ];
     for (shape, layout) in cases {

@@ -123,7 +123,7 @@ impl<'a> Src<'a> {
 /// Outputs at least this large (bytes) are written with non-temporal stores, which skip the
 /// read-for-ownership of the destination: about 1.3× faster for outputs far larger than the
 /// caches, about 3× slower for outputs that fit in them.
-pub(crate) const NT_MIN_BYTES: usize = 8 << 20;
+pub(crate) const NT_MIN_BYTES: usize = 32 << 20;
 
 impl Kernels {
     /// Whether a call writing `out_elems` floats should use non-temporal stores.

@@ -151,3 +151,9 @@ pub fn run_bn(
     .unwrap();
     o
 }
+
+/// An NCHW shape `(8, 16, h, 130)` with at least `min` elements: large enough for the
+/// non-temporal paths, whatever their threshold.
+pub fn shape_with_at_least(min: usize) -> dropnorm::Shape {
+    dropnorm::Shape::nchw(8, 16, min.div_ceil(8 * 16 * 130), 130)
+}
