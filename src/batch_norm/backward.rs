@@ -16,7 +16,7 @@ use crate::isa::active_kernels;
 use crate::kernels::bn_backward::BwdConsts;
 use crate::parallel::{Par, for_each_chunk};
 use crate::simd::channels::for_each_bwd_block;
-use crate::simd::{Kernels, Src};
+use crate::simd::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_TWO_PASS, Src};
 use crate::{Error, Layout, Shape};
 
 /// The batch statistics the training forward saved ([`SavedStats`](super::SavedStats)), read
@@ -211,7 +211,16 @@ fn run(
         return Ok(());
     }
     let k = active_kernels();
-    let nt = k.use_nt(n);
+    // The row passes read x twice: streaming stores from a smaller size there.
+    let two_pass = matches!(geometry(shape, layout), Geometry::Rows { .. });
+    let nt = k.use_nt_from(
+        n,
+        if two_pass {
+            NT_MIN_BYTES_TWO_PASS
+        } else {
+            NT_MIN_BYTES
+        },
+    );
     let par = Par::above_threshold(n, 1);
     let gamma = params.gamma;
     let consts = |ch: usize, [s_dy, s_dyx]: [f64; 2]| {

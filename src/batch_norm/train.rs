@@ -7,8 +7,8 @@ use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
-use crate::simd::Src;
 use crate::simd::channels::for_each_block;
+use crate::simd::{NT_MIN_BYTES, NT_MIN_BYTES_TWO_PASS, Src};
 use crate::{Error, Layout, Shape};
 
 /// Training-mode batch norm, out of place: computes each channel's batch mean and biased
@@ -149,7 +149,16 @@ fn run(
 
     let k = active_kernels();
     let n = y.len();
-    let nt = k.use_nt(n);
+    // The row passes read x twice: streaming stores from a smaller size there.
+    let two_pass = matches!(geometry(shape, layout), Geometry::Rows { .. });
+    let nt = k.use_nt_from(
+        n,
+        if two_pass {
+            NT_MIN_BYTES_TWO_PASS
+        } else {
+            NT_MIN_BYTES
+        },
+    );
     let eps = params.eps;
     let (gamma, beta, relu) = (params.gamma, params.beta, params.relu);
 
