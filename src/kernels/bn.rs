@@ -70,42 +70,69 @@ impl<S: Simd> Visit<S> for NoVisit {
     unsafe fn at(&mut self, _: S, _: usize, _: usize) {}
 }
 
-/// `[Σ(x − K), Σ(x − K)²]` of one run of `len` values.
+/// The running sums of one channel: four pairs of f32 vector accumulators and their f64
+/// totals.
+struct RunAcc<S: Simd> {
+    a1: [S::F; 4],
+    a2: [S::F; 4],
+    pending: usize,
+    tot: [f64; 2],
+}
+
+impl<S: Simd> RunAcc<S> {
+    #[inline(always)]
+    fn new(s: S) -> Self {
+        let z = s.splat(0.0);
+        RunAcc {
+            a1: [z; 4],
+            a2: [z; 4],
+            pending: 0,
+            tot: [0.0; 2],
+        }
+    }
+
+    /// `[Σ(x − K), Σ(x − K)²]` of everything added.
+    #[inline(always)]
+    fn finish(mut self, s: S) -> [f64; 2] {
+        flush4(s, &mut self.a1, &mut self.a2, &mut self.tot);
+        self.tot
+    }
+}
+
+/// Adds one run of `len` values to a channel's sums `acc`.
 ///
-/// The order of the additions is the crate's canonical one, whatever runs alongside:
-/// vector `j` of the run (from its start; the last may be partial) goes to accumulator
-/// `j mod 4`; the four accumulator pairs are flushed to f64 after every 256 vectors and at the
-/// end, by a fixed tree. So the fused kernels below produce the same bits as the plain ones.
+/// The order of the additions is the crate's canonical one, whatever runs alongside: within a
+/// run, vector `j` (from the run's start; the last may be partial) goes to accumulator
+/// `j mod 4`; the accumulators are flushed to f64, by a fixed tree, once 256 vectors have
+/// gathered (checked every four vectors and at the end of each run) and when the channel is
+/// done. The fused kernels below therefore produce the same bits as the plain ones.
 ///
 /// # Safety
 /// `p..p+len` must be readable; `visit` safe to call for every vector of `0..len`.
 #[inline(always)]
 unsafe fn run_sums<S: Simd>(
     s: S,
+    acc: &mut RunAcc<S>,
     p: *const f32,
     len: usize,
     k: S::F,
     mut visit: impl Visit<S>,
-) -> [f64; 2] {
-    let z = s.splat(0.0);
-    let (mut a1, mut a2) = ([z; 4], [z; 4]);
-    let mut tot = [0.0f64; 2];
+) {
     let mut i = 0;
-    let mut pending = 0;
     // SAFETY: every load stays within p..p+len; `visit` gets the same in-run positions.
     unsafe {
         while i + 4 * LANES <= len {
             for u in 0..4 {
                 visit.at(s, i + u * LANES, LANES);
                 let v = s.sub(s.loadu(p.add(i + u * LANES)), k);
-                a1[u] = s.add(a1[u], v);
-                a2[u] = s.mul_add(v, v, a2[u]);
+                acc.a1[u] = s.add(acc.a1[u], v);
+                acc.a2[u] = s.mul_add(v, v, acc.a2[u]);
             }
             i += 4 * LANES;
-            pending += 4;
-            if pending >= FLUSH_VECTORS {
-                flush4(s, &mut a1, &mut a2, &mut tot);
-                pending = 0;
+            acc.pending += 4;
+            if acc.pending >= FLUSH_VECTORS {
+                flush4(s, &mut acc.a1, &mut acc.a2, &mut acc.tot);
+                acc.pending = 0;
             }
         }
         let mut u = 0;
@@ -119,20 +146,22 @@ unsafe fn run_sums<S: Simd>(
             } else {
                 v
             };
-            a1[u] = s.add(a1[u], v);
-            a2[u] = s.mul_add(v, v, a2[u]);
+            acc.a1[u] = s.add(acc.a1[u], v);
+            acc.a2[u] = s.mul_add(v, v, acc.a2[u]);
             u += 1;
             i += n;
         }
+        acc.pending += u;
+        if acc.pending >= FLUSH_VECTORS {
+            flush4(s, &mut acc.a1, &mut acc.a2, &mut acc.tot);
+            acc.pending = 0;
+        }
     }
-    flush4(s, &mut a1, &mut a2, &mut tot);
-    tot
 }
 
-/// Shifted sums of `g` adjacent NCHW channels, visited in address order: for each of the
-/// `runs` images, the `g` channels' runs of `len` values (adjacent in memory) in turn, so the
-/// reads are `runs` long sequential streams of `g·len` values rather than `g·runs` short ones.
-/// `out[2i] = Σ(x − K_i)`, `out[2i+1] = Σ(x − K_i)²` for channel `i` with pivot `pivots[i]`.
+/// Shifted sums of `g` adjacent NCHW channels, each over its `runs` runs of `len` values
+/// (run `r` of channel `i` at `r·stride + i·len`): `out[2i] = Σ(x − K_i)`,
+/// `out[2i+1] = Σ(x − K_i)²` with pivot `pivots[i]`.
 ///
 /// # Safety
 /// `x + r·stride + [0, g·len)` readable for every `r < runs`; `pivots` valid for `g` reads and
@@ -151,16 +180,15 @@ pub(crate) unsafe fn sums_runs<S: Simd>(
 ) {
     // SAFETY: `out` holds 2g f64, `pivots` g floats; run (r, ch) is inside the contract.
     unsafe {
-        for i in 0..2 * g {
-            *out.add(i) = 0.0;
-        }
-        for r in 0..runs {
-            for ch in 0..g {
-                let p = x.add(r * stride + ch * len);
-                let t = run_sums(s, p, len, s.splat(*pivots.add(ch)), NoVisit);
-                *out.add(2 * ch) += t[0];
-                *out.add(2 * ch + 1) += t[1];
+        for ch in 0..g {
+            let k = s.splat(*pivots.add(ch));
+            let mut acc = RunAcc::new(s);
+            for r in 0..runs {
+                run_sums(s, &mut acc, x.add(r * stride + ch * len), len, k, NoVisit);
             }
+            let t = acc.finish(s);
+            *out.add(2 * ch) = t[0];
+            *out.add(2 * ch + 1) = t[1];
         }
     }
 }
@@ -337,11 +365,11 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
 ) -> [f64; 2] {
     let (k, a, b) = (s.splat(f.k), s.splat(f.a), s.splat(f.b));
     let ks = s.splat(pivot);
-    let mut out = [0.0f64; 2];
+    let mut acc = RunAcc::new(s);
     for r in 0..runs {
         let at = r * stride;
         // SAFETY: run r of all inputs is within the contract.
-        let t = unsafe {
+        unsafe {
             let (xr, yr) = (x.add(at), y.add(at));
             let res = if res.is_null() { res } else { res.add(at) };
             if nt {
@@ -371,7 +399,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                     };
                     write_stream(s, yr, len, true, op);
                 }
-                run_sums(s, xs.add(at), len, ks, NoVisit)
+                run_sums(s, &mut acc, xs.add(at), len, ks, NoVisit)
             } else if relu {
                 let v = NormalizeStore::<S, true> {
                     x: xr,
@@ -381,7 +409,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                     b,
                     res,
                 };
-                run_sums(s, xs.add(at), len, ks, v)
+                run_sums(s, &mut acc, xs.add(at), len, ks, v)
             } else {
                 let v = NormalizeStore::<S, false> {
                     x: xr,
@@ -391,13 +419,11 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                     b,
                     res,
                 };
-                run_sums(s, xs.add(at), len, ks, v)
+                run_sums(s, &mut acc, xs.add(at), len, ks, v)
             }
-        };
-        out[0] += t[0];
-        out[1] += t[1];
+        }
     }
-    out
+    acc.finish(s)
 }
 
 /// Length of vector `v` of a `w`-wide row segment.
