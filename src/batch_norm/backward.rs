@@ -141,8 +141,9 @@ pub fn batch_norm_backward_eval(
     let c = shape.c;
     check_len("stats.var", c, stats.var.len())?;
     check_len("stats.mean", c, stats.mean.len())?;
-    let zeros = ZeroMean(c);
-    zeros.with(|zero| {
+    // A zero mean from scratch memory (no allocation).
+    scratch_f32(c, |zero| {
+        zero.fill(0.0);
         let scale = BnParams {
             beta: None,
             relu: false,
@@ -154,18 +155,6 @@ pub fn batch_norm_backward_eval(
         };
         super::batch_norm_infer(dy, dx, shape, layout, &scale, &st)
     })
-}
-
-/// A zero "mean" of `c` channels, from scratch memory.
-struct ZeroMean(usize);
-
-impl ZeroMean {
-    fn with<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
-        scratch_f32(self.0, |z| {
-            z.fill(0.0);
-            f(z)
-        })
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
