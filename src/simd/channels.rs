@@ -32,7 +32,7 @@ impl Runs {
 
 /// The input and output base pointers, shared by the tasks of one [`for_each_block`].
 #[derive(Clone, Copy)]
-struct Base {
+pub(crate) struct Base {
     x: *const f32,
     y: *mut f32,
     /// A second input with the layout of `x` (the residual of add+ReLU), or null.
@@ -46,21 +46,27 @@ unsafe impl Send for Base {}
 // SAFETY: as above.
 unsafe impl Sync for Base {}
 
-/// Exclusive access to the channels `c0 .. c1` of a tensor (input and output).
-pub(crate) struct Block<'a> {
-    base: Base,
+/// Exclusive access to the channels `c0 .. c1` of an NCHW tensor, through the pointers `P`
+/// ([`Base`] for forward and inference, [`BwdBase`] for backward).
+pub(crate) struct ChannelBlock<'a, P> {
+    base: P,
     geo: Runs,
     c0: usize,
     c1: usize,
     _borrow: PhantomData<&'a mut [f32]>,
 }
 
-impl Block<'_> {
+impl<P> ChannelBlock<'_, P> {
     /// The block's channels.
     pub(crate) fn channels(&self) -> Range<usize> {
         self.c0..self.c1
     }
+}
 
+/// A block of a forward or inference (input, output, residual).
+pub(crate) type Block<'a> = ChannelBlock<'a, Base>;
+
+impl Block<'_> {
     /// The input's first element of channel `ch` (a good pivot: it is a sample of the data).
     pub(crate) fn first(&self, ch: usize) -> f32 {
         assert!(self.channels().contains(&ch));
@@ -296,7 +302,7 @@ pub(crate) fn for_each_block_read<A: Send>(
 
 /// Pointers of a batch-norm backward over an NCHW tensor.
 #[derive(Clone, Copy)]
-struct BwdBase {
+pub(crate) struct BwdBase {
     inp: BwdIn,
     dx: *mut f32,
     dr: *mut f32,
@@ -308,21 +314,10 @@ unsafe impl Send for BwdBase {}
 // SAFETY: as above.
 unsafe impl Sync for BwdBase {}
 
-/// Exclusive access to channels `c0 .. c1` of the outputs of an NCHW batch-norm backward.
-pub(crate) struct BwdBlock<'a> {
-    base: BwdBase,
-    geo: Runs,
-    c0: usize,
-    c1: usize,
-    _borrow: PhantomData<&'a mut [f32]>,
-}
+/// A block of a batch-norm backward (its channels of the outputs).
+pub(crate) type BwdBlock<'a> = ChannelBlock<'a, BwdBase>;
 
 impl BwdBlock<'_> {
-    /// The block's channels.
-    pub(crate) fn channels(&self) -> Range<usize> {
-        self.c0..self.c1
-    }
-
     fn inputs(&self, ch: usize) -> (BwdIn, usize) {
         assert!(self.channels().contains(&ch));
         let at = ch * self.geo.hw;
