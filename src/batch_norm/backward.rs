@@ -8,7 +8,7 @@
 //! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
 
 use super::infer::InferStats;
-use super::rows::{rows_par, scratch_f32, scratch_f64, stats_chunk_rows, tile_layout};
+use super::rows::{rows_par, scratch_f32, scratch_f64, stats_chunk_rows, tile_layout, tile_task};
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
 use super::{BnParams, check_eps};
 use crate::error::check_len;
@@ -335,7 +335,7 @@ fn backward_rows(
                 aff.copy_within(row * r..row * r + 16, row * r + l);
             }
             let aff: &[f32] = aff;
-            let task = l * (65536 / l).max(1);
+            let task = tile_task(dx.len(), l);
             match dr {
                 None => for_each_chunk(dx, task, par, |ti, dxc| {
                     let rg = ti * task..ti * task + dxc.len();

@@ -14,10 +14,10 @@ use crate::kernels::bn::{Affine, ROW_SEGMENT};
 use crate::parallel::{Par, for_each_chunk};
 use crate::simd::{Kernels, Src};
 
-/// Rows per statistics chunk: about 256 Ki values, a multiple of 64 rows. It depends on `c`
+/// Rows per statistics chunk: about 64 Ki values, a multiple of 64 rows. It depends on `c`
 /// only — never on the thread count — because the chunks fix the order of the additions.
 pub(crate) fn stats_chunk_rows(c: usize) -> usize {
-    ((1usize << 18) / c.max(1)).div_ceil(64).max(1) * 64
+    ((1usize << 16) / c.max(1)).div_ceil(64).max(1) * 64
 }
 
 macro_rules! scratch_fn {
@@ -59,7 +59,7 @@ fn sum_index(ch: usize, c: usize) -> (usize, usize) {
 /// 256 Ki values (1 MiB) that traffic costs more than the second thread gains (measured:
 /// NHWC (8,32,28,28) ran at 0.14–0.24 × the two-thread copy in parallel, 0.5 alone).
 pub(crate) fn rows_par(n: usize) -> Par {
-    if n >= 1 << 18 {
+    if n >= 1 << 16 {
         Par::Tasks(1)
     } else {
         Par::Seq
@@ -215,14 +215,22 @@ pub(crate) fn normalize_rows(
             aff.copy_within(row * r..row * r + 16, row * r + l);
         }
         let aff: &[f32] = aff;
-        // Tasks of whole tiles, at least 64 Ki values: one stream each.
-        let task = l * (65536 / l).max(1);
+        let task = tile_task(y.len(), l);
         for_each_chunk(y, task, par, |ti, yc| {
             let range = ti * task..ti * task + yc.len();
             let res = res.map(|s| s.sub(range.clone()));
             k.bn_normalize_tiled(x.sub(range), yc, aff, l, res, relu, nt);
         });
     });
+}
+
+/// Task length for a pass over `n` values in tiles of `l`: one task per thread, of whole
+/// tiles. An even split keeps each thread on the same part of the tensor from call to call,
+/// in its own cache when the tensor fits; 64 Ki-value tasks (the previous rule) moved parts
+/// between cores and made small tensors slower on 2 threads than on 1.
+pub(crate) fn tile_task(n: usize, l: usize) -> usize {
+    let per = n.div_ceil(crate::parallel::threads()).max(1);
+    l * per.div_ceil(l)
 }
 
 /// `(rows, length)` of a tile of per-column constants: a whole number of rows whose length is

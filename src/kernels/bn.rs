@@ -13,7 +13,7 @@
 //! standard deviations (the pivot rule ensures it), so `b` carries no cancellation and a
 //! constant channel gives exactly `β`. One subtract and one FMA per element.
 
-use crate::kernels::stream::{Lanes, load, store, write_stream};
+use crate::kernels::stream::{Lanes, load, store, write_stream, write_stream_unfenced};
 use crate::simd::{LANES, Simd};
 
 /// f32 lane sums are flushed to f64 after at most this many vectors (each of four
@@ -297,7 +297,7 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
                         res,
                         prefetch,
                     };
-                    write_stream(s, yr, len, nt, op);
+                    write_stream_unfenced(s, yr, len, nt, op);
                 } else {
                     let op = Normalize::<S, false> {
                         x: xr,
@@ -307,10 +307,13 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
                         res,
                         prefetch,
                     };
-                    write_stream(s, yr, len, nt, op);
+                    write_stream_unfenced(s, yr, len, nt, op);
                 }
             }
         }
+    }
+    if nt {
+        s.fence();
     }
 }
 
@@ -387,7 +390,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                         res,
                         prefetch: p,
                     };
-                    write_stream(s, yr, len, true, op);
+                    write_stream_unfenced(s, yr, len, true, op);
                 } else {
                     let op = Normalize::<S, false> {
                         x: xr,
@@ -397,7 +400,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                         res,
                         prefetch: p,
                     };
-                    write_stream(s, yr, len, true, op);
+                    write_stream_unfenced(s, yr, len, true, op);
                 }
                 run_sums(s, &mut acc, xs.add(at), len, ks, NoVisit)
             } else if relu {
@@ -422,6 +425,9 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
                 run_sums(s, &mut acc, xs.add(at), len, ks, v)
             }
         }
+    }
+    if nt {
+        s.fence();
     }
     acc.finish(s)
 }

@@ -5,7 +5,7 @@
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
 use crate::kernels::bn::{NoVisit, Visit};
-use crate::kernels::stream::{Lanes, load, store, write_stream};
+use crate::kernels::stream::{Lanes, load, store, write_stream, write_stream_unfenced};
 use crate::simd::{LANES, Simd};
 
 /// f32 lane sums are flushed to f64 after at most this many vectors (as for the forward).
@@ -199,7 +199,7 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
         // SAFETY: run r of both channels is within the contract.
         let t = unsafe {
             if nt {
-                write_stream(s, dx.add(at), len, true, op);
+                write_stream_unfenced(s, dx.add(at), len, true, op);
                 run_sums(s, next.add(at), len, mn, NoVisit)
             } else {
                 run_sums(
@@ -216,6 +216,9 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
         };
         out[0] += t[0];
         out[1] += t[1];
+    }
+    if nt {
+        s.fence();
     }
     out
 }
@@ -287,7 +290,10 @@ pub(crate) unsafe fn dx_runs<S: Simd>(
         let at = r * stride;
         let op = Dx::<S>::new(s, inp, dr, at, c);
         // SAFETY: run r is within the contract.
-        unsafe { write_stream(s, dx.add(at), len, nt, op) };
+        unsafe { write_stream_unfenced(s, dx.add(at), len, nt, op) };
+    }
+    if nt {
+        s.fence();
     }
 }
 

@@ -22,13 +22,36 @@ pub(crate) trait Lanes<S: Simd> {
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F;
 }
 
-/// Writes `y[i..i+len]` for every piece of `0..n` with the value `f.at(i, len)`, in order.
+/// Writes `y[i..i+len]` for every piece of `0..n` with the value `f.at(i, len)`, in order,
+/// then (non-temporal stores only) fences.
 ///
 /// # Safety
 /// `y` must be valid for `n` writes; `f` must be safe to call for every `(i, len)` with
 /// `i + len <= n`.
 #[inline(always)]
 pub(crate) unsafe fn write_stream<S: Simd>(
+    s: S,
+    y: *mut f32,
+    n: usize,
+    nt: bool,
+    f: impl Lanes<S>,
+) {
+    // SAFETY: forwarded.
+    unsafe { write_stream_unfenced(s, y, n, nt, f) };
+    if nt {
+        s.fence();
+    }
+}
+
+/// [`write_stream`] without the closing fence, for kernels that write many short runs: an
+/// `sfence` per run drains the write-combining buffers every few kilobytes and halved the
+/// NCHW inference kernel at 28×28 planes. The caller must call `s.fence()` after its last
+/// run when `nt`.
+///
+/// # Safety
+/// As [`write_stream`].
+#[inline(always)]
+pub(crate) unsafe fn write_stream_unfenced<S: Simd>(
     s: S,
     y: *mut f32,
     n: usize,
@@ -56,7 +79,6 @@ pub(crate) unsafe fn write_stream<S: Simd>(
             if i < n {
                 store_partial(s, y.add(i), n - i, f.at(s, i, n - i));
             }
-            s.fence();
             return;
         }
         while i + 4 * LANES <= n {
