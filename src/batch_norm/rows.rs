@@ -54,10 +54,10 @@ fn sum_index(ch: usize, c: usize) -> (usize, usize) {
     (2 * c0 + (ch - c0), 2 * c0 + w + (ch - c0))
 }
 
-/// Parallelism of the row passes. They split the rows differently from one pass to the next,
-/// so a thread normalizes rows another thread summed (and pulled into its cache): below
-/// 256 Ki values (1 MiB) that traffic costs more than the second thread gains (measured:
-/// NHWC (8,32,28,28) ran at 0.14–0.24 × the two-thread copy in parallel, 0.5 alone).
+/// Parallelism of the row passes: sequential below 64 Ki values, where waking a second
+/// thread costs more than it gains. (With 64 Ki-value normalization tasks handed out by work
+/// stealing, small tensors moved between cores every call and even 1 MiB ran slower on two
+/// threads than on one; [`tile_task`]'s one-task-per-thread split fixed that.)
 pub(crate) fn rows_par(n: usize) -> Par {
     if n >= 1 << 16 {
         Par::Tasks(1)
