@@ -8,6 +8,7 @@
 //! cargo run --release --example roofline -- --threads 2  # one thread count
 //! cargo run --release --example roofline -- --isa avx2   # another ISA than the best
 //! cargo run --release --example roofline -- --filter nhwc # rows matching "kernel layout shape"
+//! cargo run --release --example roofline -- --budget-ms 100 --no-naive  # faster (compare.py)
 //! ```
 //!
 //! GB/s are of each kernel's minimum traffic (dropout: read x, write y = 8 B/element; with
@@ -33,6 +34,10 @@ struct Opts {
     isa: Isa,
     /// Only rows whose "kernel layout shape" contains this.
     filter: Option<String>,
+    /// Time budget of each measurement (default: 400 ms, 30 ms with `--quick`).
+    budget: Option<Duration>,
+    /// Whether to time the naive scalar baselines.
+    naive: bool,
 }
 
 impl Opts {
@@ -50,6 +55,8 @@ fn parse_args() -> Result<Opts, String> {
         threads: Vec::new(),
         isa: Isa::best(),
         filter: None,
+        budget: None,
+        naive: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -68,9 +75,15 @@ fn parse_args() -> Result<Opts, String> {
                 }
             }
             "--filter" => o.filter = Some(args.next().ok_or("--filter needs a pattern")?),
+            "--budget-ms" => {
+                let t = args.next().ok_or("--budget-ms needs a number")?;
+                let ms = t.parse().map_err(|_| format!("bad budget {t:?}"))?;
+                o.budget = Some(Duration::from_millis(ms));
+            }
+            "--no-naive" => o.naive = false,
             "-h" | "--help" => {
                 println!(
-                    "usage: roofline [--quick] [--json] [--threads N] [--isa portable|avx2|avx512] [--filter TEXT]"
+                    "usage: roofline [--quick] [--json] [--threads N] [--isa portable|avx2|avx512] [--filter TEXT] [--budget-ms MS] [--no-naive]"
                 );
                 std::process::exit(0);
             }
@@ -82,6 +95,11 @@ fn parse_args() -> Result<Opts, String> {
         o.threads = if max > 1 { vec![1, max] } else { vec![1] };
     }
     Ok(o)
+}
+
+/// Seconds of the naive baseline `f`, unless `--no-naive`.
+fn naive_secs(o: &Opts, budget: Duration, f: impl FnMut()) -> Option<f64> {
+    o.naive.then(|| time(budget, f).as_secs_f64())
 }
 
 /// Median wall time of `f` over repetitions filling at least `budget` (at least 5 runs, after
@@ -187,7 +205,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let budget = Duration::from_millis(if o.quick { 30 } else { 400 });
+    let budget = o
+        .budget
+        .unwrap_or(Duration::from_millis(if o.quick { 30 } else { 400 }));
     let sizes: &[usize] = if o.quick {
         &[1 << 16, 1 << 20]
     } else {
@@ -242,9 +262,9 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
         let secs = |d: Duration| d.as_secs_f64();
 
         let (copy_gbps, copy_nt_gbps) = copy_bandwidth(o.isa, &x, &mut y, budget);
-        let naive = secs(time(budget, || {
+        let naive = naive_secs(o, budget, || {
             reference::dropout_naive(black_box(&x), &mut y, 0.5, 1)
-        }));
+        });
 
         let params = DropoutParams::new(0.5, 42);
         let mut step = 0u64;
@@ -261,7 +281,7 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
                 bytes,
                 copy_gbps,
                 copy_nt_gbps,
-                naive_secs: Some(naive),
+                naive_secs: naive,
             }
             .print(o.json);
         };
@@ -319,13 +339,12 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             .collect();
         let mut y = vec![0.0f32; n];
         let (copy_gbps, copy_nt_gbps) = copy_bandwidth(o.isa, &x, &mut y, budget);
-        let naive = time(budget, || match layout {
+        let naive = naive_secs(o, budget, || match layout {
             Layout::Nchw => {
                 reference::batch_norm_train_naive(&x, &mut y, shape.n, c, shape.h * shape.w, 1e-5)
             }
             _ => reference::batch_norm_train_naive_cols(&x, &mut y, n / c, c, 1e-5),
-        })
-        .as_secs_f64();
+        });
         let gamma = vec![1.5f32; c];
         let beta = vec![0.25f32; c];
         let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
@@ -338,7 +357,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             dropnorm::batch_norm_train(&x, &mut y, shape, layout, &params, saved, None)
                 .expect("valid")
         });
-        let row = |kernel, secs: f64, bytes: f64, naive: f64| Row {
+        let row = |kernel, secs: f64, bytes: f64, naive: Option<f64>| Row {
             kernel,
             layout: lname,
             shape: sname.clone(),
@@ -349,7 +368,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             bytes,
             copy_gbps,
             copy_nt_gbps,
-            naive_secs: Some(naive),
+            naive_secs: naive,
         };
         row("bn_train", d.as_secs_f64(), 8.0 * n as f64, naive).print(o.json);
 
@@ -366,15 +385,15 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         };
         let (a, b) = (vec![0.5f32; c], vec![0.1f32; c]);
         let res: Vec<f32> = x.iter().rev().copied().collect();
-        let naive = time(budget, || {
+        let naive = naive_secs(o, budget, || {
             reference::batch_norm_infer_naive(&x, None, &mut y, c, hw, &a, &b)
         });
         let d = time(budget, || {
             dropnorm::batch_norm_infer(&x, &mut y, shape, layout, &params, &stats).expect("valid")
         });
         let bytes = 8.0 * n as f64;
-        row("bn_infer", d.as_secs_f64(), bytes, naive.as_secs_f64()).print(o.json);
-        let naive = time(budget, || {
+        row("bn_infer", d.as_secs_f64(), bytes, naive).print(o.json);
+        let naive = naive_secs(o, budget, || {
             reference::batch_norm_infer_naive(&x, Some(&res), &mut y, c, hw, &a, &b)
         });
         let d = time(budget, || {
@@ -382,7 +401,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
                 .expect("valid")
         });
         let bytes = 12.0 * n as f64;
-        row("bn_add_relu", d.as_secs_f64(), bytes, naive.as_secs_f64()).print(o.json);
+        row("bn_add_relu", d.as_secs_f64(), bytes, naive).print(o.json);
 
         // Backward (12 B/element: read x and dy, write dx), against a naive two-pass loop.
         let dy = res;
@@ -391,7 +410,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             mean: &mean,
             invstd: &invstd,
         };
-        let naive = time(budget, || {
+        let naive = naive_secs(o, budget, || {
             reference::batch_norm_backward_naive(&x, &dy, &mut y, c, hw, &mean, &invstd)
         });
         let d = time(budget, || {
@@ -403,7 +422,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             dropnorm::batch_norm_backward(&x, &dy, None, shape, layout, &params, &saved, grads)
                 .expect("valid")
         });
-        row("bn_backward", d.as_secs_f64(), bytes, naive.as_secs_f64()).print(o.json);
+        row("bn_backward", d.as_secs_f64(), bytes, naive).print(o.json);
     }
 }
 
