@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dropnorm::{
-    BatchStats, BnGrads, BnParams, InferStats, Isa, Layout, SavedStats, Shape,
+    BnGrads, BnParams, Isa, Layout, RunningStats, SavedStats, SavedStatsMut, Shape,
     batch_norm_add_relu_infer, batch_norm_backward, batch_norm_infer, batch_norm_train, reference,
     with_isa,
 };
@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("forward", isa), |b| {
                 b.iter(|| {
                     with_isa(isa, || {
-                        let saved = SavedStats {
+                        let saved = SavedStatsMut {
                             mean: &mut mean,
                             invstd: &mut invstd,
                         };
@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
         g.finish();
 
         let res: Vec<f32> = x.iter().rev().copied().collect();
-        let stats = InferStats {
+        let stats = RunningStats {
             mean: &mean,
             var: &invstd,
         };
@@ -120,7 +120,7 @@ fn bench(c: &mut Criterion) {
         ));
         g.throughput(Throughput::Bytes(12 * n as u64));
         let (mut dg, mut db) = (vec![0.0f32; ch], vec![0.0f32; ch]);
-        let saved = BatchStats {
+        let saved = SavedStats {
             mean: &mean,
             invstd: &invstd,
         };

@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use dropnorm::{
-    BnParams, DropoutParams, InferStats, Isa, Layout, SavedStats, Shape, mask_len, reference,
+    BnParams, DropoutParams, Isa, Layout, RunningStats, SavedStatsMut, Shape, mask_len, reference,
     testing, with_isa,
 };
 use rayon::prelude::*;
@@ -350,7 +350,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
         let (mut mean, mut invstd) = (vec![0.0f32; c], vec![0.0f32; c]);
         let d = time(budget, || {
-            let saved = SavedStats {
+            let saved = SavedStatsMut {
                 mean: &mut mean,
                 invstd: &mut invstd,
             };
@@ -374,7 +374,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
 
         // Inference and the fused residual add + ReLU (the batch statistics serve as the
         // running ones). `frac` compares rates, so it holds for 12 B/element too.
-        let stats = InferStats {
+        let stats = RunningStats {
             mean: &mean,
             var: &invstd,
         };
@@ -406,7 +406,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         // Backward (12 B/element: read x and dy, write dx), against a naive two-pass loop.
         let dy = res;
         let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
-        let saved = dropnorm::BatchStats {
+        let saved = dropnorm::SavedStats {
             mean: &mean,
             invstd: &invstd,
         };

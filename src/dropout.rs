@@ -55,6 +55,12 @@ pub struct DropoutParams {
 
 impl DropoutParams {
     /// Training-mode parameters with offset 0.
+    ///
+    /// ```
+    /// use dropnorm::DropoutParams;
+    /// let params = DropoutParams::new(0.25, 7);
+    /// assert_eq!((params.p, params.seed, params.offset, params.training), (0.25, 7, 0, true));
+    /// ```
     pub fn new(p: f32, seed: u64) -> Self {
         DropoutParams {
             p,
@@ -65,16 +71,46 @@ impl DropoutParams {
     }
 
     /// The same parameters with another `offset`.
+    ///
+    /// ```
+    /// use dropnorm::{DropoutParams, dropout};
+    /// // Two halves with their own offsets give the mask of the whole.
+    /// let params = DropoutParams::new(0.5, 1);
+    /// let x = vec![1.0f32; 200];
+    /// let mut whole = vec![0.0f32; 200];
+    /// dropout(&x, &mut whole, &params)?;
+    /// let mut halves = vec![0.0f32; 200];
+    /// let (a, b) = halves.split_at_mut(100);
+    /// dropout(&x[..100], a, &params)?;
+    /// dropout(&x[100..], b, &params.with_offset(100))?;
+    /// assert_eq!(whole, halves);
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn with_offset(self, offset: u64) -> Self {
         DropoutParams { offset, ..self }
     }
 
     /// The same parameters in training (`true`) or eval (`false`) mode.
+    ///
+    /// ```
+    /// use dropnorm::{DropoutParams, dropout};
+    /// let x = [1.0f32, 2.0, 3.0];
+    /// let mut y = [0.0f32; 3];
+    /// dropout(&x, &mut y, &DropoutParams::new(0.9, 1).with_training(false))?;
+    /// assert_eq!(y, x); // eval mode: the identity
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn with_training(self, training: bool) -> Self {
         DropoutParams { training, ..self }
     }
 
     /// The factor kept elements are multiplied by: `1/(1-p)` in `f32`, or 0 for `p = 1`.
+    ///
+    /// ```
+    /// use dropnorm::DropoutParams;
+    /// assert_eq!(DropoutParams::new(0.5, 0).scale(), 2.0);
+    /// assert_eq!(DropoutParams::new(1.0, 0).scale(), 0.0);
+    /// ```
     pub fn scale(&self) -> f32 {
         if self.p >= 1.0 {
             0.0
@@ -93,6 +129,10 @@ impl DropoutParams {
 }
 
 /// Bytes of a packed mask for `n` elements: `ceil(n / 8)`.
+///
+/// ```
+/// assert_eq!(dropnorm::mask_len(17), 3);
+/// ```
 pub const fn mask_len(n: usize) -> usize {
     n.div_ceil(8)
 }
@@ -197,9 +237,20 @@ pub fn dropout_backward(dy: &[f32], dx: &mut [f32], params: &DropoutParams) -> R
     run(Src::Slice(dy), dx, MaskArg::None, params)
 }
 
-/// In-place [`dropout_backward`]: `d = dropout_backward(d)`.
-pub fn dropout_backward_inplace(d: &mut [f32], params: &DropoutParams) -> Result<(), Error> {
-    run(Src::InPlace, d, MaskArg::None, params)
+/// In-place [`dropout_backward`]: the gradient `dy` is overwritten with `dx`.
+///
+/// ```
+/// use dropnorm::{DropoutParams, dropout_backward, dropout_backward_inplace};
+/// let params = DropoutParams::new(0.5, 9);
+/// let mut g = vec![1.0f32; 100];
+/// let mut dx = vec![0.0f32; 100];
+/// dropout_backward(&g, &mut dx, &params)?;
+/// dropout_backward_inplace(&mut g, &params)?;
+/// assert_eq!(g, dx);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+pub fn dropout_backward_inplace(dy: &mut [f32], params: &DropoutParams) -> Result<(), Error> {
+    run(Src::InPlace, dy, MaskArg::None, params)
 }
 
 /// Backward of dropout from a stored packed mask: `dx = dy * params.scale()` where the mask
@@ -487,6 +538,17 @@ pub fn dropout_channels(
 }
 
 /// In-place [`dropout_channels`].
+///
+/// ```
+/// use dropnorm::{DropoutParams, Layout, Shape, dropout_channels, dropout_channels_inplace};
+/// let (shape, params) = (Shape::nchw(2, 3, 2, 2), DropoutParams::new(0.5, 3));
+/// let mut x: Vec<f32> = (0..24).map(|i| i as f32).collect();
+/// let mut y = vec![0.0f32; 24];
+/// dropout_channels(&x, &mut y, shape, Layout::Nhwc, &params)?;
+/// dropout_channels_inplace(&mut x, shape, Layout::Nhwc, &params)?;
+/// assert_eq!(x, y);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
 pub fn dropout_channels_inplace(
     x: &mut [f32],
     shape: Shape,
@@ -498,6 +560,19 @@ pub fn dropout_channels_inplace(
 }
 
 /// Backward of [`dropout_channels`] with the same parameters (the mask is regenerated).
+///
+/// ```
+/// use dropnorm::{DropoutParams, Layout, Shape, dropout_channels, dropout_channels_backward};
+/// let (shape, params) = (Shape::nchw(1, 8, 3, 3), DropoutParams::new(0.5, 11));
+/// let x = vec![2.0f32; 72];
+/// let (mut y, mut dx) = (vec![0.0f32; 72], vec![0.0f32; 72]);
+/// dropout_channels(&x, &mut y, shape, Layout::Nchw, &params)?;
+/// dropout_channels_backward(&vec![1.0; 72], &mut dx, shape, Layout::Nchw, &params)?;
+/// for (yi, di) in y.iter().zip(&dx) {
+///     assert_eq!(*yi == 0.0, *di == 0.0); // the same planes dropped
+/// }
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
 pub fn dropout_channels_backward(
     dy: &[f32],
     dx: &mut [f32],

@@ -35,6 +35,11 @@ impl Isa {
     pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
 
     /// Whether this CPU can run this ISA's kernels.
+    ///
+    /// ```
+    /// use dropnorm::Isa;
+    /// assert!(Isa::Portable.is_available()); // always
+    /// ```
     pub fn is_available(self) -> bool {
         match self {
             Isa::Portable => true,
@@ -54,17 +59,36 @@ impl Isa {
     }
 
     /// The ISAs this CPU can run, slowest first.
+    ///
+    /// ```
+    /// use dropnorm::Isa;
+    /// for isa in Isa::available() {
+    ///     println!("this CPU runs {isa}");
+    /// }
+    /// assert_eq!(Isa::available().last(), Some(Isa::best()));
+    /// ```
     pub fn available() -> impl Iterator<Item = Isa> {
         Isa::ALL.into_iter().filter(|i| i.is_available())
     }
 
     /// The fastest ISA this CPU has (cached).
+    ///
+    /// ```
+    /// use dropnorm::Isa;
+    /// assert!(Isa::best().is_available());
+    /// ```
     pub fn best() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| Isa::available().last().unwrap_or(Isa::Portable))
     }
 
     /// The lowercase name used by `DROPNORM_ISA` and `Display`.
+    ///
+    /// ```
+    /// use dropnorm::Isa;
+    /// assert_eq!(Isa::Avx2.name(), "avx2");
+    /// assert_eq!("avx2".parse::<Isa>().ok(), Some(Isa::Avx2));
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
@@ -175,6 +199,12 @@ pub fn with_isa<R>(isa: Isa, f: impl FnOnce() -> R) -> Result<R, Error> {
 }
 
 /// The ISA a call made now on this thread would use.
+///
+/// ```
+/// use dropnorm::{Isa, active_isa, with_isa};
+/// with_isa(Isa::Portable, || assert_eq!(active_isa(), Isa::Portable))?;
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
 pub fn active_isa() -> Isa {
     SCOPED
         .with(Cell::get)

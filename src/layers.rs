@@ -6,7 +6,7 @@
 //! `dy`, `dx`). Gradients are **overwritten** by each backward, not accumulated.
 
 use crate::batch_norm::{
-    BatchStats, BnGrads, BnParams, InferStats, Momentum, RunningStats, SavedStats,
+    BnGrads, BnParams, Momentum, RunningStats, RunningStatsMut, SavedStats, SavedStatsMut,
     batch_norm_backward, batch_norm_backward_eval, batch_norm_infer, batch_norm_train,
 };
 use crate::{DropoutParams, Error, Layout, Shape, dropout, dropout_backward};
@@ -64,6 +64,14 @@ pub struct BatchNorm {
 
 impl BatchNorm {
     /// A layer in training mode with PyTorch's defaults (eps 1e-5, momentum 0.1).
+    ///
+    /// ```
+    /// use dropnorm::{BatchNorm, Convention, Layout};
+    /// let mut bn = BatchNorm::new(64, Layout::Nchw);
+    /// bn.convention = Convention::Onnx(0.9); // ONNX/MXNet running statistics instead
+    /// bn.relu = true;
+    /// assert_eq!((bn.gamma.len(), bn.eps), (64, 1e-5));
+    /// ```
     pub fn new(channels: usize, layout: Layout) -> Self {
         BatchNorm {
             gamma: vec![1.0; channels],
@@ -84,21 +92,51 @@ impl BatchNorm {
     }
 
     /// Switches to training mode (batch statistics, running statistics updated).
+    ///
+    /// ```
+    /// use dropnorm::{BatchNorm, Layout};
+    /// let mut bn = BatchNorm::new(4, Layout::Nc);
+    /// bn.eval();
+    /// bn.train();
+    /// assert!(bn.is_training());
+    /// ```
     pub fn train(&mut self) {
         self.training = true;
     }
 
     /// Switches to eval mode (running statistics).
+    ///
+    /// ```
+    /// use dropnorm::{BatchNorm, Layout};
+    /// let mut bn = BatchNorm::new(4, Layout::Nc);
+    /// bn.eval();
+    /// assert!(!bn.is_training());
+    /// ```
     pub fn eval(&mut self) {
         self.training = false;
     }
 
     /// Whether the layer is in training mode.
+    ///
+    /// ```
+    /// use dropnorm::{BatchNorm, Layout};
+    /// assert!(BatchNorm::new(4, Layout::Nc).is_training()); // layers start in training mode
+    /// ```
     pub fn is_training(&self) -> bool {
         self.training
     }
 
     /// Batches seen in training mode.
+    ///
+    /// ```
+    /// use dropnorm::{BatchNorm, Layout, Shape};
+    /// let mut bn = BatchNorm::new(1, Layout::Nc);
+    /// let mut y = [0.0f32; 2];
+    /// bn.forward(&[1.0, 2.0], &mut y, Shape::nc(2, 1))?;
+    /// bn.forward(&[3.0, 5.0], &mut y, Shape::nc(2, 1))?;
+    /// assert_eq!(bn.batches_tracked(), 2);
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn batches_tracked(&self) -> u64 {
         self.batches
     }
@@ -111,9 +149,20 @@ impl BatchNorm {
 
     /// `y = bn(x)`: batch statistics (and a running-statistics update) in training mode,
     /// running statistics in eval mode.
+    ///
+    /// ```
+    /// use dropnorm::{BatchNorm, Layout, Shape};
+    /// let mut bn = BatchNorm::new(1, Layout::Nc);
+    /// let mut y = [0.0f32; 2];
+    /// bn.forward(&[1.0, 3.0], &mut y, Shape::nc(2, 1))?; // batch mean 2, var 1 (unbiased 2)
+    /// assert!((y[0] + 1.0).abs() < 1e-4 && (y[1] - 1.0).abs() < 1e-4);
+    /// assert_eq!(bn.running_mean, [0.2]); // 0.9·0 + 0.1·2
+    /// assert!((bn.running_var[0] - 1.1).abs() < 1e-6); // 0.9·1 + 0.1·2
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn forward(&mut self, x: &[f32], y: &mut [f32], shape: Shape) -> Result<(), Error> {
         if !self.training {
-            let stats = InferStats {
+            let stats = RunningStats {
                 mean: &self.running_mean,
                 var: &self.running_var,
             };
@@ -129,11 +178,11 @@ impl BatchNorm {
         let params = BnParams::new(self.eps)
             .with_affine(&self.gamma, &self.beta)
             .with_relu(self.relu);
-        let saved = SavedStats {
+        let saved = SavedStatsMut {
             mean: &mut self.saved_mean,
             invstd: &mut self.saved_invstd,
         };
-        let running = RunningStats {
+        let running = RunningStatsMut {
             mean: &mut self.running_mean,
             var: &mut self.running_var,
             momentum,
@@ -145,11 +194,26 @@ impl BatchNorm {
 
     /// Backward of the last forward: writes `dx` and the layer's `dgamma`/`dbeta`. `x` is that
     /// forward's input, and `y` its output (needed only with a fused ReLU).
+    ///
+    /// ```
+    /// use dropnorm::{BatchNorm, Layout, Shape};
+    /// let mut bn = BatchNorm::new(1, Layout::Nc);
+    /// let (x, shape) = ([1.0f32, 3.0], Shape::nc(2, 1));
+    /// let mut y = [0.0f32; 2];
+    /// bn.forward(&x, &mut y, shape)?;
+    /// let dy = [1.0f32, 0.0];
+    /// let mut dx = [0.0f32; 2];
+    /// bn.backward(&x, &dy, None, &mut dx, shape)?; // y is needed only with a fused ReLU
+    /// assert_eq!(bn.dbeta, [1.0]); // Σdy
+    /// assert!((bn.dgamma[0] + 1.0).abs() < 1e-4); // Σdy·x̂ = 1·(−1)
+    /// assert!(dx[0].abs() < 1e-4 && dx[1].abs() < 1e-4);
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn backward(
         &mut self,
         x: &[f32],
-        y: Option<&[f32]>,
         dy: &[f32],
+        y: Option<&[f32]>,
         dx: &mut [f32],
         shape: Shape,
     ) -> Result<(), Error> {
@@ -162,7 +226,7 @@ impl BatchNorm {
                     what: "eval-mode backward through a fused ReLU",
                 });
             }
-            let stats = InferStats {
+            let stats = RunningStats {
                 mean: &self.running_mean,
                 var: &self.running_var,
             };
@@ -170,7 +234,7 @@ impl BatchNorm {
             self.dbeta.fill(0.0);
             return batch_norm_backward_eval(dy, dx, shape, self.layout, &params, &stats);
         }
-        let saved = BatchStats {
+        let saved = SavedStats {
             mean: &self.saved_mean,
             invstd: &self.saved_invstd,
         };
@@ -212,6 +276,12 @@ pub struct Dropout {
 
 impl Dropout {
     /// A layer in training mode.
+    ///
+    /// ```
+    /// use dropnorm::Dropout;
+    /// let d = Dropout::new(0.1, 1234);
+    /// assert_eq!((d.p, d.seed, d.steps()), (0.1, 1234, 0));
+    /// ```
     pub fn new(p: f32, seed: u64) -> Self {
         Dropout {
             p,
@@ -222,22 +292,59 @@ impl Dropout {
     }
 
     /// Switches to training mode.
+    ///
+    /// ```
+    /// use dropnorm::Dropout;
+    /// let mut d = Dropout::new(0.5, 1);
+    /// d.eval();
+    /// d.train();
+    /// let mut y = [0.0f32; 64];
+    /// d.forward(&[1.0; 64], &mut y)?;
+    /// assert!(y.contains(&0.0));
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn train(&mut self) {
         self.training = true;
     }
 
     /// Switches to eval mode (identity).
+    ///
+    /// ```
+    /// use dropnorm::Dropout;
+    /// let mut d = Dropout::new(0.5, 1);
+    /// d.eval();
+    /// let mut y = [0.0f32; 3];
+    /// d.forward(&[1.0, 2.0, 3.0], &mut y)?;
+    /// assert_eq!(y, [1.0, 2.0, 3.0]);
+    /// assert_eq!(d.steps(), 0); // eval forwards are not training steps
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn eval(&mut self) {
         self.training = false;
     }
 
     /// Training forwards done so far.
+    ///
+    /// ```
+    /// use dropnorm::Dropout;
+    /// let mut d = Dropout::new(0.5, 1);
+    /// let mut y = [0.0f32; 8];
+    /// d.forward(&[1.0; 8], &mut y)?;
+    /// assert_eq!(d.steps(), 1);
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn steps(&self) -> u64 {
         self.step
     }
 
     /// The seed of training step `step`: SplitMix64 of `seed + step·φ`, so steps get unrelated
     /// streams without any limit on their count or size.
+    ///
+    /// ```
+    /// use dropnorm::Dropout;
+    /// assert_ne!(Dropout::step_seed(7, 0), Dropout::step_seed(7, 1));
+    /// assert_eq!(Dropout::step_seed(7, 3), Dropout::step_seed(7, 3));
+    /// ```
     pub fn step_seed(seed: u64, step: u64) -> u64 {
         let mut z = seed.wrapping_add(step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -246,11 +353,32 @@ impl Dropout {
     }
 
     /// The parameters of training step `step`.
+    ///
+    /// ```
+    /// use dropnorm::{Dropout, dropout};
+    /// // Replaying step 0 outside the layer gives the layer's first mask.
+    /// let mut d = Dropout::new(0.5, 42);
+    /// let x = [1.0f32; 32];
+    /// let (mut y, mut again) = ([0.0f32; 32], [0.0f32; 32]);
+    /// d.forward(&x, &mut y)?;
+    /// dropout(&x, &mut again, &d.params(0))?;
+    /// assert_eq!(y, again);
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn params(&self, step: u64) -> DropoutParams {
         DropoutParams::new(self.p, Self::step_seed(self.seed, step)).with_training(self.training)
     }
 
     /// `y = dropout(x)` with a fresh mask (training) or `y = x` (eval).
+    ///
+    /// ```
+    /// use dropnorm::Dropout;
+    /// let mut d = Dropout::new(0.25, 3);
+    /// let mut y = [0.0f32; 1000];
+    /// d.forward(&[1.0; 1000], &mut y)?;
+    /// assert!(y.iter().all(|&v| v == 0.0 || v == 1.0 / 0.75));
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn forward(&mut self, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
         dropout(x, y, &self.params(self.step))?;
         if self.training {
@@ -261,6 +389,17 @@ impl Dropout {
 
     /// Backward of the last forward: `dx = dy·scale` where it kept the element, `+0.0` where it
     /// dropped it (the identity in eval mode).
+    ///
+    /// ```
+    /// use dropnorm::Dropout;
+    /// let mut d = Dropout::new(0.5, 3);
+    /// let mut y = [0.0f32; 64];
+    /// d.forward(&[1.0; 64], &mut y)?;
+    /// let mut dx = [0.0f32; 64];
+    /// d.backward(&[1.0; 64], &mut dx)?;
+    /// assert_eq!(dx, y); // the same elements dropped, the same scale
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn backward(&self, dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
         let step = if self.training {
             self.step.saturating_sub(1)

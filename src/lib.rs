@@ -1,9 +1,76 @@
 //! # dropnorm
 //!
-//! Hand-vectorized CPU kernels for **inverted dropout** (and, as the crate grows, batch
-//! normalization) on raw `f32` slices, chosen at run time for the CPU at hand (AVX-512, AVX2+FMA
-//! or portable SIMD), parallel with rayon, reproducible bit for bit on any thread count, and
-//! returning a typed [`Error`] — never panicking — on bad input.
+//! Hand-vectorized CPU kernels for **inverted dropout** and **batch normalization** on raw
+//! `f32` slices in NC, NCHW and NHWC layouts. The kernels are chosen at run time for the CPU
+//! at hand (AVX-512, AVX2+FMA or portable SIMD), run in parallel with rayon, give the same bits
+//! on any thread count, allocate nothing per call beyond reused thread-local scratch, write
+//! into caller-provided buffers, and return a typed [`Error`] — never a panic — on bad input.
+//!
+//! ## Quickstart: training loop (layers)
+//!
+//! [`BatchNorm`] and [`Dropout`] own their parameters and state; the caller owns the
+//! activations. Gradients of γ and β are overwritten by each backward.
+//!
+//! ```
+//! use dropnorm::{BatchNorm, Dropout, Layout, Shape};
+//!
+//! let shape = Shape::nchw(8, 16, 4, 4); // N, C, H, W
+//! let n = shape.numel()?;
+//! let x: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 * 0.1).collect();
+//! let (mut h, mut y) = (vec![0.0; n], vec![0.0; n]);
+//!
+//! let mut bn = BatchNorm::new(shape.c, Layout::Nchw); // PyTorch defaults: eps 1e-5, momentum 0.1
+//! let mut drop = Dropout::new(0.1, 42); // p = 0.1, seed 42: a fresh mask every step
+//! for _step in 0..3 {
+//!     bn.forward(&x, &mut h, shape)?; // batch statistics; running statistics updated
+//!     drop.forward(&h, &mut y)?;
+//!     let dy = vec![1.0f32; n]; // the loss gradient, from the layers above
+//!     let (mut dh, mut dx) = (vec![0.0; n], vec![0.0; n]);
+//!     drop.backward(&dy, &mut dh)?; // regenerates this step's mask from its seed
+//!     bn.backward(&x, &dh, None, &mut dx, shape)?; // dx, and bn.dgamma / bn.dbeta
+//!     // ... update bn.gamma and bn.beta with bn.dgamma and bn.dbeta ...
+//! }
+//! bn.eval();
+//! drop.eval();
+//! bn.forward(&x, &mut h, shape)?; // running statistics
+//! drop.forward(&h, &mut y)?; // identity
+//! assert_eq!(h, y);
+//! # Ok::<(), dropnorm::Error>(())
+//! ```
+//!
+//! ## Quickstart: inference engine (folding and the fused kernels)
+//!
+//! At load time, fold a batch-norm node into the convolution or linear layer before it and
+//! delete the node; where that is not possible, apply it with the inference kernel, fused
+//! with the residual add and ReLU of a ResNet block.
+//!
+//! ```
+//! use dropnorm::{BnParams, Layout, RunningStats, Shape, batch_norm_add_relu_infer, fold_into};
+//!
+//! let (c, k) = (4, 9); // 4 output channels, 9 weights each (e.g. 1 input channel, 3×3)
+//! let gamma = [1.0f32, 0.5, 2.0, 1.0];
+//! let beta = [0.0f32, 0.1, -0.1, 0.0];
+//! let (mean, var) = ([0.5f32, 0.0, 1.0, -1.0], [1.0f32, 4.0, 0.25, 1.0]);
+//! let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
+//! let stats = RunningStats { mean: &mean, var: &var };
+//!
+//! // 1. Fold into the previous layer's weights (output-channel-major) and bias.
+//! let mut weights = vec![0.1f32; c * k];
+//! let mut bias = vec![0.0f32; c];
+//! fold_into(&mut weights, &mut bias, &params, &stats)?;
+//!
+//! // 2. Or run it: y = relu(bn(x) + residual), one pass, NHWC here.
+//! let shape = Shape::nchw(2, c, 3, 3);
+//! let n = shape.numel()?;
+//! let x = vec![1.0f32; n];
+//! let residual = vec![0.5f32; n];
+//! let mut y = vec![0.0f32; n];
+//! batch_norm_add_relu_infer(&x, &residual, &mut y, shape, Layout::Nhwc, &params, &stats)?;
+//! assert!(y.iter().all(|&v| v >= 0.0));
+//! # Ok::<(), dropnorm::Error>(())
+//! ```
+//!
+//! ## Quickstart: the functions underneath
 //!
 //! ```
 //! use dropnorm::{DropoutParams, dropout, dropout_backward};
@@ -23,9 +90,19 @@
 //! # Ok::<(), dropnorm::Error>(())
 //! ```
 //!
+//! Batch norm's functions take the data, the [`Shape`] and [`Layout`], [`BnParams`] (eps,
+//! optional γ/β, fused ReLU) and the statistics: [`batch_norm_train`] writes the batch
+//! statistics into [`SavedStatsMut`] and updates [`RunningStatsMut`] in an explicit
+//! [`Momentum`] convention; [`batch_norm_infer`] reads [`RunningStats`];
+//! [`batch_norm_backward`] reads [`SavedStats`] and writes [`BnGrads`]. Types ending in `Mut`
+//! are the ones a call writes.
+//!
 //! ## Contracts
 //! - **Determinism**: a dropout mask is a pure function of `(seed, element index, p)`; see
-//!   [`rng`] for the stream layout.
+//!   [`rng`] for the stream layout. Batch-norm results are the same bits for any thread
+//!   count (fixed reduction order); across ISAs they may differ by FMA rounding.
+//! - **Numerics**: batch norm is computed in centered form, never `x·a + b`; see
+//!   [`batch_norm`].
 //! - **ISA**: detected once; force one with `DROPNORM_ISA=portable|avx2|avx512`,
 //!   [`force_isa`] or [`with_isa`].
 //! - **Parallelism**: rayon's current pool (install your own with `ThreadPool::install`); the
@@ -51,10 +128,11 @@ pub mod reference;
 pub mod testing;
 
 pub use batch_norm::{
-    BatchStats, BnGrads, BnParams, ChannelStats, InferStats, Momentum, RunningStats, SavedStats,
-    batch_norm_add_relu_backward, batch_norm_add_relu_infer, batch_norm_add_relu_train,
-    batch_norm_backward, batch_norm_backward_eval, batch_norm_infer, batch_norm_infer_inplace,
-    batch_norm_train, batch_norm_train_inplace, channel_stats, fold, fold_into,
+    BnGrads, BnParams, ChannelStats, Momentum, RunningStats, RunningStatsMut, SavedStats,
+    SavedStatsMut, batch_norm_add_relu_backward, batch_norm_add_relu_infer,
+    batch_norm_add_relu_train, batch_norm_backward, batch_norm_backward_eval, batch_norm_infer,
+    batch_norm_infer_inplace, batch_norm_train, batch_norm_train_inplace, channel_stats, fold,
+    fold_into,
 };
 pub use dropout::{
     DropoutParams, dropout, dropout_backward, dropout_backward_inplace, dropout_backward_with_mask,

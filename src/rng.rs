@@ -38,6 +38,18 @@ impl StreamState {
     /// That is SplitMix64 from the seed, two outputs read as four little-endian words; it is
     /// written out here because the generic `rand_core` path costs several times more, which
     /// shows at 64 lanes per 16 Ki-element block (the tests compare it with `rand_xoshiro`).
+    ///
+    /// ```
+    /// use dropnorm::rng::{StreamState, lane_seed};
+    /// use rand_xoshiro::Xoshiro128PlusPlus;
+    /// use rand_xoshiro::rand_core::SeedableRng;
+    /// let st = StreamState::from_lane_seeds(|l| lane_seed(42, 0, l));
+    /// // Lane 3 starts where rand_xoshiro's generator seeded with the same u64 starts.
+    /// let want = Xoshiro128PlusPlus::seed_from_u64(lane_seed(42, 0, 3)).state();
+    /// for k in 0..4 {
+    ///     assert_eq!(st.s[k][3].to_le_bytes(), want[4 * k..4 * k + 4]);
+    /// }
+    /// ```
     pub fn from_lane_seeds(lane_seed: impl Fn(usize) -> u64) -> StreamState {
         let mut s = [[0u32; 16]; 4];
         #[allow(clippy::needless_range_loop)] // `l` indexes the second dimension of four rows
@@ -67,6 +79,12 @@ pub(crate) fn block_streams(seed: u64, block: u64) -> [StreamState; STREAMS] {
 /// The block and lane are mixed through the SplitMix64 finalizer (a bijection) before the
 /// XOR with the user seed, so neighbouring blocks and lanes get unrelated seeds, and
 /// `seed_from_u64` runs SplitMix64 once more on the result.
+///
+/// ```
+/// use dropnorm::rng::lane_seed;
+/// assert_ne!(lane_seed(1, 0, 0), lane_seed(1, 0, 1));
+/// assert_ne!(lane_seed(1, 0, 0), lane_seed(1, 1, 0));
+/// ```
 pub fn lane_seed(seed: u64, block: u64, lane: usize) -> u64 {
     seed ^ mix64(block.wrapping_mul(GROUP as u64).wrapping_add(lane as u64))
 }
@@ -98,6 +116,13 @@ pub enum Threshold {
 /// The decision rule for a validated `p` in `[0, 1]`: drop iff `r < round(p · 2^32)`, so
 /// P(drop) is `p` to within 2^-33. `p = 1` drops all (its threshold 2^32 does not fit a `u32`);
 /// a `p < 1` that rounds to 2^32 is clamped to `u32::MAX`.
+///
+/// ```
+/// use dropnorm::rng::{Threshold, threshold};
+/// assert_eq!(threshold(0.5), Threshold::Below(1 << 31));
+/// assert_eq!(threshold(0.0), Threshold::KeepAll);
+/// assert_eq!(threshold(1.0), Threshold::DropAll);
+/// ```
 pub fn threshold(p: f32) -> Threshold {
     if p <= 0.0 {
         Threshold::KeepAll

@@ -30,11 +30,23 @@ pub struct Shape {
 
 impl Shape {
     /// A 4-D shape `(n, c, h, w)`.
+    ///
+    /// ```
+    /// use dropnorm::Shape;
+    /// let s = Shape::nchw(32, 64, 56, 56); // also the dimensions of an NHWC tensor
+    /// assert_eq!(s.numel()?, 32 * 64 * 56 * 56);
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub const fn nchw(n: usize, c: usize, h: usize, w: usize) -> Self {
         Shape { n, c, h, w }
     }
 
     /// A 2-D shape `(n, c)`: `h = w = 1`.
+    ///
+    /// ```
+    /// use dropnorm::Shape;
+    /// assert_eq!(Shape::nc(8, 3), Shape::nchw(8, 3, 1, 1));
+    /// ```
     pub const fn nc(n: usize, c: usize) -> Self {
         Shape { n, c, h: 1, w: 1 }
     }
@@ -53,17 +65,34 @@ impl Shape {
     }
 
     /// Number of `(n, c)` planes, `n·c`.
+    ///
+    /// ```
+    /// assert_eq!(dropnorm::Shape::nchw(2, 3, 4, 5).planes()?, 6);
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn planes(&self) -> Result<usize, Error> {
         self.n.checked_mul(self.c).ok_or(self.overflow())
     }
 
     /// Elements per plane, `h·w`.
+    ///
+    /// ```
+    /// assert_eq!(dropnorm::Shape::nchw(2, 3, 4, 5).spatial()?, 20);
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn spatial(&self) -> Result<usize, Error> {
         self.h.checked_mul(self.w).ok_or(self.overflow())
     }
 
     /// Checks that the shape fits `layout` and that its element count fits in `usize`;
     /// returns the element count.
+    ///
+    /// ```
+    /// use dropnorm::{Layout, Shape};
+    /// assert_eq!(Shape::nc(4, 3).validate(Layout::Nc)?, 12);
+    /// assert!(Shape::nchw(4, 3, 2, 2).validate(Layout::Nc).is_err()); // NC needs h = w = 1
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
     pub fn validate(&self, layout: Layout) -> Result<usize, Error> {
         if layout == Layout::Nc && (self.h != 1 || self.w != 1) {
             return Err(Error::InvalidShape {

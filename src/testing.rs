@@ -209,7 +209,7 @@ pub fn fuzz_dropout(data: &[u8]) {
 /// out of place, bit for bit; and finite outputs wherever the inputs and parameters are finite
 /// and moderate (|v| <= 1e15, so that no intermediate can overflow f32).
 pub fn fuzz_bn_train(data: &[u8]) {
-    use crate::{BnParams, Layout, Momentum, RunningStats, SavedStats, Shape};
+    use crate::{BnParams, Layout, Momentum, RunningStatsMut, SavedStatsMut, Shape};
     let mut b = Bytes(data);
     let dims = [
         b.u8() as usize % 6,
@@ -278,11 +278,11 @@ pub fn fuzz_bn_train(data: &[u8]) {
                 shape,
                 layout,
                 &params,
-                SavedStats {
+                SavedStatsMut {
                     mean: &mut sm,
                     invstd: &mut si,
                 },
-                Some(RunningStats {
+                Some(RunningStatsMut {
                     mean: &mut rm,
                     var: &mut rv,
                     momentum,
@@ -329,11 +329,11 @@ pub fn fuzz_bn_train(data: &[u8]) {
                 shape,
                 layout,
                 &params,
-                SavedStats {
+                SavedStatsMut {
                     mean: &mut sm2,
                     invstd: &mut si2,
                 },
-                Some(RunningStats {
+                Some(RunningStatsMut {
                     mean: &mut rm2,
                     var: &mut rv2,
                     momentum,
@@ -447,7 +447,7 @@ impl BnCase {
 /// outputs for moderate inputs.
 pub fn fuzz_bn_infer(data: &[u8]) {
     let cs = bn_case(data);
-    let stats = crate::InferStats {
+    let stats = crate::RunningStats {
         mean: &cs.mean,
         var: &cs.var,
     };
@@ -507,7 +507,7 @@ pub fn fuzz_bn_infer(data: &[u8]) {
 /// when flagged, and through add+ReLU): no panic; `Err` exactly for invalid arguments, with
 /// every output untouched; finite gradients for moderate inputs.
 pub fn fuzz_bn_backward(data: &[u8]) {
-    use crate::{BatchStats, BnGrads, SavedStats};
+    use crate::{BnGrads, SavedStats, SavedStatsMut};
     let cs = bn_case(data);
     let (n, c) = (cs.x.len(), cs.shape.c);
     const S: u32 = 0x7FC0_0BAD;
@@ -523,7 +523,7 @@ pub fn fuzz_bn_backward(data: &[u8]) {
                 cs.shape,
                 cs.layout,
                 &cs.params(),
-                SavedStats {
+                SavedStatsMut {
                     mean: &mut m,
                     invstd: &mut s,
                 },
@@ -536,7 +536,7 @@ pub fn fuzz_bn_backward(data: &[u8]) {
             if fwd.is_err() {
                 (m, s) = (cs.mean.clone(), cs.var.clone());
             }
-            let saved = BatchStats {
+            let saved = SavedStats {
                 mean: &m,
                 invstd: &s,
             };

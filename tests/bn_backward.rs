@@ -83,7 +83,7 @@ fn run(
         shape,
         layout,
         &params,
-        SavedStats {
+        SavedStatsMut {
             mean: &mut mean,
             invstd: &mut invstd,
         },
@@ -101,7 +101,7 @@ fn run(
         vec![f32::NAN; c],
     );
     let mut dr = vec![f32::NAN; x.len()];
-    let saved = BatchStats {
+    let saved = SavedStats {
         mean: &mean,
         invstd: &invstd,
     };
@@ -366,7 +366,7 @@ fn eval_backward_scales_by_gamma_invstd() {
         let var: Vec<f32> = (0..shape.c).map(|i| 0.5 + i as f32 * 0.25).collect();
         let mean = vec![100.0f32; shape.c];
         let mut dx = vec![f32::NAN; n];
-        let stats = InferStats {
+        let stats = RunningStats {
             mean: &mean,
             var: &var,
         };
@@ -397,7 +397,7 @@ fn errors_name_the_argument_and_write_nothing() {
     let shape = Shape::nchw(2, 3, 2, 2);
     let x = vec![1.0f32; 24];
     let (m, s) = ([0.0f32; 3], [1.0f32; 3]);
-    let saved = BatchStats {
+    let saved = SavedStats {
         mean: &m,
         invstd: &s,
     };
@@ -435,7 +435,7 @@ fn errors_name_the_argument_and_write_nothing() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("`dy`"), "{e}");
-    let other = BatchStats {
+    let other = SavedStats {
         mean: &m[..2],
         invstd: &s,
     };
@@ -513,11 +513,11 @@ fn add_relu_train_equals_train_then_add_relu() {
                     shape,
                     layout,
                     &params,
-                    SavedStats {
+                    SavedStatsMut {
                         mean: &mut m1,
                         invstd: &mut s1,
                     },
-                    Some(RunningStats {
+                    Some(RunningStatsMut {
                         mean: &mut rm1,
                         var: &mut rv1,
                         momentum: Momentum::PyTorch(0.1),
@@ -532,11 +532,11 @@ fn add_relu_train_equals_train_then_add_relu() {
                     shape,
                     layout,
                     &params,
-                    SavedStats {
+                    SavedStatsMut {
                         mean: &mut m2,
                         invstd: &mut s2,
                     },
-                    Some(RunningStats {
+                    Some(RunningStatsMut {
                         mean: &mut rm2,
                         var: &mut rv2,
                         momentum: Momentum::PyTorch(0.1),

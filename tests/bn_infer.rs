@@ -99,7 +99,7 @@ fn every_isa_and_layout_matches_f64_reference() {
             for (si, shape) in shapes(layout).into_iter().enumerate() {
                 for offset in [0.0, 1e4] {
                     let cs = case(shape, si as u64 + 3, offset);
-                    let stats = InferStats {
+                    let stats = RunningStats {
                         mean: &cs.mean,
                         var: &cs.var,
                     };
@@ -149,7 +149,7 @@ fn non_temporal_paths_match_reference() {
         (Shape::nc(min / 40 + 3, 40), Layout::Nc),
     ] {
         let cs = case(shape, 9, 3.0);
-        let stats = InferStats {
+        let stats = RunningStats {
             mean: &cs.mean,
             var: &cs.var,
         };
@@ -171,7 +171,7 @@ fn fold_matches_inference() {
     for layout in LAYOUTS {
         let shape = shapes(layout)[3];
         let cs = case(shape, 4, 50.0);
-        let stats = InferStats {
+        let stats = RunningStats {
             mean: &cs.mean,
             var: &cs.var,
         };
@@ -236,7 +236,7 @@ fn folded_convolution_equals_convolution_then_bn() {
     let beta = [0.1f32, -0.2, 0.3, 0.0];
     let mean = [0.2f32, -0.1, 0.05, 0.3];
     let var = [1.2f32, 0.8, 2.5, 0.6];
-    let stats = InferStats {
+    let stats = RunningStats {
         mean: &mean,
         var: &var,
     };
@@ -261,7 +261,7 @@ fn identical_bits_for_1_2_3_threads() {
         (Shape::nc(3001, 70), Layout::Nc),
     ] {
         let cs = case(shape, 6, 1.0);
-        let stats = InferStats {
+        let stats = RunningStats {
             mean: &cs.mean,
             var: &cs.var,
         };
@@ -297,7 +297,7 @@ fn errors_name_the_argument_and_write_nothing() {
     let shape = Shape::nchw(2, 3, 2, 2);
     let x = vec![1.0f32; 24];
     let (m3, v3, m2) = ([0.0f32; 3], [1.0f32; 3], [0.0f32; 2]);
-    let good = InferStats {
+    let good = RunningStats {
         mean: &m3,
         var: &v3,
     };
@@ -318,7 +318,7 @@ fn errors_name_the_argument_and_write_nothing() {
         shape,
         Layout::Nchw,
         &BnParams::new(1e-5),
-        &InferStats {
+        &RunningStats {
             mean: &m2,
             var: &v3,
         },

@@ -181,11 +181,11 @@ fn in_place_equals_out_of_place_and_guards_hold() {
                     shape,
                     layout,
                     &params,
-                    SavedStats {
+                    SavedStatsMut {
                         mean: &mut m,
                         invstd: &mut s,
                     },
-                    Some(RunningStats {
+                    Some(RunningStatsMut {
                         mean: &mut rm,
                         var: &mut rv,
                         momentum: Momentum::Onnx(0.9),
@@ -434,11 +434,11 @@ fn errors_name_the_argument_and_write_nothing() {
             shape,
             Layout::Nchw,
             params,
-            SavedStats {
+            SavedStatsMut {
                 mean: &mut m,
                 invstd: &mut s,
             },
-            Some(RunningStats {
+            Some(RunningStatsMut {
                 mean: &mut rm,
                 var: &mut rv,
                 momentum,
@@ -581,7 +581,7 @@ fn non_temporal_paths_match_reference() {
                 shape,
                 layout,
                 &params,
-                SavedStats {
+                SavedStatsMut {
                     mean: &mut m,
                     invstd: &mut s,
                 },

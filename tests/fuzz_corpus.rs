@@ -15,6 +15,12 @@ const TARGETS: [(&str, Check); 4] = [
 #[test]
 fn replay_fuzz_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    if !root.join("Cargo.toml").exists() {
+        // A crates.io package: cargo leaves out the fuzz crate (it is a package of its own).
+        // In the repository the corpus must be there, and the assertion below holds.
+        eprintln!("no fuzz/ directory (packaged crate): nothing to replay");
+        return;
+    }
     for (target, check) in TARGETS {
         let mut replayed = 0;
         for dir in ["corpus", "artifacts"] {

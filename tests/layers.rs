@@ -105,7 +105,7 @@ fn batch_norm_layer_backward_equals_the_function() {
     let mut y = vec![0.0f32; 96];
     bn.forward(&x, &mut y, shape).unwrap();
     let mut dx = vec![0.0f32; 96];
-    bn.backward(&x, Some(&y), &dy, &mut dx, shape).unwrap();
+    bn.backward(&x, &dy, Some(&y), &mut dx, shape).unwrap();
     // Direct calls with the same statistics.
     let params = BnParams::new(1e-5)
         .with_affine(&bn.gamma, &bn.beta)
@@ -118,7 +118,7 @@ fn batch_norm_layer_backward_equals_the_function() {
         shape,
         Layout::Nchw,
         &params,
-        SavedStats {
+        SavedStatsMut {
             mean: &mut m,
             invstd: &mut s,
         },
@@ -127,7 +127,7 @@ fn batch_norm_layer_backward_equals_the_function() {
     .unwrap();
     assert_eq!(bits(&y), bits(&y2));
     let (mut dx2, mut dg, mut db) = (vec![0.0f32; 96], vec![0.0f32; 3], vec![0.0f32; 3]);
-    let saved = BatchStats {
+    let saved = SavedStats {
         mean: &m,
         invstd: &s,
     };
@@ -151,7 +151,7 @@ fn batch_norm_layer_backward_equals_the_function() {
     assert_eq!(bits(&bn.dbeta), bits(&db));
     // Without y a fused ReLU cannot be differentiated.
     assert!(matches!(
-        bn.backward(&x, None, &dy, &mut dx, shape),
+        bn.backward(&x, &dy, None, &mut dx, shape),
         Err(Error::MissingArgument { .. })
     ));
 }

@@ -84,7 +84,7 @@ proptest! {
         let gamma: Vec<f32> = (0..c).map(|i| 1.0 + (i % 3) as f32 * 0.5).collect();
         let beta: Vec<f32> = (0..c).map(|i| (i % 2) as f32 * 0.5).collect();
         let params = BnParams::new(1e-5).with_affine(&gamma, &beta).with_relu(relu);
-        let stats = InferStats { mean: &mean, var: &var };
+        let stats = RunningStats { mean: &mean, var: &var };
         for isa in Isa::available() {
             let mut y = vec![f32::NAN; n];
             with_isa(isa, || batch_norm_infer(&x, &mut y, shape, layout, &params, &stats)).unwrap().unwrap();
@@ -104,7 +104,7 @@ proptest! {
             }
             let o = with_isa(isa, || run_bn(&x, shape, layout, &BnParams::new(1e-5), Momentum::PyTorch(0.1))).unwrap();
             let (mut dxt, mut dg, mut db) = (vec![0.0f32; n], vec![0.0f32; c], vec![0.0f32; c]);
-            let saved = BatchStats { mean: &o.mean, invstd: &o.invstd };
+            let saved = SavedStats { mean: &o.mean, invstd: &o.invstd };
             with_isa(isa, || batch_norm_backward(&x, &dy, None, shape, layout, &BnParams::new(1e-5), &saved,
                 BnGrads { dx: &mut dxt, dgamma: &mut dg, dbeta: &mut db })).unwrap().unwrap();
             for ch in 0..c {

@@ -7,7 +7,7 @@
 //! as `dx = a·dy + c1·(x − mean) + c0`. The two sums are one pass over `x` and `dy`; `dx` is a
 //! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
 
-use super::infer::InferStats;
+use super::infer::RunningStats;
 use super::rows::{rows_par, scratch_f32, scratch_f64, stats_chunk_rows, tile_layout, tile_task};
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
 use super::{BnParams, check_eps};
@@ -19,10 +19,10 @@ use crate::simd::channels::for_each_bwd_block;
 use crate::simd::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_TWO_PASS, Src};
 use crate::{Error, Layout, Shape};
 
-/// The batch statistics the training forward saved ([`SavedStats`](super::SavedStats)), read
+/// The batch statistics the training forward saved ([`SavedStatsMut`](super::SavedStatsMut)), read
 /// by backward.
 #[derive(Clone, Copy, Debug)]
-pub struct BatchStats<'a> {
+pub struct SavedStats<'a> {
     /// Batch mean per channel.
     pub mean: &'a [f32],
     /// Batch `1/sqrt(var + eps)` per channel.
@@ -47,11 +47,11 @@ pub struct BnGrads<'a> {
 /// overwritten.
 ///
 /// ```
-/// use dropnorm::{BatchStats, BnGrads, BnParams, Layout, Shape, batch_norm_backward};
+/// use dropnorm::{SavedStats, BnGrads, BnParams, Layout, Shape, batch_norm_backward};
 /// // One channel holding 1, 2, 3, 4: mean 2.5, var 1.25.
 /// let x = [1.0f32, 2.0, 3.0, 4.0];
 /// let dy = [1.0f32; 4]; // the gradient of Σy: zero through the normalization
-/// let saved = BatchStats { mean: &[2.5], invstd: &[1.0 / 1.25f32.sqrt()] };
+/// let saved = SavedStats { mean: &[2.5], invstd: &[1.0 / 1.25f32.sqrt()] };
 /// let (mut dx, mut dg, mut db) = ([9.0f32; 4], [0.0f32], [0.0f32]);
 /// let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
 /// batch_norm_backward(&x, &dy, None, Shape::nc(4, 1), Layout::Nc, &BnParams::new(0.0), &saved, grads)?;
@@ -67,7 +67,7 @@ pub fn batch_norm_backward(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    saved: &BatchStats,
+    saved: &SavedStats,
     grads: BnGrads,
 ) -> Result<(), Error> {
     check_len("dy", x.len(), dy.len())?;
@@ -89,6 +89,25 @@ pub fn batch_norm_backward(
 /// [`batch_norm_train`](super::batch_norm_train) and the residual added): writes `dr`, the
 /// residual's gradient (`dy` where `y > 0`), and the batch-norm gradients from it. `y` is
 /// the forward output.
+///
+/// ```
+/// use dropnorm::{BnGrads, BnParams, Layout, SavedStatsMut, SavedStats, Shape};
+/// use dropnorm::{batch_norm_add_relu_backward, batch_norm_add_relu_train};
+/// let shape = Shape::nc(4, 1);
+/// let (x, r) = ([1.0f32, 2.0, 3.0, 4.0], [0.0f32; 4]);
+/// let params = BnParams::new(0.0);
+/// let (mut y, mut mean, mut invstd) = ([0.0f32; 4], [0.0f32], [0.0f32]);
+/// let saved = SavedStatsMut { mean: &mut mean, invstd: &mut invstd };
+/// batch_norm_add_relu_train(&x, &r, &mut y, shape, Layout::Nc, &params, saved, None)?;
+/// let dy = [1.0f32; 4];
+/// let (mut dx, mut dr, mut dg, mut db) = ([0.0f32; 4], [0.0f32; 4], [0.0f32], [0.0f32]);
+/// let saved = SavedStats { mean: &mean, invstd: &invstd };
+/// let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
+/// batch_norm_add_relu_backward(&x, &dy, &y, &mut dr, shape, Layout::Nc, &params, &saved, grads)?;
+/// assert_eq!(dr, [0.0, 0.0, 1.0, 1.0]); // the ReLU passed the two positive outputs
+/// assert_eq!(db, [2.0]);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_add_relu_backward(
     x: &[f32],
@@ -98,7 +117,7 @@ pub fn batch_norm_add_relu_backward(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    saved: &BatchStats,
+    saved: &SavedStats,
     grads: BnGrads,
 ) -> Result<(), Error> {
     check_len("dy", x.len(), dy.len())?;
@@ -121,10 +140,10 @@ pub fn batch_norm_add_relu_backward(
 /// `dx = dy·γ/sqrt(running_var + eps)`.
 ///
 /// ```
-/// use dropnorm::{BnParams, InferStats, Layout, Shape, batch_norm_backward_eval};
+/// use dropnorm::{BnParams, RunningStats, Layout, Shape, batch_norm_backward_eval};
 /// let dy = [1.0f32, 2.0];
 /// let mut dx = [0.0f32; 2];
-/// let stats = InferStats { mean: &[5.0], var: &[4.0] };
+/// let stats = RunningStats { mean: &[5.0], var: &[4.0] };
 /// batch_norm_backward_eval(&dy, &mut dx, Shape::nc(2, 1), Layout::Nc, &BnParams::new(0.0), &stats)?;
 /// assert_eq!(dx, [0.5, 1.0]);
 /// # Ok::<(), dropnorm::Error>(())
@@ -135,7 +154,7 @@ pub fn batch_norm_backward_eval(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    stats: &InferStats,
+    stats: &RunningStats,
 ) -> Result<(), Error> {
     // dx = (dy − 0)·a + 0: the inference kernel with a zero mean and shift.
     let c = shape.c;
@@ -149,7 +168,7 @@ pub fn batch_norm_backward_eval(
             relu: false,
             ..*params
         };
-        let st = InferStats {
+        let st = RunningStats {
             mean: zero,
             var: stats.var,
         };
@@ -167,7 +186,7 @@ fn run(
     layout: Layout,
     params: &BnParams,
     relu: bool,
-    saved: &BatchStats,
+    saved: &SavedStats,
     grads: BnGrads,
 ) -> Result<(), Error> {
     let n = shape.validate(layout)?;

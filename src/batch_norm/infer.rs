@@ -14,7 +14,7 @@ use crate::{Error, Layout, Shape};
 
 /// The statistics inference normalizes with (a layer's running mean and variance).
 #[derive(Clone, Copy, Debug)]
-pub struct InferStats<'a> {
+pub struct RunningStats<'a> {
     /// Mean per channel.
     pub mean: &'a [f32],
     /// Variance per channel (biased or not: whatever the running statistics hold).
@@ -26,10 +26,10 @@ pub struct InferStats<'a> {
 /// never `x·a + b`: that form loses digits when the mean is large against the spread.
 ///
 /// ```
-/// use dropnorm::{BnParams, InferStats, Layout, Shape, batch_norm_infer};
+/// use dropnorm::{BnParams, RunningStats, Layout, Shape, batch_norm_infer};
 /// let x = [1.0f32, 3.0, 5.0, 7.0]; // NC (2, 2)
 /// let mut y = [0.0f32; 4];
-/// let stats = InferStats { mean: &[2.0, 4.0], var: &[4.0, 1.0] };
+/// let stats = RunningStats { mean: &[2.0, 4.0], var: &[4.0, 1.0] };
 /// batch_norm_infer(&x, &mut y, Shape::nc(2, 2), Layout::Nc, &BnParams::new(0.0), &stats)?;
 /// assert_eq!(y, [-0.5, -1.0, 1.5, 3.0]);
 /// # Ok::<(), dropnorm::Error>(())
@@ -40,7 +40,7 @@ pub fn batch_norm_infer(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    stats: &InferStats,
+    stats: &RunningStats,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("y", x.len(), y.len())?;
@@ -57,12 +57,22 @@ pub fn batch_norm_infer(
 }
 
 /// [`batch_norm_infer`] in place.
+///
+/// ```
+/// use dropnorm::{BnParams, RunningStats, Layout, Shape, batch_norm_infer_inplace};
+/// let mut x = [1.0f32, 3.0, 5.0, 7.0]; // NCHW (1, 1, 2, 2)
+/// let stats = RunningStats { mean: &[4.0], var: &[4.0] };
+/// let params = BnParams::new(0.0).with_relu(true);
+/// batch_norm_infer_inplace(&mut x, Shape::nchw(1, 1, 2, 2), Layout::Nchw, &params, &stats)?;
+/// assert_eq!(x, [0.0, 0.0, 0.5, 1.5]);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
 pub fn batch_norm_infer_inplace(
     x: &mut [f32],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    stats: &InferStats,
+    stats: &RunningStats,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     run(
@@ -82,11 +92,11 @@ pub fn batch_norm_infer_inplace(
 /// consulted). 12 bytes of traffic per element instead of 20 for the three separate passes.
 ///
 /// ```
-/// use dropnorm::{BnParams, InferStats, Layout, Shape, batch_norm_add_relu_infer};
+/// use dropnorm::{BnParams, RunningStats, Layout, Shape, batch_norm_add_relu_infer};
 /// let x = [1.0f32, 3.0];
 /// let r = [0.5f32, -9.0];
 /// let mut y = [0.0f32; 2];
-/// let stats = InferStats { mean: &[2.0], var: &[1.0] };
+/// let stats = RunningStats { mean: &[2.0], var: &[1.0] };
 /// let shape = Shape::nc(2, 1);
 /// batch_norm_add_relu_infer(&x, &r, &mut y, shape, Layout::Nc, &BnParams::new(0.0), &stats)?;
 /// assert_eq!(y, [0.0, 0.0]); // relu(-1 + 0.5), relu(1 - 9)
@@ -99,7 +109,7 @@ pub fn batch_norm_add_relu_infer(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    stats: &InferStats,
+    stats: &RunningStats,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("r", x.len(), r.len())?;
@@ -117,7 +127,7 @@ pub fn batch_norm_add_relu_infer(
 }
 
 /// Checks the per-channel arguments of inference and folding.
-fn validate(params: &BnParams, stats: &InferStats, c: usize) -> Result<(), Error> {
+fn validate(params: &BnParams, stats: &RunningStats, c: usize) -> Result<(), Error> {
     check_eps(params.eps)?;
     if let Some(g) = params.gamma {
         check_len("gamma", c, g.len())?;
@@ -130,7 +140,7 @@ fn validate(params: &BnParams, stats: &InferStats, c: usize) -> Result<(), Error
 }
 
 /// Channel `ch`'s centered constants: `k = mean`, `a = γ·invstd`, `b = β`.
-fn affine(params: &BnParams, stats: &InferStats, ch: usize) -> Affine {
+fn affine(params: &BnParams, stats: &RunningStats, ch: usize) -> Affine {
     let g = params.gamma.map_or(1.0, |g| g[ch]);
     Affine {
         k: stats.mean[ch],
@@ -147,7 +157,7 @@ fn run(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    stats: &InferStats,
+    stats: &RunningStats,
     relu: bool,
 ) -> Result<(), Error> {
     validate(params, stats, shape.c)?;
@@ -189,16 +199,16 @@ fn run(
 /// large against the spread — [`batch_norm_infer`] does not.
 ///
 /// ```
-/// use dropnorm::{BnParams, InferStats, fold};
+/// use dropnorm::{BnParams, RunningStats, fold};
 /// let (mut a, mut b) = ([0.0f32; 1], [0.0f32; 1]);
-/// let stats = InferStats { mean: &[2.0], var: &[4.0] };
+/// let stats = RunningStats { mean: &[2.0], var: &[4.0] };
 /// fold(&BnParams::new(0.0), &stats, &mut a, &mut b)?;
 /// assert_eq!((a[0], b[0]), (0.5, -1.0));
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 pub fn fold(
     params: &BnParams,
-    stats: &InferStats,
+    stats: &RunningStats,
     a: &mut [f32],
     b: &mut [f32],
 ) -> Result<(), Error> {
@@ -221,10 +231,10 @@ pub fn fold(
 /// be deleted.
 ///
 /// ```
-/// use dropnorm::{BnParams, InferStats, fold_into};
+/// use dropnorm::{BnParams, RunningStats, fold_into};
 /// let mut w = [1.0f32, 2.0, 3.0, 4.0]; // 2 output channels × 2 inputs
 /// let mut bias = [0.0f32, 1.0];
-/// let stats = InferStats { mean: &[1.0, 0.0], var: &[4.0, 1.0] };
+/// let stats = RunningStats { mean: &[1.0, 0.0], var: &[4.0, 1.0] };
 /// fold_into(&mut w, &mut bias, &BnParams::new(0.0), &stats)?;
 /// assert_eq!(w, [0.5, 1.0, 3.0, 4.0]);
 /// assert_eq!(bias, [-0.5, 1.0]);
@@ -234,7 +244,7 @@ pub fn fold_into(
     weights: &mut [f32],
     bias: &mut [f32],
     params: &BnParams,
-    stats: &InferStats,
+    stats: &RunningStats,
 ) -> Result<(), Error> {
     let c = stats.mean.len();
     validate(params, stats, c)?;

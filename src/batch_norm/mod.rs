@@ -25,11 +25,11 @@ mod stats;
 mod train;
 
 pub use backward::{
-    BatchStats, BnGrads, batch_norm_add_relu_backward, batch_norm_backward,
+    BnGrads, SavedStats, batch_norm_add_relu_backward, batch_norm_backward,
     batch_norm_backward_eval,
 };
 pub use infer::{
-    InferStats, batch_norm_add_relu_infer, batch_norm_infer, batch_norm_infer_inplace, fold,
+    RunningStats, batch_norm_add_relu_infer, batch_norm_infer, batch_norm_infer_inplace, fold,
     fold_into,
 };
 pub use stats::{ChannelStats, channel_stats};
@@ -58,6 +58,12 @@ pub struct BnParams<'a> {
 
 impl<'a> BnParams<'a> {
     /// No affine parameters, no ReLU.
+    ///
+    /// ```
+    /// use dropnorm::BnParams;
+    /// let p = BnParams::new(1e-5);
+    /// assert!(p.gamma.is_none() && p.beta.is_none() && !p.relu);
+    /// ```
     pub fn new(eps: f32) -> Self {
         BnParams {
             eps,
@@ -68,6 +74,12 @@ impl<'a> BnParams<'a> {
     }
 
     /// With γ and β (one value per channel each).
+    ///
+    /// ```
+    /// use dropnorm::BnParams;
+    /// let (gamma, beta) = ([2.0f32], [1.0f32]);
+    /// assert_eq!(BnParams::new(0.0).with_affine(&gamma, &beta).gamma, Some(&gamma[..]));
+    /// ```
     pub fn with_affine(self, gamma: &'a [f32], beta: &'a [f32]) -> Self {
         BnParams {
             gamma: Some(gamma),
@@ -77,6 +89,11 @@ impl<'a> BnParams<'a> {
     }
 
     /// With or without a fused ReLU.
+    ///
+    /// ```
+    /// use dropnorm::BnParams;
+    /// assert!(BnParams::new(0.0).with_relu(true).relu);
+    /// ```
     pub fn with_relu(self, relu: bool) -> Self {
         BnParams { relu, ..self }
     }
@@ -124,7 +141,7 @@ impl Momentum {
 
 /// Running statistics updated by a training-mode call.
 #[derive(Debug)]
-pub struct RunningStats<'a> {
+pub struct RunningStatsMut<'a> {
     /// Running mean, one per channel.
     pub mean: &'a mut [f32],
     /// Running variance, one per channel.
@@ -135,7 +152,7 @@ pub struct RunningStats<'a> {
 
 /// Where a training-mode call saves the batch statistics that backward needs.
 #[derive(Debug)]
-pub struct SavedStats<'a> {
+pub struct SavedStatsMut<'a> {
     /// Batch mean, one per channel.
     pub mean: &'a mut [f32],
     /// Batch `1/sqrt(var + eps)` (biased variance), one per channel.

@@ -34,6 +34,12 @@ pub struct ChannelStats {
 impl ChannelStats {
     /// Statistics of `values`, by Welford's algorithm in f64 (a reference; the kernels use
     /// [`channel_stats`]).
+    ///
+    /// ```
+    /// use dropnorm::ChannelStats;
+    /// let s = ChannelStats::from_values(&[1.0, 2.0, 3.0, 4.0]);
+    /// assert_eq!((s.count, s.mean, s.var()), (4, 2.5, 1.25));
+    /// ```
     pub fn from_values(values: &[f32]) -> Self {
         let mut s = ChannelStats::default();
         for &v in values {
@@ -46,6 +52,17 @@ impl ChannelStats {
     }
 
     /// The statistics of the union of both shards (Chan et al.'s parallel combination).
+    ///
+    /// ```
+    /// use dropnorm::ChannelStats;
+    /// // Statistics of two shards merge into those of the whole (what synchronized BN all-reduces).
+    /// let a = ChannelStats::from_values(&[1.0, 2.0]);
+    /// let b = ChannelStats::from_values(&[3.0, 4.0, 5.0]);
+    /// let whole = ChannelStats::from_values(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+    /// let m = a.merge(&b);
+    /// assert_eq!(m.count, 5);
+    /// assert!((m.mean - whole.mean).abs() < 1e-12 && (m.var() - whole.var()).abs() < 1e-12);
+    /// ```
     pub fn merge(&self, other: &ChannelStats) -> ChannelStats {
         if self.count == 0 {
             return *other;
@@ -64,11 +81,21 @@ impl ChannelStats {
     }
 
     /// Biased variance `m2 / count` (what normalization uses); NaN when empty.
+    ///
+    /// ```
+    /// use dropnorm::ChannelStats;
+    /// assert_eq!(ChannelStats::from_values(&[1.0, 3.0]).var(), 1.0);
+    /// ```
     pub fn var(&self) -> f64 {
         self.m2 / self.count as f64
     }
 
     /// Unbiased variance `m2 / (count − 1)` (PyTorch's running variance); NaN below 2 values.
+    ///
+    /// ```
+    /// use dropnorm::ChannelStats;
+    /// assert_eq!(ChannelStats::from_values(&[1.0, 3.0]).var_unbiased(), 2.0);
+    /// ```
     pub fn var_unbiased(&self) -> f64 {
         if self.count < 2 {
             f64::NAN

@@ -2,7 +2,7 @@
 
 use super::rows::train_rows;
 use super::stats::{Geometry, block_width, count_per_channel, from_sums, geometry};
-use super::{BnParams, RunningStats, SavedStats, check_eps, inv_std};
+use super::{BnParams, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
 use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
@@ -20,7 +20,7 @@ use crate::{Error, Layout, Shape};
 /// DRAM once each way; channels are spread over rayon's pool.
 ///
 /// ```
-/// use dropnorm::{BnParams, Layout, Momentum, RunningStats, SavedStats, Shape, batch_norm_train};
+/// use dropnorm::{BnParams, Layout, Momentum, RunningStatsMut, SavedStatsMut, Shape, batch_norm_train};
 /// let shape = Shape::nchw(2, 1, 1, 2); // one channel, values 1 2 3 4
 /// let x = [1.0f32, 2.0, 3.0, 4.0];
 /// let mut y = [0.0f32; 4];
@@ -32,8 +32,8 @@ use crate::{Error, Layout, Shape};
 ///     shape,
 ///     Layout::Nchw,
 ///     &BnParams::new(0.0),
-///     SavedStats { mean: &mut mean, invstd: &mut invstd },
-///     Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: Momentum::PyTorch(0.1) }),
+///     SavedStatsMut { mean: &mut mean, invstd: &mut invstd },
+///     Some(RunningStatsMut { mean: &mut rm, var: &mut rv, momentum: Momentum::PyTorch(0.1) }),
 /// )?;
 /// assert_eq!(mean, [2.5]);
 /// assert!((y[0] + 1.3416408).abs() < 1e-6); // (1 − 2.5)/sqrt(1.25)
@@ -48,8 +48,8 @@ pub fn batch_norm_train(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    saved: SavedStats,
-    running: Option<RunningStats>,
+    saved: SavedStatsMut,
+    running: Option<RunningStatsMut>,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("y", x.len(), y.len())?;
@@ -69,6 +69,18 @@ pub fn batch_norm_train(
 /// `y = relu(bn(x) + r)` with the batch statistics (saved and running as in
 /// [`batch_norm_train`]). The ReLU is always applied (`params.relu` is not consulted).
 /// Backward: [`batch_norm_add_relu_backward`](super::batch_norm_add_relu_backward).
+///
+/// ```
+/// use dropnorm::{BnParams, Layout, SavedStatsMut, Shape, batch_norm_add_relu_train};
+/// let x = [1.0f32, 3.0]; // NC (2, 1): mean 2, var 1
+/// let r = [0.5f32, 0.5];
+/// let mut y = [0.0f32; 2];
+/// let (mut mean, mut invstd) = ([0.0f32], [0.0f32]);
+/// let saved = SavedStatsMut { mean: &mut mean, invstd: &mut invstd };
+/// batch_norm_add_relu_train(&x, &r, &mut y, Shape::nc(2, 1), Layout::Nc, &BnParams::new(0.0), saved, None)?;
+/// assert_eq!(y, [0.0, 1.5]); // relu(-1 + 0.5), relu(1 + 0.5)
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_add_relu_train(
     x: &[f32],
@@ -77,8 +89,8 @@ pub fn batch_norm_add_relu_train(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    saved: SavedStats,
-    running: Option<RunningStats>,
+    saved: SavedStatsMut,
+    running: Option<RunningStatsMut>,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("r", x.len(), r.len())?;
@@ -97,13 +109,28 @@ pub fn batch_norm_add_relu_train(
 }
 
 /// [`batch_norm_train`] in place: `x` is overwritten with the output.
+///
+/// ```
+/// use dropnorm::{BnParams, Layout, Momentum, RunningStatsMut, SavedStatsMut, Shape};
+/// let mut x = [1.0f32, 3.0, 5.0, 7.0]; // NHWC (1, 2, 2, 1) = 2 pixels of 2 channels
+/// let (mut mean, mut invstd) = ([0.0f32; 2], [0.0f32; 2]);
+/// let (mut rmean, mut rvar) = ([0.0f32; 2], [1.0f32; 2]);
+/// let saved = SavedStatsMut { mean: &mut mean, invstd: &mut invstd };
+/// let running = RunningStatsMut { mean: &mut rmean, var: &mut rvar, momentum: Momentum::PyTorch(0.1) };
+/// let shape = Shape::nchw(1, 2, 2, 1);
+/// dropnorm::batch_norm_train_inplace(&mut x, shape, Layout::Nhwc, &BnParams::new(0.0), saved, Some(running))?;
+/// assert_eq!(x, [-1.0, -1.0, 1.0, 1.0]);
+/// assert_eq!(mean, [3.0, 5.0]);
+/// assert_eq!(rmean, [0.3, 0.5]);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
 pub fn batch_norm_train_inplace(
     x: &mut [f32],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    saved: SavedStats,
-    running: Option<RunningStats>,
+    saved: SavedStatsMut,
+    running: Option<RunningStatsMut>,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     run(Src::InPlace, None, x, shape, layout, params, saved, running)
@@ -117,8 +144,8 @@ fn run(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    saved: SavedStats,
-    running: Option<RunningStats>,
+    saved: SavedStatsMut,
+    running: Option<RunningStatsMut>,
 ) -> Result<(), Error> {
     // Validate everything before writing anything.
     let c = shape.c;

@@ -138,11 +138,11 @@ pub fn run_bn(
         shape,
         layout,
         params,
-        dropnorm::SavedStats {
+        dropnorm::SavedStatsMut {
             mean: &mut o.mean,
             invstd: &mut o.invstd,
         },
-        Some(dropnorm::RunningStats {
+        Some(dropnorm::RunningStatsMut {
             mean: &mut o.running_mean,
             var: &mut o.running_var,
             momentum,
