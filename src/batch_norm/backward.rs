@@ -8,7 +8,7 @@
 //! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
 
 use super::infer::RunningStats;
-use super::rows::{rows_par, scratch_f32, scratch_f64, stats_chunk_rows, tile_layout, tile_task};
+use super::rows::{scratch_f32, scratch_f64, stats_chunk_rows, tile_layout, tile_task};
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
 use super::{BnParams, check_eps};
 use crate::error::check_len;
@@ -16,7 +16,7 @@ use crate::isa::active_kernels;
 use crate::kernels::bn_backward::BwdConsts;
 use crate::parallel::{Par, for_each_chunk};
 use crate::simd::channels::for_each_bwd_block;
-use crate::simd::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_TWO_PASS, Src};
+use crate::simd::{Kernels, NT_MIN_BYTES_HEAVY, Src};
 use crate::{Error, Layout, Shape};
 
 /// The batch statistics the training forward saved ([`SavedStatsMut`](super::SavedStatsMut)), read
@@ -219,16 +219,8 @@ fn run(
         return Ok(());
     }
     let k = active_kernels();
-    // The row passes read x twice: streaming stores from a smaller size there.
-    let two_pass = matches!(geometry(shape, layout), Geometry::Rows { .. });
-    let nt = k.use_nt_from(
-        n,
-        if two_pass {
-            NT_MIN_BYTES_TWO_PASS
-        } else {
-            NT_MIN_BYTES
-        },
-    );
+    // Two inputs (x and dy): streaming stores from the lower threshold.
+    let nt = k.use_nt_from(n, NT_MIN_BYTES_HEAVY);
     let par = Par::above_threshold(n, 1);
     let gamma = params.gamma;
     let consts = |ch: usize, [s_dy, s_dyx]: [f64; 2]| {
@@ -314,16 +306,16 @@ fn backward_rows(
     mean: &[f32],
 ) {
     let rows = x.len() / c;
-    let chunk = stats_chunk_rows(c);
+    let chunk = stats_chunk_rows(rows, c);
     let chunks = rows.div_ceil(chunk);
-    let par = rows_par(x.len());
+    let par = Par::above_threshold(x.len(), 1);
     let (tile_rows, l) = tile_layout(c);
     let r = l + 16;
     scratch_f64((1 + chunks) * 2 * c, |buf| {
         let (sums, partials) = buf.split_at_mut(2 * c);
-        partials.fill(0.0);
         // Sums in segments of up to 64 columns: `[Σdy; Σdy·(x − m)]` per segment.
         for_each_chunk(partials, 2 * c, par, |ci, part| {
+            part.fill(0.0);
             let range = ci * chunk * c..((ci + 1) * chunk).min(rows) * c;
             let (xr, dyr) = (&x[range.clone()], &dy[range.clone()]);
             let yr = y.map(|y| &y[range]);

@@ -8,8 +8,8 @@ use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
-use crate::simd::Src;
 use crate::simd::channels::for_each_block_res;
+use crate::simd::{NT_MIN_BYTES_HEAVY, Src};
 use crate::{Error, Layout, Shape};
 
 /// The statistics inference normalizes with (a layer's running mean and variance).
@@ -165,7 +165,12 @@ fn run(
         return Ok(());
     }
     let k = active_kernels();
-    let nt = k.use_nt(y.len());
+    // With a residual (a second input) streaming stores pay off from a smaller size.
+    let nt = if res.is_some() {
+        k.use_nt_from(y.len(), NT_MIN_BYTES_HEAVY)
+    } else {
+        k.use_nt(y.len())
+    };
     let par = Par::above_threshold(y.len(), 1);
     match geometry(shape, layout) {
         Geometry::Runs(geo) => {

@@ -14,10 +14,13 @@ use crate::kernels::bn::{Affine, ROW_SEGMENT};
 use crate::parallel::{Par, for_each_chunk};
 use crate::simd::{Kernels, Src};
 
-/// Rows per statistics chunk: about 64 Ki values, a multiple of 64 rows. It depends on `c`
-/// only — never on the thread count — because the chunks fix the order of the additions.
-pub(crate) fn stats_chunk_rows(c: usize) -> usize {
-    ((1usize << 16) / c.max(1)).div_ceil(64).max(1) * 64
+/// Rows per statistics chunk of a tensor of `rows` rows of `c`: about a sixteenth of the
+/// tensor (enough tasks for the threads), at least 64 Ki and at most 256 Ki values (more
+/// chunks cost a merge of `2c` partial sums each), a multiple of 64 rows. It depends on the
+/// shape only — never on the thread count — because the chunks fix the order of the additions.
+pub(crate) fn stats_chunk_rows(rows: usize, c: usize) -> usize {
+    let values = (rows.saturating_mul(c) / 16).clamp(1 << 16, 1 << 18);
+    (values / c.max(1)).div_ceil(64).max(1) * 64
 }
 
 macro_rules! scratch_fn {
@@ -54,21 +57,9 @@ fn sum_index(ch: usize, c: usize) -> (usize, usize) {
     (2 * c0 + (ch - c0), 2 * c0 + w + (ch - c0))
 }
 
-/// Parallelism of the row passes: sequential below 64 Ki values, where waking a second
-/// thread costs more than it gains. (With 64 Ki-value normalization tasks handed out by work
-/// stealing, small tensors moved between cores every call and even 1 MiB ran slower on two
-/// threads than on one; [`tile_task`]'s one-task-per-thread split fixed that.)
-pub(crate) fn rows_par(n: usize) -> Par {
-    if n >= 1 << 16 {
-        Par::Tasks(1)
-    } else {
-        Par::Seq
-    }
-}
-
 /// Statistics chunks of a tensor of `rows` rows of `c`.
 fn stats_chunks(rows: usize, c: usize) -> usize {
-    rows.div_ceil(stats_chunk_rows(c))
+    rows.div_ceil(stats_chunk_rows(rows, c))
 }
 
 /// Shifted sums of every column of `x` (`c` columns) around `pivots`, into `sums` (`2c`, in
@@ -82,11 +73,12 @@ fn column_sums(
     partials: &mut [f64],
 ) {
     let rows = x.len() / c;
-    let chunk = stats_chunk_rows(c);
-    let par = rows_par(x.len());
-    partials.fill(0.0);
+    let chunk = stats_chunk_rows(rows, c);
+    let par = Par::above_threshold(x.len(), 1);
     {
         for_each_chunk(partials, 2 * c, par, |ci, part| {
+            // Zeroed by the task that fills it: in parallel, and in that core's cache.
+            part.fill(0.0);
             let xr = &x[ci * chunk * c..((ci + 1) * chunk).min(rows) * c];
             for c0 in (0..c).step_by(ROW_SEGMENT) {
                 let w = ROW_SEGMENT.min(c - c0);
@@ -174,7 +166,7 @@ pub(crate) fn train_rows(
             (aff[3 * ch], aff[3 * ch + 1], aff[3 * ch + 2]) = (f.k, f.a, f.b);
         });
         let aff: &[f32] = aff;
-        let par = rows_par(y.len());
+        let par = Par::above_threshold(y.len(), 1);
         normalize_rows(k, x, y, c, res.map(Src::Slice), relu, nt, par, |ch| {
             Affine {
                 k: aff[3 * ch],

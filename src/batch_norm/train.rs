@@ -8,7 +8,7 @@ use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
 use crate::simd::channels::for_each_block;
-use crate::simd::{NT_MIN_BYTES, NT_MIN_BYTES_TWO_PASS, Src};
+use crate::simd::{NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
 use crate::{Error, Layout, Shape};
 
 /// Training-mode batch norm, out of place: computes each channel's batch mean and biased
@@ -176,12 +176,13 @@ fn run(
 
     let k = active_kernels();
     let n = y.len();
-    // The row passes read x twice: streaming stores from a smaller size there.
-    let two_pass = matches!(geometry(shape, layout), Geometry::Rows { .. });
+    // The row passes read x twice, add+ReLU reads a second input: streaming stores from a
+    // smaller size there.
+    let heavy = res.is_some() || matches!(geometry(shape, layout), Geometry::Rows { .. });
     let nt = k.use_nt_from(
         n,
-        if two_pass {
-            NT_MIN_BYTES_TWO_PASS
+        if heavy {
+            NT_MIN_BYTES_HEAVY
         } else {
             NT_MIN_BYTES
         },

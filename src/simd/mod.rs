@@ -19,7 +19,7 @@ pub(crate) mod x86_avx512;
 pub(crate) mod channels;
 mod table;
 
-pub(crate) use table::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_TWO_PASS, Src};
+pub(crate) use table::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
 
 /// Logical lanes of every vector type, on every ISA.
 pub(crate) const LANES: usize = 16;

@@ -125,10 +125,15 @@ impl<'a> Src<'a> {
 /// caches, about 3× slower for outputs that fit in them.
 pub(crate) const NT_MIN_BYTES: usize = 32 << 20;
 
-/// The threshold for kernels that read their input twice (the NC/NHWC batch-norm passes):
-/// there, plain stores of the output evict the input before its second read, and streaming
-/// stores pay off from a smaller size (measured: NC (4096,1024) 0.49 → 0.6 × copy).
-pub(crate) const NT_MIN_BYTES_TWO_PASS: usize = 8 << 20;
+/// The threshold for kernels that read more than one input stream per output: the NC/NHWC
+/// batch-norm passes (which read their input twice: plain stores of the output evict it
+/// before its second read), and the kernels with two inputs (residual add + ReLU, backward's
+/// `x` and `dy`), where the read-for-ownership is a fourth stream competing for one core's
+/// memory parallelism. Streaming stores pay off from a smaller size there (measured: NC
+/// (4096,1024) training 0.49 → 0.6 × copy; NCHW (32,64,56,56) backward 0.60 → 0.72,
+/// add+ReLU 0.90 → 1.04; the training forward and inference, one input, gain nothing at
+/// that size).
+pub(crate) const NT_MIN_BYTES_HEAVY: usize = 8 << 20;
 
 impl Kernels {
     /// Whether a call writing `out_elems` floats should use non-temporal stores.
