@@ -4,7 +4,7 @@
 //! With a fused ReLU (forward `y = relu(...)`), `dy` is first masked by `y > 0`; with the fused
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
-use crate::kernels::bn::{NoVisit, Visit};
+use crate::kernels::bn::{NoVisit, Visit, flush_vector};
 use crate::kernels::stream::{Lanes, load, store, write_stream, write_stream_unfenced};
 use crate::simd::{LANES, Simd};
 
@@ -356,14 +356,8 @@ unsafe fn sums_rows_n<S: Simd, const NV: usize>(
         }
         if (r + 1) % 64 == 0 || r + 1 == rows {
             for v in 0..NV {
-                let (t1, t2) = (s.to_array(a1[v]), s.to_array(a2[v]));
-                for l in 0..len(v) {
-                    // SAFETY: column 16v + l < w; `out` holds 2w f64.
-                    unsafe {
-                        *out.add(v * LANES + l) += t1[l] as f64;
-                        *out.add(w + v * LANES + l) += t2[l] as f64;
-                    }
-                }
+                // SAFETY: column 16v < w; `out` holds 2w f64.
+                unsafe { flush_vector(s, a1[v], a2[v], w, v, out) };
             }
             (a1, a2) = ([z; NV], [z; NV]);
         }

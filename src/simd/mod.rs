@@ -115,6 +115,18 @@ pub(crate) trait Simd: Copy + Send + Sync {
     fn keep_where_positive(self, y: Self::F, v: Self::F) -> Self::F;
     /// The 16 lanes.
     fn to_array(self, v: Self::F) -> [f32; 16];
+    /// `out[l] += v[l] as f64` for the 16 lanes: each lane converted exactly and added in f64,
+    /// so every backend gives the bits of the scalar loop.
+    ///
+    /// # Safety
+    /// `out..out+16` must be readable and writable.
+    #[inline(always)]
+    unsafe fn add_to_f64(self, out: *mut f64, v: Self::F) {
+        for (l, x) in self.to_array(v).into_iter().enumerate() {
+            // SAFETY: l < 16, within the caller's guarantee.
+            unsafe { *out.add(l) += x as f64 };
+        }
+    }
 
     /// Loads 16 `u32`.
     ///

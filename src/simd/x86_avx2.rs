@@ -137,6 +137,19 @@ impl Simd for Avx2 {
         // SAFETY: [__m256; 2] and [f32; 16] have the same size and every bit pattern is valid.
         unsafe { core::mem::transmute::<[__m256; 2], [f32; 16]>(v) }
     }
+    #[inline(always)]
+    unsafe fn add_to_f64(self, out: *mut f64, v: [__m256; 2]) {
+        // SAFETY: token ⇒ AVX; the caller guarantees 16 readable and writable f64.
+        unsafe {
+            for (h, half) in v.into_iter().enumerate() {
+                let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(half));
+                let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(half));
+                let o = out.add(8 * h);
+                _mm256_storeu_pd(o, _mm256_add_pd(_mm256_loadu_pd(o), lo));
+                _mm256_storeu_pd(o.add(4), _mm256_add_pd(_mm256_loadu_pd(o.add(4)), hi));
+            }
+        }
+    }
 
     #[inline(always)]
     unsafe fn loadu_u(self, p: *const u32) -> [__m256i; 2] {

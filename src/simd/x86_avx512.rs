@@ -119,6 +119,18 @@ impl Simd for Avx512 {
         // SAFETY: __m512 and [f32; 16] have the same size and every bit pattern is valid.
         unsafe { core::mem::transmute::<__m512, [f32; 16]>(v) }
     }
+    #[inline(always)]
+    unsafe fn add_to_f64(self, out: *mut f64, v: __m512) {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 readable and writable f64.
+        unsafe {
+            let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+            let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                _mm512_castps_pd(v),
+            )));
+            _mm512_storeu_pd(out, _mm512_add_pd(_mm512_loadu_pd(out), lo));
+            _mm512_storeu_pd(out.add(8), _mm512_add_pd(_mm512_loadu_pd(out.add(8)), hi));
+        }
+    }
 
     #[inline(always)]
     unsafe fn loadu_u(self, p: *const u32) -> __m512i {
