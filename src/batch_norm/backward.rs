@@ -8,7 +8,7 @@
 //! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
 
 use super::infer::RunningStats;
-use super::rows::{scratch_f32, scratch_f64, stats_chunk_rows, tile_layout, tile_task};
+use super::rows::{per_thread, scratch_f32, scratch_f64, stats_chunk_rows, tile_layout, tile_task};
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
 use super::{BnParams, check_eps};
 use crate::error::check_len;
@@ -308,7 +308,7 @@ fn backward_rows(
     let rows = x.len() / c;
     let chunk = stats_chunk_rows(rows, c);
     let chunks = rows.div_ceil(chunk);
-    let par = Par::above_threshold(x.len(), 1);
+    let par = Par::above_threshold(x.len(), per_thread(chunks));
     let (tile_rows, l) = tile_layout(c);
     let r = l + 16;
     scratch_f64((1 + chunks) * 2 * c, |buf| {
@@ -347,6 +347,7 @@ fn backward_rows(
             }
             let aff: &[f32] = aff;
             let task = tile_task(dx.len(), l);
+            let par = Par::above_threshold(dx.len(), 1);
             match dr {
                 None => for_each_chunk(dx, task, par, |ti, dxc| {
                     let rg = ti * task..ti * task + dxc.len();

@@ -15,11 +15,13 @@ use crate::parallel::{Par, for_each_chunk};
 use crate::simd::{Kernels, Src};
 
 /// Rows per statistics chunk of a tensor of `rows` rows of `c`: about a sixteenth of the
-/// tensor (enough tasks for the threads), at least 64 Ki and at most 256 Ki values (more
-/// chunks cost a merge of `2c` partial sums each), a multiple of 64 rows. It depends on the
-/// shape only — never on the thread count — because the chunks fix the order of the additions.
+/// tensor (enough tasks for the threads, each taking a contiguous sixteenth-multiple that
+/// matches its part of the normalization pass), at most 256 Ki values (1 MiB: the chunk is
+/// walked once per 64-column segment and must stay in L2), a multiple of 64 rows. It depends
+/// on the shape only — never on the thread count — because the chunks fix the order of the
+/// additions. (Merging costs `2c` additions per chunk: small next to the chunk's own work.)
 pub(crate) fn stats_chunk_rows(rows: usize, c: usize) -> usize {
-    let values = (rows.saturating_mul(c) / 16).clamp(1 << 16, 1 << 18);
+    let values = (rows.saturating_mul(c) / 16).min(1 << 18);
     (values / c.max(1)).div_ceil(64).max(1) * 64
 }
 
@@ -57,6 +59,15 @@ fn sum_index(ch: usize, c: usize) -> (usize, usize) {
     (2 * c0 + (ch - c0), 2 * c0 + w + (ch - c0))
 }
 
+/// Chunks per task so that each thread takes one contiguous run of the `chunks`: the same
+/// rows the normalization pass ([`tile_task`]) gives it, which then finds them in its own
+/// cache.
+pub(crate) fn per_thread(chunks: usize) -> usize {
+    // Rounded down: rayon does not split a range below this many, so rounding up would leave
+    // an odd count in one task.
+    (chunks / crate::parallel::threads()).max(1)
+}
+
 /// Statistics chunks of a tensor of `rows` rows of `c`.
 fn stats_chunks(rows: usize, c: usize) -> usize {
     rows.div_ceil(stats_chunk_rows(rows, c))
@@ -74,7 +85,7 @@ fn column_sums(
 ) {
     let rows = x.len() / c;
     let chunk = stats_chunk_rows(rows, c);
-    let par = Par::above_threshold(x.len(), 1);
+    let par = Par::above_threshold(x.len(), per_thread(rows.div_ceil(chunk)));
     {
         for_each_chunk(partials, 2 * c, par, |ci, part| {
             // Zeroed by the task that fills it: in parallel, and in that core's cache.
