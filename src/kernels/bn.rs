@@ -13,7 +13,9 @@
 //! standard deviations (the pivot rule ensures it), so `b` carries no cancellation and a
 //! constant channel gives exactly `β`. One subtract and one FMA per element.
 
-use crate::kernels::stream::{Lanes, load, store, write_stream, write_stream_unfenced};
+use crate::kernels::stream::{
+    Lanes, PREFETCH_W_AHEAD, load, store, write_stream, write_stream_unfenced,
+};
 use crate::simd::{LANES, Simd};
 
 /// f32 lane sums are flushed to f64 after at most this many vectors (each of four
@@ -227,6 +229,8 @@ impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
 }
 
 impl<S: Simd, const RELU: bool> Lanes<S> for Normalize<S, RELU> {
+    const PREFETCH_W: bool = true;
+
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         if self.prefetch != 0 {
@@ -331,6 +335,8 @@ struct NormalizeStore<S: Simd, const RELU: bool> {
 impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) {
+        // As `Lanes::PREFETCH_W` (the hint never faults, past the run or not).
+        s.prefetch_w(self.y.wrapping_add(i + PREFETCH_W_AHEAD));
         // SAFETY: `normalize_sum_runs`' contract covers x[i..i+len] and y[i..i+len].
         unsafe {
             let v = load(s, self.x.add(i), len);
@@ -586,6 +592,8 @@ struct NormalizeWith<S: Simd, const RELU: bool, const TRACK: bool> {
 }
 
 impl<S: Simd, const RELU: bool, const TRACK: bool> Lanes<S> for NormalizeWith<S, RELU, TRACK> {
+    const PREFETCH_W: bool = true;
+
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         let j = if TRACK {

@@ -5,7 +5,9 @@
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
 use crate::kernels::bn::{NoVisit, Visit, flush_vector};
-use crate::kernels::stream::{Lanes, load, store, write_stream, write_stream_unfenced};
+use crate::kernels::stream::{
+    Lanes, PREFETCH_W_AHEAD, load, store, write_stream, write_stream_unfenced,
+};
 use crate::simd::{LANES, Simd};
 
 /// f32 lane sums are flushed to f64 after at most this many vectors (as for the forward).
@@ -161,6 +163,8 @@ struct DxStore<S: Simd> {
 impl<S: Simd> Visit<S> for DxStore<S> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) {
+        // As `Lanes::PREFETCH_W` (the hint never faults, past the run or not).
+        s.prefetch_w(self.out.wrapping_add(i + PREFETCH_W_AHEAD));
         // SAFETY: `dx_sums_runs`' contract covers i..i+len of every input and output.
         unsafe {
             let v = self.dx.at(s, i, len);
@@ -253,6 +257,8 @@ impl<S: Simd> Dx<S> {
 }
 
 impl<S: Simd> Lanes<S> for Dx<S> {
+    const PREFETCH_W: bool = true;
+
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         // SAFETY: the kernel's contract covers i..i+len of every input and of `dr`.
@@ -375,6 +381,8 @@ struct DxTiled<S: Simd> {
 }
 
 impl<S: Simd> Lanes<S> for DxTiled<S> {
+    const PREFETCH_W: bool = true;
+
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         let r = self.l + LANES;

@@ -17,10 +17,19 @@ use crate::simd::{LANES, Simd};
 /// inline attribute on stable, and one left out of line would also take the intrinsics inside
 /// it out of the `#[target_feature]` context, turning each into a call.
 pub(crate) trait Lanes<S: Simd> {
+    /// Whether [`write_stream`] should prefetch the output for writing ahead of its plain
+    /// stores. It pays for kernels whose values take a few dependent operations to compute:
+    /// their stores reach the head of the queue late and the read-for-ownership starts late
+    /// (in-cache inference 27 → 22 µs at 200 Ki values); a plain copy gets slower with it.
+    const PREFETCH_W: bool = false;
+
     /// # Safety
     /// `i + len` must not exceed the `n` the kernel was called with.
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F;
 }
+
+/// Elements ahead of the plain stores that [`Lanes::PREFETCH_W`] kernels prefetch.
+pub(crate) const PREFETCH_W_AHEAD: usize = 256;
 
 /// Writes `y[i..i+len]` for every piece of `0..n` with the value `f.at(i, len)`, in order,
 /// then (non-temporal stores only) fences.
@@ -51,12 +60,12 @@ pub(crate) unsafe fn write_stream<S: Simd>(
 /// # Safety
 /// As [`write_stream`].
 #[inline(always)]
-pub(crate) unsafe fn write_stream_unfenced<S: Simd>(
+pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
     s: S,
     y: *mut f32,
     n: usize,
     nt: bool,
-    mut f: impl Lanes<S>,
+    mut f: F,
 ) {
     let mut i = 0;
     // SAFETY (whole body): every store covers y[i..i+len] with i + len <= n.
@@ -82,6 +91,11 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd>(
             return;
         }
         while i + 4 * LANES <= n {
+            if F::PREFETCH_W {
+                for u in 0..4 {
+                    s.prefetch_w(y.wrapping_add(i + PREFETCH_W_AHEAD + u * LANES));
+                }
+            }
             let v0 = f.at(s, i, LANES);
             let v1 = f.at(s, i + LANES, LANES);
             let v2 = f.at(s, i + 2 * LANES, LANES);

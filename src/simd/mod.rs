@@ -95,6 +95,12 @@ pub(crate) trait Simd: Copy + Send + Sync {
     fn prefetch_l2(self, p: *const f32) {
         let _ = p;
     }
+    /// Hints that the cache line at `p` will be written soon (prefetchw: fetched in an
+    /// exclusive state, so the store's read-for-ownership is already done). Never faults.
+    #[inline(always)]
+    fn prefetch_w(self, p: *const f32) {
+        let _ = p;
+    }
 
     /// All lanes `x`.
     fn splat(self, x: f32) -> Self::F;

@@ -68,6 +68,13 @@ impl Simd for Avx512 {
         // SAFETY: prefetcht1 is SSE, present on every x86_64; it never faults, whatever `p`.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
+    #[inline(always)]
+    fn prefetch_w(self, p: *const f32) {
+        // SAFETY: a prefetch hint never faults, whatever `p`; without the PRFCHW feature
+        // enabled LLVM emits a read prefetch (SSE) instead of prefetchw, and CPUs that lack
+        // PRFCHW execute prefetchw as a no-op.
+        unsafe { _mm_prefetch::<_MM_HINT_ET0>(p.cast()) }
+    }
 
     #[inline(always)]
     fn splat(self, x: f32) -> __m512 {
