@@ -95,8 +95,8 @@ pub(crate) trait Simd: Copy + Send + Sync {
     fn prefetch_l2(self, p: *const f32) {
         let _ = p;
     }
-    /// Hints that the cache line at `p` will be written soon (prefetchw: fetched in an
-    /// exclusive state, so the store's read-for-ownership is already done). Never faults.
+    /// Hints that the cache line at `p` will be written soon, so that it is in L1 (and owned)
+    /// before the store reaches it. Never faults.
     #[inline(always)]
     fn prefetch_w(self, p: *const f32) {
         let _ = p;
