@@ -74,7 +74,7 @@ impl Simd for Avx512 {
         // feature, unstable in Rust 1.95, LLVM emits prefetcht0 for it — an SSE read
         // prefetch. It gives the measured gain: a line nobody else holds arrives exclusive,
         // and a real prefetchw through inline asm measured the same.)
-        unsafe { core::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly)) }
+        unsafe { _mm_prefetch::<_MM_HINT_ET0>(p.cast()) }
     }
 
     #[inline(always)]
