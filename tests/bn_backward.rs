@@ -488,74 +488,88 @@ fn errors_name_the_argument_and_write_nothing() {
 fn add_relu_train_equals_train_then_add_relu() {
     for layout in LAYOUTS {
         for shape in shapes(layout) {
-            let n = shape.numel().unwrap();
-            let c = shape.c;
-            let x: Vec<f32> = normals(n, 4).iter().map(|v| (1.0 + v) as f32).collect();
-            let r: Vec<f32> = normals(n, 5).iter().map(|v| *v as f32).collect();
-            let g = vec![1.5f32; c];
-            let b = vec![-0.25f32; c];
-            let params = BnParams::new(1e-5).with_affine(&g, &b);
-            for_each_isa(|isa| {
-                let mk = || {
-                    (
-                        vec![0.0f32; c],
-                        vec![0.0f32; c],
-                        vec![0.0f32; c],
-                        vec![1.0f32; c],
-                    )
-                };
-                let (mut m1, mut s1, mut rm1, mut rv1) = mk();
-                let mut y1 = vec![f32::NAN; n];
-                batch_norm_add_relu_train(
-                    &x,
-                    &r,
-                    &mut y1,
-                    shape,
-                    layout,
-                    &params,
-                    SavedStatsMut {
-                        mean: &mut m1,
-                        invstd: &mut s1,
-                    },
-                    Some(RunningStatsMut {
-                        mean: &mut rm1,
-                        var: &mut rv1,
-                        momentum: Momentum::PyTorch(0.1),
-                    }),
-                )
-                .unwrap();
-                let (mut m2, mut s2, mut rm2, mut rv2) = mk();
-                let mut y2 = vec![f32::NAN; n];
-                batch_norm_train(
-                    &x,
-                    &mut y2,
-                    shape,
-                    layout,
-                    &params,
-                    SavedStatsMut {
-                        mean: &mut m2,
-                        invstd: &mut s2,
-                    },
-                    Some(RunningStatsMut {
-                        mean: &mut rm2,
-                        var: &mut rv2,
-                        momentum: Momentum::PyTorch(0.1),
-                    }),
-                )
-                .unwrap();
-                for (v, rr) in y2.iter_mut().zip(&r) {
-                    *v = (*v + rr).max(0.0);
-                }
-                let what = format!("{isa} {layout:?} {shape:?}");
-                assert_eq!(bits(&y1), bits(&y2), "{what}");
-                assert_eq!(
-                    (bits(&m1), bits(&s1), bits(&rm1), bits(&rv1)),
-                    (bits(&m2), bits(&s2), bits(&rm2), bits(&rv2)),
-                    "{what}"
-                );
-            });
+            check_add_relu_train(shape, layout);
         }
     }
+}
+
+/// The same past the non-temporal threshold (two-input kernels stream from a smaller size
+/// than that, so this covers their streaming path too).
+#[test]
+fn add_relu_train_non_temporal_equals_train_then_add_relu() {
+    let shape = shape_with_at_least(testing::NT_MIN_BYTES / 4);
+    for layout in [Layout::Nchw, Layout::Nhwc] {
+        check_add_relu_train(shape, layout);
+    }
+}
+
+fn check_add_relu_train(shape: Shape, layout: Layout) {
+    let n = shape.numel().unwrap();
+    let c = shape.c;
+    let x: Vec<f32> = normals(n, 4).iter().map(|v| (1.0 + v) as f32).collect();
+    let r: Vec<f32> = normals(n, 5).iter().map(|v| *v as f32).collect();
+    let g = vec![1.5f32; c];
+    let b = vec![-0.25f32; c];
+    let params = BnParams::new(1e-5).with_affine(&g, &b);
+    for_each_isa(|isa| {
+        let mk = || {
+            (
+                vec![0.0f32; c],
+                vec![0.0f32; c],
+                vec![0.0f32; c],
+                vec![1.0f32; c],
+            )
+        };
+        let (mut m1, mut s1, mut rm1, mut rv1) = mk();
+        let mut y1 = vec![f32::NAN; n];
+        batch_norm_add_relu_train(
+            &x,
+            &r,
+            &mut y1,
+            shape,
+            layout,
+            &params,
+            SavedStatsMut {
+                mean: &mut m1,
+                invstd: &mut s1,
+            },
+            Some(RunningStatsMut {
+                mean: &mut rm1,
+                var: &mut rv1,
+                momentum: Momentum::PyTorch(0.1),
+            }),
+        )
+        .unwrap();
+        let (mut m2, mut s2, mut rm2, mut rv2) = mk();
+        let mut y2 = vec![f32::NAN; n];
+        batch_norm_train(
+            &x,
+            &mut y2,
+            shape,
+            layout,
+            &params,
+            SavedStatsMut {
+                mean: &mut m2,
+                invstd: &mut s2,
+            },
+            Some(RunningStatsMut {
+                mean: &mut rm2,
+                var: &mut rv2,
+                momentum: Momentum::PyTorch(0.1),
+            }),
+        )
+        .unwrap();
+        for (v, rr) in y2.iter_mut().zip(&r) {
+            *v = (*v + rr).max(0.0);
+        }
+        let what = format!("{isa} {layout:?} {shape:?}");
+        assert_eq!(bits(&y1), bits(&y2), "{what}");
+        assert_eq!(
+            (bits(&m1), bits(&s1), bits(&rm1), bits(&rv1)),
+            (bits(&m2), bits(&s2), bits(&rm2), bits(&rv2)),
+            "{what}"
+        );
+    });
 }
 
 /// Past the non-temporal threshold, backward streams `dx` with non-temporal stores.

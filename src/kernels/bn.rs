@@ -321,6 +321,74 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
     }
 }
 
+/// Elements before the first 64-byte aligned one of the `len` at `p` (at most `len`).
+#[inline(always)]
+pub(crate) fn nt_head(p: *const f32, len: usize) -> usize {
+    let misalign = p as usize % 64;
+    if misalign == 0 {
+        0
+    } else {
+        ((64 - misalign) / 4).min(len)
+    }
+}
+
+/// Per-vector work that can store its vector non-temporally (at a 64-byte aligned `i`) or
+/// plainly (a partial head or tail).
+pub(crate) trait StoreAt<S: Simd> {
+    /// Computes and stores elements `i .. i + len`, non-temporally when `nt` (then `len` is
+    /// 16 and the address aligned).
+    ///
+    /// # Safety
+    /// As the implementor's constructor requires for offsets below the run length.
+    unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool);
+}
+
+/// Streaming stores alongside [`run_sums`], so that the next channel's reads and this
+/// channel's writes overlap vector by vector (interleaving whole runs instead leaves DRAM
+/// without writes during each run's sums, and without reads during its writes). The sums
+/// visit vector `i` of the run; this writes the aligned vector `head + i`, each of the run's
+/// `body` aligned elements once; [`NtShifted::finish`] then writes the unaligned head and
+/// tail with plain stores.
+pub(crate) struct NtShifted<V> {
+    pub op: V,
+    pub head: usize,
+    pub body: usize,
+}
+
+impl<S: Simd, V: StoreAt<S>> Visit<S> for &mut NtShifted<V> {
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, _len: usize) {
+        if i < self.body {
+            // SAFETY: i is a multiple of 16 below body: [head + i, + 16) lies within the
+            // run's aligned body.
+            unsafe { self.op.store_at(s, self.head + i, LANES, true) };
+        }
+    }
+}
+
+impl<V> NtShifted<V> {
+    /// Writes the elements before `head` and after `head + body` of a run of `len`.
+    ///
+    /// # Safety
+    /// As the visitor: the run's inputs and outputs valid for `0..len`.
+    #[inline(always)]
+    pub(crate) unsafe fn finish<S: Simd>(&mut self, s: S, len: usize)
+    where
+        V: StoreAt<S>,
+    {
+        // SAFETY: head < 16 and len − (head + body) < 16 elements, inside the run.
+        unsafe {
+            if self.head > 0 {
+                self.op.store_at(s, 0, self.head, false);
+            }
+            let t0 = self.head + self.body;
+            if t0 < len {
+                self.op.store_at(s, t0, len - t0, false);
+            }
+        }
+    }
+}
+
 /// Normalizes one vector of a run with plain stores, alongside [`run_sums`].
 struct NormalizeStore<S: Simd, const RELU: bool> {
     x: *const f32,
@@ -330,6 +398,23 @@ struct NormalizeStore<S: Simd, const RELU: bool> {
     b: S::F,
     /// Residual added before the ReLU (null: none).
     res: *const f32,
+}
+
+impl<S: Simd, const RELU: bool> StoreAt<S> for NormalizeStore<S, RELU> {
+    #[inline(always)]
+    unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool) {
+        // SAFETY: the caller's offsets are within the run (see `NtShifted`).
+        unsafe {
+            let v = load(s, self.x.add(i), len);
+            let o = s.mul_add(s.sub(v, self.k), self.a, self.b);
+            let o = Normalize::<S, RELU>::finish(s, o, self.res, i, len);
+            if nt {
+                s.store_nt(self.y.add(i), o);
+            } else {
+                store(s, self.y.add(i), len, o);
+            }
+        }
+    }
 }
 
 impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
@@ -381,11 +466,36 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
         unsafe {
             let (xr, yr) = (x.add(at), y.add(at));
             let res = if res.is_null() { res } else { res.add(at) };
-            if nt {
-                // Non-temporal stores need 64-byte alignment, which the statistics' canonical
-                // vector order does not give: interleave by runs instead of by vectors — this
-                // run written, then the next channel's run summed, the two within the
-                // out-of-order window of each other.
+            if nt && S::NT {
+                let head = nt_head(yr, len);
+                let body = (len - head) / LANES * LANES;
+                if relu {
+                    let op = NormalizeStore::<S, true> {
+                        x: xr,
+                        y: yr,
+                        k,
+                        a,
+                        b,
+                        res,
+                    };
+                    let mut v = NtShifted { op, head, body };
+                    run_sums(s, &mut acc, xs.add(at), len, ks, &mut v);
+                    v.finish(s, len);
+                } else {
+                    let op = NormalizeStore::<S, false> {
+                        x: xr,
+                        y: yr,
+                        k,
+                        a,
+                        b,
+                        res,
+                    };
+                    let mut v = NtShifted { op, head, body };
+                    run_sums(s, &mut acc, xs.add(at), len, ks, &mut v);
+                    v.finish(s, len);
+                }
+            } else if nt {
+                // A backend without streaming stores: interleave by runs.
                 let p = 0;
                 if relu {
                     let op = Normalize::<S, true> {

@@ -4,7 +4,7 @@
 //! With a fused ReLU (forward `y = relu(...)`), `dy` is first masked by `y > 0`; with the fused
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
-use crate::kernels::bn::{NoVisit, Visit, flush_vector};
+use crate::kernels::bn::{NoVisit, NtShifted, StoreAt, Visit, flush_vector, nt_head};
 use crate::kernels::stream::{
     Lanes, PREFETCH_W_AHEAD, load, store, write_stream, write_stream_unfenced,
 };
@@ -202,7 +202,16 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
         let op = Dx::<S>::new(s, inp, dr, at, c);
         // SAFETY: run r of both channels is within the contract.
         let t = unsafe {
-            if nt {
+            if nt && S::NT {
+                let out = dx.add(at);
+                let head = nt_head(out, len);
+                let body = (len - head) / LANES * LANES;
+                let op = DxStoreAt { dx: op, out };
+                let mut v = NtShifted { op, head, body };
+                let t = run_sums(s, next.add(at), len, mn, &mut v);
+                v.finish(s, len);
+                t
+            } else if nt {
                 write_stream_unfenced(s, dx.add(at), len, true, op);
                 run_sums(s, next.add(at), len, mn, NoVisit)
             } else {
@@ -225,6 +234,27 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
         s.fence();
     }
     out
+}
+
+/// `dx` (and `dr`) of one vector, stored by [`NtShifted`] (non-temporally when aligned).
+struct DxStoreAt<S: Simd> {
+    dx: Dx<S>,
+    out: *mut f32,
+}
+
+impl<S: Simd> StoreAt<S> for DxStoreAt<S> {
+    #[inline(always)]
+    unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool) {
+        // SAFETY: the caller's offsets are within the run (see `NtShifted`).
+        unsafe {
+            let v = self.dx.at(s, i, len);
+            if nt {
+                s.store_nt(self.out.add(i), v);
+            } else {
+                store(s, self.out.add(i), len, v);
+            }
+        }
+    }
 }
 
 /// `dx` (and `dr`) of one vector.
