@@ -122,6 +122,11 @@ pub mod rng;
 mod shape;
 mod simd;
 
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 #[doc(hidden)]
 pub mod reference;
 #[doc(hidden)]

@@ -457,88 +457,66 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
     xs: *const f32,
     pivot: f32,
 ) -> [f64; 2] {
+    // SAFETY: forwarded.
+    unsafe {
+        if relu {
+            normalize_sum_runs_as::<S, true>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
+        } else {
+            normalize_sum_runs_as::<S, false>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
+        }
+    }
+}
+
+/// [`normalize_sum_runs`] for one ReLU setting.
+///
+/// # Safety
+/// As [`normalize_sum_runs`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn normalize_sum_runs_as<S: Simd, const RELU: bool>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    f: Affine,
+    res: *const f32,
+    nt: bool,
+    xs: *const f32,
+    pivot: f32,
+) -> [f64; 2] {
     let (k, a, b) = (s.splat(f.k), s.splat(f.a), s.splat(f.b));
     let ks = s.splat(pivot);
     let mut acc = RunAcc::new(s);
+    // Without streaming stores in the backend, `nt` means nothing: plain stores.
+    let nt = nt && S::NT;
     for r in 0..runs {
         let at = r * stride;
+        let (xr, yr) = (x.wrapping_add(at), y.wrapping_add(at));
+        let res = if res.is_null() {
+            res
+        } else {
+            res.wrapping_add(at)
+        };
+        let op = NormalizeStore::<S, RELU> {
+            x: xr,
+            y: yr,
+            k,
+            a,
+            b,
+            res,
+        };
         // SAFETY: run r of all inputs is within the contract.
         unsafe {
-            let (xr, yr) = (x.add(at), y.add(at));
-            let res = if res.is_null() { res } else { res.add(at) };
-            if nt && S::NT {
+            if nt {
                 let head = nt_head(yr, len);
                 let body = (len - head) / LANES * LANES;
-                if relu {
-                    let op = NormalizeStore::<S, true> {
-                        x: xr,
-                        y: yr,
-                        k,
-                        a,
-                        b,
-                        res,
-                    };
-                    let mut v = NtShifted { op, head, body };
-                    run_sums(s, &mut acc, xs.add(at), len, ks, &mut v);
-                    v.finish(s, len);
-                } else {
-                    let op = NormalizeStore::<S, false> {
-                        x: xr,
-                        y: yr,
-                        k,
-                        a,
-                        b,
-                        res,
-                    };
-                    let mut v = NtShifted { op, head, body };
-                    run_sums(s, &mut acc, xs.add(at), len, ks, &mut v);
-                    v.finish(s, len);
-                }
-            } else if nt {
-                // A backend without streaming stores: interleave by runs.
-                let p = 0;
-                if relu {
-                    let op = Normalize::<S, true> {
-                        x: xr,
-                        k,
-                        a,
-                        b,
-                        res,
-                        prefetch: p,
-                    };
-                    write_stream_unfenced(s, yr, len, true, op);
-                } else {
-                    let op = Normalize::<S, false> {
-                        x: xr,
-                        k,
-                        a,
-                        b,
-                        res,
-                        prefetch: p,
-                    };
-                    write_stream_unfenced(s, yr, len, true, op);
-                }
-                run_sums(s, &mut acc, xs.add(at), len, ks, NoVisit)
-            } else if relu {
-                let v = NormalizeStore::<S, true> {
-                    x: xr,
-                    y: yr,
-                    k,
-                    a,
-                    b,
-                    res,
-                };
-                run_sums(s, &mut acc, xs.add(at), len, ks, v)
+                let mut v = NtShifted { op, head, body };
+                run_sums(s, &mut acc, xs.add(at), len, ks, &mut v);
+                v.finish(s, len);
             } else {
-                let v = NormalizeStore::<S, false> {
-                    x: xr,
-                    y: yr,
-                    k,
-                    a,
-                    b,
-                    res,
-                };
-                run_sums(s, &mut acc, xs.add(at), len, ks, v)
+                run_sums(s, &mut acc, xs.add(at), len, ks, op);
             }
         }
     }

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Markdown tables (as in README.md) from the roofline's JSON lines.
+
+    cargo run --release --example roofline -- --json > roofline.json
+    python3 scripts/roofline_table.py roofline.json
+
+One table per kernel: each layout and shape with GB/s and `frac` (÷ the plain-store copy of
+the same bytes, same size and thread count, same run) per thread count, `frac_nt` (÷ the
+non-temporal copy) and the speedup over the naive scalar version on one thread.
+"""
+
+import json
+import sys
+from collections import defaultdict
+
+ORDER = ["dropout", "dropout_mask", "dropout_backward", "bn_train", "bn_infer", "bn_add_relu",
+         "bn_backward"]
+LAYOUTS = {"flat": "flat", "nchw": "NCHW", "nc": "NC", "nhwc": "NHWC"}
+
+
+def main():
+    rows = []
+    for path in sys.argv[1:] or ["/dev/stdin"]:
+        with open(path) as f:
+            rows += [json.loads(line) for line in f if line.startswith("{")]
+    by = defaultdict(dict)
+    threads = sorted({r["threads"] for r in rows})
+    for r in rows:
+        by[(r["kernel"], r["layout"], r["shape"])][r["threads"]] = r
+    for kernel in ORDER:
+        keys = [k for k in by if k[0] == kernel]
+        if not keys:
+            continue
+        keys.sort(key=lambda k: (list(LAYOUTS).index(k[1]), by[k][min(by[k])]["elems"]))
+        print(f"\n**{kernel}**\n")
+        head = "| layout | shape |"
+        for t in threads:
+            head += f" GB/s ({t}t) | frac ({t}t) | frac_nt ({t}t) |"
+        head += " vs naive (1t) |"
+        print(head)
+        print("|---|---|" + "---:|" * (3 * len(threads) + 1))
+        for k in keys:
+            line = f"| {LAYOUTS[k[1]]} | {k[2]} |"
+            for t in threads:
+                r = by[k].get(t)
+                line += (f" {r['gbps']:.1f} | {r['frac']:.2f} | {r['frac_nt']:.2f} |" if r
+                         else " – | – | – |")
+            one = by[k].get(1, {}).get("speedup")
+            line += f" {one:.1f}× |" if one else " – |"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
