@@ -13,6 +13,7 @@ pub(crate) const SEQ_THRESHOLD: usize = 1 << 16;
 /// 12 µs per call with two workers and 60–70 µs with one on the project machine (against
 /// 0.02 µs for a join inside the pool); below 256 Ki elements the caller does the work faster
 /// itself (measured on NHWC inference and dropout).
+#[cfg_attr(not(feature = "rayon"), allow(dead_code))]
 pub(crate) const COLD_SEQ_THRESHOLD: usize = 1 << 18;
 
 /// How a chunked loop runs.
