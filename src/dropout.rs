@@ -624,14 +624,8 @@ fn run_channels(
                     yc.len() / hw,
                     &mut bits,
                 );
-                for (j, yp) in yc.chunks_mut(hw).enumerate() {
-                    let e0 = (p0 + j) * hw;
-                    if bits[j / 16] >> (j % 16) & 1 == 1 {
-                        k.scale(x.sub(e0..e0 + hw), yp, scale, nt);
-                    } else {
-                        k.fill(yp, 0.0, nt);
-                    }
-                }
+                let e0 = p0 * hw;
+                k.scale_planes(x.sub(e0..e0 + yc.len()), yc, hw, &bits, scale, nt);
             });
         }
         Layout::Nhwc | Layout::Nc => {

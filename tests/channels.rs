@@ -68,3 +68,21 @@ fn whole_planes_are_kept_or_dropped() {
     dropout(&x, &mut b, &params).unwrap();
     assert_eq!(bits(&a), bits(&b));
 }
+
+/// Past the non-temporal threshold (planes of a length that is not a multiple of 16, so each
+/// plane starts at another alignment): the streaming path, fenced once per call.
+#[test]
+fn non_temporal_matches_reference() {
+    let (n, c, h, w) = (8, 16, 257, 257);
+    let shape = Shape::nchw(n, c, h, w);
+    let len = shape.numel().unwrap();
+    assert!(len * 4 >= testing::NT_MIN_BYTES);
+    let x = data(len, 77);
+    let params = DropoutParams::new(0.4, 5).with_offset(3);
+    let want = reference::dropout_channels(&x, c, h * w, false, &params);
+    for_each_isa(|isa| {
+        let mut y = vec![f32::NAN; len];
+        dropout_channels(&x, &mut y, shape, Layout::Nchw, &params).unwrap();
+        assert!(bits(&y) == bits(&want), "{isa}");
+    });
+}

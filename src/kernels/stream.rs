@@ -286,15 +286,40 @@ impl<S: Simd> Lanes<S> for Scale<S> {
     }
 }
 
-/// `y = x * k`. `x` may equal `y`.
+/// Channel-wise dropout of `planes` planes of `len` elements: plane `j` scaled by `k` where
+/// bit `j` of `bits` is set, `+0.0` elsewhere; one fence at the end (one per plane drained
+/// the write-combining buffers every plane, as in the NCHW batch-norm kernels).
 ///
 /// # Safety
-/// `x` valid for `n` reads, `y` for `n` writes.
+/// `x` valid for `planes·len` reads, `y` for as many writes, `bits` for `ceil(planes/16)`
+/// reads. `x` may equal `y`.
 #[inline(always)]
-pub(crate) unsafe fn scale<S: Simd>(s: S, x: *const f32, y: *mut f32, n: usize, k: f32, nt: bool) {
-    let f = Scale::<S> { x, kv: s.splat(k) };
-    // SAFETY: `write_stream` passes i + len <= n.
-    unsafe { write_stream(s, y, n, nt, f) }
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn scale_planes<S: Simd>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    planes: usize,
+    len: usize,
+    bits: *const u16,
+    k: f32,
+    nt: bool,
+) {
+    let kv = s.splat(k);
+    for j in 0..planes {
+        // SAFETY: plane j is [j·len, (j + 1)·len) of both slices; bit j is in word j / 16.
+        unsafe {
+            let (xp, yp) = (x.add(j * len), y.add(j * len));
+            if (*bits.add(j / 16) >> (j % 16)) & 1 == 1 {
+                write_stream_unfenced(s, yp, len, nt, Scale::<S> { x: xp, kv });
+            } else {
+                write_stream_unfenced(s, yp, len, nt, Splat::<S>(s.splat(0.0)));
+            }
+        }
+    }
+    if nt {
+        s.fence();
+    }
 }
 
 /// `x` as is.

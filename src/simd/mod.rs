@@ -224,9 +224,21 @@ macro_rules! entry_points {
         }
 
         $(#[$attr])*
-        unsafe fn scale(x: *const f32, y: *mut f32, n: usize, s: f32, nt: bool) {
-            // SAFETY: as above; `x` and `y` valid for `n` floats.
-            unsafe { kernels::stream::scale(<$backend>::new(), x, y, n, s, nt) }
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn scale_planes(
+            x: *const f32,
+            y: *mut f32,
+            planes: usize,
+            len: usize,
+            bits: *const u16,
+            s: f32,
+            nt: bool,
+        ) {
+            // SAFETY: as above; the planes and bits are valid (checked by
+            // `Kernels::scale_planes`).
+            unsafe {
+                kernels::stream::scale_planes(<$backend>::new(), x, y, planes, len, bits, s, nt)
+            }
         }
 
         $(#[$attr])*
@@ -425,7 +437,7 @@ macro_rules! entry_points {
             random_u32,
             apply_mask,
             dropout_segment,
-            scale,
+            scale_planes,
             copy,
             fill,
             bn_sums_runs,

@@ -30,7 +30,8 @@ pub(crate) struct Kernels {
         f32,
         bool,
     ),
-    pub(super) scale: unsafe fn(*const f32, *mut f32, usize, f32, bool),
+    #[allow(clippy::type_complexity)]
+    pub(super) scale_planes: unsafe fn(*const f32, *mut f32, usize, usize, *const u16, f32, bool),
     pub(super) copy: unsafe fn(*const f32, *mut f32, usize, bool),
     pub(super) fill: unsafe fn(*mut f32, usize, f32, bool),
     #[allow(clippy::type_complexity)]
@@ -228,11 +229,24 @@ impl Kernels {
         }
     }
 
-    /// `y = x * s`.
-    pub(crate) fn scale(&self, x: Src, y: &mut [f32], s: f32, nt: bool) {
+    /// Channel-wise dropout of the planes of `y` (`len` elements each): plane `j` is
+    /// `x`'s scaled by `s` where bit `j` of `bits` is set, `+0.0` elsewhere.
+    pub(crate) fn scale_planes(
+        &self,
+        x: Src,
+        y: &mut [f32],
+        len: usize,
+        bits: &[u16],
+        s: f32,
+        nt: bool,
+    ) {
+        assert!(len > 0 && y.len().is_multiple_of(len), "plane length");
+        let planes = y.len() / len;
+        assert!(bits.len() >= planes.div_ceil(16), "keep bits");
         let x = x.ptr(y);
-        // SAFETY: features checked by `for_isa`; `x` and `y` hold `y.len()` floats.
-        unsafe { (self.scale)(x, y.as_mut_ptr(), y.len(), s, nt) }
+        // SAFETY: features checked by `for_isa`; `x` and `y` hold planes·len floats, `bits`
+        // ceil(planes/16) words.
+        unsafe { (self.scale_planes)(x, y.as_mut_ptr(), planes, len, bits.as_ptr(), s, nt) }
     }
 
     /// `y = x`, bit for bit.
