@@ -6,8 +6,8 @@
 //! non-temporal stores a head peeled until the output is 64-byte aligned (vmovntps faults on
 //! unaligned addresses, and large allocations usually start 16 bytes past a page).
 
-use crate::kernels::bits::KeepGen;
-use crate::rng::{GROUP, STREAMS, StreamState};
+use crate::kernels::bits::{KeepGen, keep_bits};
+use crate::rng::{GROUP, GROUPS_PER_BLOCK, STREAMS, StreamState};
 use crate::simd::{LANES, Simd};
 
 /// The value of output elements `i .. i + len` of a streaming kernel (`len == 16` for full
@@ -175,14 +175,19 @@ unsafe fn bits16(bits: *const u16, i: usize) -> u16 {
 struct MaskedScale<S: Simd> {
     x: *const f32,
     bits: *const u16,
+    /// Bit of element 0.
+    j0: usize,
     sv: S::F,
 }
 
 impl<S: Simd> Lanes<S> for MaskedScale<S> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
-        // SAFETY: the kernel's contract covers x[i..i+len] and the bit window at i.
-        unsafe { s.mul_keep(bits16(self.bits, i), load(s, self.x.add(i), len), self.sv) }
+        // SAFETY: the kernel's contract covers x[i..i+len] and the bit window at j0 + i.
+        unsafe {
+            let keep = bits16(self.bits, self.j0 + i);
+            s.mul_keep(keep, load(s, self.x.add(i), len), self.sv)
+        }
     }
 }
 
@@ -203,6 +208,7 @@ pub(crate) unsafe fn apply_mask<S: Simd>(
     let f = MaskedScale::<S> {
         x,
         bits,
+        j0: 0,
         sv: s.splat(scale),
     };
     // SAFETY: `write_stream` passes i + len <= n, and i / 16 + 1 <= n / 16 + 1.
@@ -261,6 +267,24 @@ pub(crate) unsafe fn dropout_segment<S: Simd>(
     scale: f32,
     nt: bool,
 ) {
+    if S::INTERLEAVE < STREAMS {
+        // Four streams' state does not fit this backend's registers (AVX2: 32 ymm of state in
+        // 16 registers), and stepping them together spilled it every group, which left AVX2
+        // no faster than portable code. Generate the segment's bits a stream at a time with
+        // the state in registers, then apply them: the bits are in L1 by then.
+        let (first, end) = (j0 / GROUP, (j0 + n).div_ceil(GROUP).min(GROUPS_PER_BLOCK));
+        // SAFETY: groups first .. end of the block: 4·end <= BLOCK / 16 words of `bits`.
+        unsafe { keep_bits(s, st, first, end - first, thresh, bits.add(4 * first)) };
+        let f = MaskedScale::<S> {
+            x,
+            bits,
+            j0,
+            sv: s.splat(scale),
+        };
+        // SAFETY: forwarded; `write_stream` passes i + len <= n; the bit windows at
+        // j0 + i lie in the padded block buffer, generated above.
+        return unsafe { write_stream(s, y, n, nt, f) };
+    }
     let f = FusedDropout {
         keep: KeepGen::new(s, st, j0 / GROUP, thresh),
         j0,

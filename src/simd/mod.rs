@@ -39,7 +39,8 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// Whether [`Simd::store_nt`] really bypasses the caches (otherwise it is a plain store).
     const NT: bool;
     /// How many 16-lane RNG streams to step at once: enough independent dependency chains to
-    /// fill the vector units, few enough that the state stays in registers.
+    /// fill the vector units, few enough that the state stays in registers. Below 4, fused
+    /// dropout generates a segment's keep bits first, stream by stream, then applies them.
     const INTERLEAVE: usize;
 
     /// Loads 16 floats from `p` (no alignment needed).

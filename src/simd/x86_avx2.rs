@@ -30,7 +30,8 @@ impl Simd for Avx2 {
     type U = [__m256i; 2];
     const NT: bool = true;
     // Two streams = 16 ymm registers of state: the most that stays in the register file.
-    const INTERLEAVE: usize = 2;
+    // One stream's state is 8 ymm; two (16 ymm) left no room for temporaries and spilled.
+    const INTERLEAVE: usize = 1;
 
     #[inline(always)]
     unsafe fn loadu(self, p: *const f32) -> [__m256; 2] {
