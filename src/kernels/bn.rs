@@ -436,44 +436,15 @@ impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
 /// of another channel (runs at `xs`, pivot `pivot`) — bit for bit what [`sums_runs`] returns
 /// for it. Overlapping the next channel's reads with this one's stores is what keeps the
 /// kernel near copy speed: the normalization alone is store-bound and leaves the load ports
-/// and the memory reads idle. With `nt`, non-temporal stores and interleaving by runs.
+/// and the memory reads idle. With `nt`, non-temporal stores interleaved with the sums vector
+/// by vector ([`NtShifted`]); the ReLU (after the residual) when `RELU`.
 ///
 /// # Safety
 /// For every `r < runs`: `x + r·stride + [0, len)`, `xs + r·stride + [0, len)` (and `res`
 /// likewise, when not null) readable, `y + r·stride + [0, len)` writable.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn normalize_sum_runs<S: Simd>(
-    s: S,
-    x: *const f32,
-    y: *mut f32,
-    runs: usize,
-    len: usize,
-    stride: usize,
-    f: Affine,
-    res: *const f32,
-    relu: bool,
-    nt: bool,
-    xs: *const f32,
-    pivot: f32,
-) -> [f64; 2] {
-    // SAFETY: forwarded.
-    unsafe {
-        if relu {
-            normalize_sum_runs_as::<S, true>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
-        } else {
-            normalize_sum_runs_as::<S, false>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
-        }
-    }
-}
-
-/// [`normalize_sum_runs`] for one ReLU setting.
-///
-/// # Safety
-/// As [`normalize_sum_runs`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn normalize_sum_runs_as<S: Simd, const RELU: bool>(
+pub(crate) unsafe fn normalize_sum_runs<S: Simd, const RELU: bool>(
     s: S,
     x: *const f32,
     y: *mut f32,

@@ -311,9 +311,16 @@ macro_rules! entry_points {
         ) -> [f64; 2] {
             // SAFETY: as above; the runs are valid (checked by `channels::Block`).
             unsafe {
-                kernels::bn::normalize_sum_runs(
-                    <$backend>::new(), x, y, runs, len, stride, f, res, relu, nt, xs, pivot,
-                )
+                let b = <$backend>::new();
+                if relu {
+                    kernels::bn::normalize_sum_runs::<_, true>(
+                        b, x, y, runs, len, stride, f, res, nt, xs, pivot,
+                    )
+                } else {
+                    kernels::bn::normalize_sum_runs::<_, false>(
+                        b, x, y, runs, len, stride, f, res, nt, xs, pivot,
+                    )
+                }
             }
         }
 
