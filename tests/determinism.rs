@@ -48,6 +48,14 @@ fn identical_bits_for_1_2_3_threads_on_every_isa() {
             }
         }
     }
+    // And from this test's own thread, outside any pool (thread count 0 in the key).
+    for isa in Isa::available() {
+        for off in [0u64, 1001] {
+            let params = DropoutParams::new(0.4, 5).with_offset(off);
+            let r = with_isa(isa, || (run_all(&x, &params), run_all(&shape_x, &params))).unwrap();
+            results.push(((off, isa, 0), r));
+        }
+    }
     for off in [0u64, 1001] {
         let group: Vec<_> = results.iter().filter(|((o, _, _), _)| *o == off).collect();
         for (key, r) in &group[1..] {
@@ -123,6 +131,17 @@ fn batch_norm_identical_bits_for_1_2_3_threads() {
                     t + 1
                 );
             }
+            // From a thread outside any pool (this test's): below 256 Ki elements such a call
+            // runs on the caller's thread, where inside a pool it forks — the same bits.
+            let outside = with_isa(isa, || {
+                run_bn(&x, shape, layout, &params, Momentum::PyTorch(0.1))
+            })
+            .unwrap();
+            assert_eq!(
+                outside.bits(),
+                runs[0].bits(),
+                "{isa} {layout:?} {shape:?}: called from outside a pool"
+            );
             let mut st1 = vec![ChannelStats::default(); shape.c];
             let mut st3 = vec![ChannelStats::default(); shape.c];
             in_pool(1, || {
