@@ -8,11 +8,14 @@
 //! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
 
 use super::infer::RunningStats;
-use super::rows::{per_thread, scratch_f32, scratch_f64, stats_chunk_rows, tile_layout, tile_task};
+use super::rows::{
+    chunked_sums, scratch_f32, scratch_f64, stats_chunks, sum_index, tile_layout, tile_task,
+};
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
 use super::{BnParams, check_eps};
 use crate::error::check_len;
 use crate::isa::active_kernels;
+use crate::kernels::bn::ROW_SEGMENT;
 use crate::kernels::bn_backward::BwdConsts;
 use crate::parallel::{Par, for_each_chunk};
 use crate::simd::channels::for_each_bwd_block;
@@ -306,35 +309,26 @@ fn backward_rows(
     mean: &[f32],
 ) {
     let rows = x.len() / c;
-    let chunk = stats_chunk_rows(rows, c);
-    let chunks = rows.div_ceil(chunk);
-    let par = Par::above_threshold(x.len(), per_thread(chunks));
+    let chunks = stats_chunks(rows, c);
     let (tile_rows, l) = tile_layout(c);
     let r = l + 16;
     scratch_f64((1 + chunks) * 2 * c, |buf| {
         let (sums, partials) = buf.split_at_mut(2 * c);
-        // Sums in segments of up to 64 columns: `[Σdy; Σdy·(x − m)]` per segment.
-        for_each_chunk(partials, 2 * c, par, |ci, part| {
-            part.fill(0.0);
-            let range = ci * chunk * c..((ci + 1) * chunk).min(rows) * c;
+        // `[Σdy; Σdy·(x − m)]` per segment of columns, in the forward's layout.
+        chunked_sums(rows, c, sums, partials, |rg, part| {
+            let range = rg.start * c..rg.end * c;
             let (xr, dyr) = (&x[range.clone()], &dy[range.clone()]);
             let yr = y.map(|y| &y[range]);
-            for c0 in (0..c).step_by(64) {
-                let w = 64.min(c - c0);
+            for c0 in (0..c).step_by(ROW_SEGMENT) {
+                let w = ROW_SEGMENT.min(c - c0);
                 let out = &mut part[2 * c0..2 * c0 + 2 * w];
                 k.bn_bwd_sums_rows(xr, dyr, yr, c, c0, w, &mean[c0..c0 + w], out);
             }
         });
-        sums.fill(0.0);
-        for part in partials.chunks_exact(2 * c) {
-            for (t, p) in sums.iter_mut().zip(part) {
-                *t += p;
-            }
-        }
         scratch_f32(4 * r, |aff| {
             for ch in 0..c {
-                let (c0, w) = (ch / 64 * 64, 64.min(c - ch / 64 * 64));
-                let s = [sums[2 * c0 + (ch - c0)], sums[2 * c0 + w + (ch - c0)]];
+                let (i1, i2) = sum_index(ch, c);
+                let s = [sums[i1], sums[i2]];
                 let f = consts(ch, s);
                 for t in 0..tile_rows {
                     let at = t * c + ch;

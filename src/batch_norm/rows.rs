@@ -8,6 +8,7 @@
 //! caches that reads `x` twice from memory.
 
 use core::cell::RefCell;
+use core::ops::Range;
 
 use super::stats::from_sums;
 use crate::kernels::bn::{Affine, ROW_SEGMENT};
@@ -53,7 +54,7 @@ scratch_fn!(scratch_tiles, f32);
 
 /// Where channel `ch`'s two sums sit in a per-channel sums buffer: the layout of the kernel's
 /// output, `[s1; s2]` per segment of `ROW_SEGMENT` columns.
-fn sum_index(ch: usize, c: usize) -> (usize, usize) {
+pub(crate) fn sum_index(ch: usize, c: usize) -> (usize, usize) {
     let c0 = ch / ROW_SEGMENT * ROW_SEGMENT;
     let w = ROW_SEGMENT.min(c - c0);
     (2 * c0 + (ch - c0), 2 * c0 + w + (ch - c0))
@@ -62,15 +63,43 @@ fn sum_index(ch: usize, c: usize) -> (usize, usize) {
 /// Chunks per task so that each thread takes one contiguous run of the `chunks`: the same
 /// rows the normalization pass ([`tile_task`]) gives it, which then finds them in its own
 /// cache.
-pub(crate) fn per_thread(chunks: usize) -> usize {
+fn per_thread(chunks: usize) -> usize {
     // Rounded down: rayon does not split a range below this many, so rounding up would leave
     // an odd count in one task.
     (chunks / crate::parallel::threads()).max(1)
 }
 
 /// Statistics chunks of a tensor of `rows` rows of `c`.
-fn stats_chunks(rows: usize, c: usize) -> usize {
+pub(crate) fn stats_chunks(rows: usize, c: usize) -> usize {
     rows.div_ceil(stats_chunk_rows(rows, c))
+}
+
+/// Per-column sums of a tensor of `rows` rows of `c`, taken chunk by chunk and merged in chunk
+/// order into `sums` (`2c`): `sum_rows(range, part)` adds the sums of the rows `range` into
+/// `part` (`2c`, zeroed), in the [`sum_index`] layout. `partials` is scratch of
+/// `stats_chunks(rows, c) · 2c`. The chunks depend on the shape only, so the bits do not
+/// depend on the thread count; each thread takes a contiguous run of them.
+pub(crate) fn chunked_sums(
+    rows: usize,
+    c: usize,
+    sums: &mut [f64],
+    partials: &mut [f64],
+    sum_rows: impl Fn(Range<usize>, &mut [f64]) + Sync + Send,
+) {
+    let chunk = stats_chunk_rows(rows, c);
+    let chunks = rows.div_ceil(chunk);
+    let par = Par::above_threshold(rows * c, per_thread(chunks));
+    for_each_chunk(&mut partials[..chunks * 2 * c], 2 * c, par, |ci, part| {
+        // Zeroed by the task that fills it: in parallel, and in that core's cache.
+        part.fill(0.0);
+        sum_rows(ci * chunk..((ci + 1) * chunk).min(rows), part);
+    });
+    sums[..2 * c].fill(0.0);
+    for part in partials[..chunks * 2 * c].chunks_exact(2 * c) {
+        for (t, p) in sums.iter_mut().zip(part) {
+            *t += p;
+        }
+    }
 }
 
 /// Shifted sums of every column of `x` (`c` columns) around `pivots`, into `sums` (`2c`, in
@@ -83,27 +112,14 @@ fn column_sums(
     sums: &mut [f64],
     partials: &mut [f64],
 ) {
-    let rows = x.len() / c;
-    let chunk = stats_chunk_rows(rows, c);
-    let par = Par::above_threshold(x.len(), per_thread(rows.div_ceil(chunk)));
-    {
-        for_each_chunk(partials, 2 * c, par, |ci, part| {
-            // Zeroed by the task that fills it: in parallel, and in that core's cache.
-            part.fill(0.0);
-            let xr = &x[ci * chunk * c..((ci + 1) * chunk).min(rows) * c];
-            for c0 in (0..c).step_by(ROW_SEGMENT) {
-                let w = ROW_SEGMENT.min(c - c0);
-                let out = &mut part[2 * c0..2 * c0 + 2 * w];
-                k.bn_sums_rows(xr, xr.len() / c, c, c0, w, &pivots[c0..c0 + w], out);
-            }
-        });
-        sums.fill(0.0);
-        for part in partials.chunks_exact(2 * c) {
-            for (t, p) in sums.iter_mut().zip(part) {
-                *t += p;
-            }
+    chunked_sums(x.len() / c, c, sums, partials, |rg, part| {
+        let xr = &x[rg.start * c..rg.end * c];
+        for c0 in (0..c).step_by(ROW_SEGMENT) {
+            let w = ROW_SEGMENT.min(c - c0);
+            let out = &mut part[2 * c0..2 * c0 + 2 * w];
+            k.bn_sums_rows(xr, rg.len(), c, c0, w, &pivots[c0..c0 + w], out);
         }
-    }
+    });
 }
 
 /// Calls `f(ch, (pivot, mean, biased var))` for every column of `x` (`c` columns, at least

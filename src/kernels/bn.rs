@@ -14,7 +14,7 @@
 //! constant channel gives exactly `β`. One subtract and one FMA per element.
 
 use crate::kernels::stream::{
-    Lanes, PREFETCH_W_AHEAD, load, store, write_stream, write_stream_unfenced,
+    Lanes, PREFETCH_W_AHEAD, load, nt_head, store, write_stream, write_stream_unfenced,
 };
 use crate::simd::{LANES, Simd};
 
@@ -321,17 +321,6 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
     }
 }
 
-/// Elements before the first 64-byte aligned one of the `len` at `p` (at most `len`).
-#[inline(always)]
-pub(crate) fn nt_head(p: *const f32, len: usize) -> usize {
-    let misalign = p as usize % 64;
-    if misalign == 0 {
-        0
-    } else {
-        ((64 - misalign) / 4).min(len)
-    }
-}
-
 /// Per-vector work that can store its vector non-temporally (at a 64-byte aligned `i`) or
 /// plainly (a partial head or tail).
 pub(crate) trait StoreAt<S: Simd> {
@@ -350,9 +339,22 @@ pub(crate) trait StoreAt<S: Simd> {
 /// `body` aligned elements once; [`NtShifted::finish`] then writes the unaligned head and
 /// tail with plain stores.
 pub(crate) struct NtShifted<V> {
-    pub op: V,
-    pub head: usize,
-    pub body: usize,
+    op: V,
+    head: usize,
+    body: usize,
+}
+
+impl<V> NtShifted<V> {
+    /// `op` over a run of `len` elements whose output starts at `out`.
+    #[inline(always)]
+    pub(crate) fn new(op: V, out: *const f32, len: usize) -> Self {
+        let head = nt_head(out, len);
+        NtShifted {
+            op,
+            head,
+            body: (len - head) / LANES * LANES,
+        }
+    }
 }
 
 impl<S: Simd, V: StoreAt<S>> Visit<S> for &mut NtShifted<V> {
@@ -481,9 +483,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd, const RELU: bool>(
         // SAFETY: run r of all inputs is within the contract.
         unsafe {
             if nt {
-                let head = nt_head(yr, len);
-                let body = (len - head) / LANES * LANES;
-                let mut v = NtShifted { op, head, body };
+                let mut v = NtShifted::new(op, yr, len);
                 run_sums(s, &mut acc, xs.add(at), len, ks, &mut v);
                 v.finish(s, len);
             } else {

@@ -4,7 +4,7 @@
 //! With a fused ReLU (forward `y = relu(...)`), `dy` is first masked by `y > 0`; with the fused
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
-use crate::kernels::bn::{NoVisit, NtShifted, StoreAt, Visit, flush_vector, nt_head};
+use crate::kernels::bn::{NoVisit, NtShifted, StoreAt, Visit, flush_vector};
 use crate::kernels::stream::{
     Lanes, PREFETCH_W_AHEAD, load, store, write_stream, write_stream_unfenced,
 };
@@ -204,10 +204,7 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
         let t = unsafe {
             if nt && S::NT {
                 let out = dx.add(at);
-                let head = nt_head(out, len);
-                let body = (len - head) / LANES * LANES;
-                let op = DxStoreAt { dx: op, out };
-                let mut v = NtShifted { op, head, body };
+                let mut v = NtShifted::new(DxStoreAt { dx: op, out }, out, len);
                 let t = run_sums(s, next.add(at), len, mn, &mut v);
                 v.finish(s, len);
                 t

@@ -71,12 +71,7 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
     // SAFETY (whole body): every store covers y[i..i+len] with i + len <= n.
     unsafe {
         if nt && S::NT {
-            let misalign = (y as usize) % 64;
-            let head = if misalign == 0 {
-                0
-            } else {
-                ((64 - misalign) / 4).min(n)
-            };
+            let head = nt_head(y, n);
             if head > 0 {
                 store_partial(s, y, head, f.at(s, 0, head));
                 i = head;
@@ -113,6 +108,18 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
         if i < n {
             store_partial(s, y.add(i), n - i, f.at(s, i, n - i));
         }
+    }
+}
+
+/// Elements before the first 64-byte aligned one of the `len` at `p` (at most `len`): the
+/// head a streaming store (which needs 64-byte alignment) must peel.
+#[inline(always)]
+pub(crate) fn nt_head(p: *const f32, len: usize) -> usize {
+    let misalign = p as usize % 64;
+    if misalign == 0 {
+        0
+    } else {
+        ((64 - misalign) / 4).min(len)
     }
 }
 

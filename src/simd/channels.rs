@@ -254,9 +254,23 @@ pub(crate) fn for_each_block<A: Send, B: Send>(
         y: y.as_mut_ptr(),
         r: res.map_or(core::ptr::null(), |r| r.as_ptr()),
     };
+    spread(base, geo, width, par, a, b, f);
+}
+
+/// Hands the blocks of `width` channels over `base` to `f` with the matching chunks of the
+/// per-channel outputs `a` and `b`, each block to exactly one task.
+fn spread<P: Copy + Send + Sync, A: Send, B: Send>(
+    base: P,
+    geo: Runs,
+    width: usize,
+    par: Par,
+    a: &mut [A],
+    b: &mut [B],
+    f: impl Fn(ChannelBlock<'_, P>, &mut [A], &mut [B]) + Sync + Send,
+) {
     for_each_chunk2(a, width, b, width, par, |bi, ac, bc| {
         let c0 = bi * width;
-        let block = Block {
+        let block = ChannelBlock {
             base,
             geo,
             c0,
@@ -418,15 +432,5 @@ pub(crate) fn for_each_bwd_block<A: Send, B: Send>(
         dx: dx.as_mut_ptr(),
         dr: dr.map_or(core::ptr::null_mut(), |d| d.as_mut_ptr()),
     };
-    for_each_chunk2(a, width, b, width, par, |bi, ac, bc| {
-        let c0 = bi * width;
-        let block = BwdBlock {
-            base,
-            geo,
-            c0,
-            c1: c0 + ac.len(),
-            _borrow: PhantomData,
-        };
-        f(block, ac, bc)
-    });
+    spread(base, geo, width, par, a, b, f);
 }
