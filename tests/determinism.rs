@@ -158,3 +158,83 @@ fn batch_norm_identical_bits_for_1_2_3_threads() {
         }
     }
 }
+
+/// Training forward, inference and backward outputs (as bits) with `x`, `dy` and the outputs
+/// at the given offsets (in floats) into guarded buffers.
+fn bn_at_offsets(
+    x: &[f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    [ox, oy, od]: [usize; 3],
+) -> Vec<Vec<u32>> {
+    let (n, c) = (x.len(), shape.c);
+    let xg = Guarded::from(x, ox);
+    let dy: Vec<f32> = x.iter().rev().map(|v| v - 7.0).collect();
+    let dyg = Guarded::from(&dy, od);
+    let mut y = Guarded::new(n, oy, f32::NAN);
+    let (mut mean, mut invstd) = (vec![0.0f32; c], vec![0.0f32; c]);
+    let saved = SavedStatsMut {
+        mean: &mut mean,
+        invstd: &mut invstd,
+    };
+    batch_norm_train(xg.window(), y.window_mut(), shape, layout, params, saved, None).unwrap();
+    y.assert_guards("train");
+    let mut out = vec![bits(y.window()), bits(&mean), bits(&invstd)];
+    let var: Vec<f32> = invstd.iter().map(|s| 1.0 / (s * s)).collect();
+    let running = RunningStats {
+        mean: &mean,
+        var: &var,
+    };
+    batch_norm_infer(xg.window(), y.window_mut(), shape, layout, params, &running).unwrap();
+    y.assert_guards("infer");
+    out.push(bits(y.window()));
+    let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
+    let saved = SavedStats {
+        mean: &mean,
+        invstd: &invstd,
+    };
+    let grads = BnGrads {
+        dx: y.window_mut(),
+        dgamma: &mut dg,
+        dbeta: &mut db,
+    };
+    batch_norm_backward(xg.window(), dyg.window(), None, shape, layout, params, &saved, grads)
+        .unwrap();
+    y.assert_guards("backward");
+    out.extend([bits(y.window()), bits(&dg), bits(&db)]);
+    out
+}
+
+/// The kernels align their stores (and tiles of constants) to cache lines, so they take
+/// different paths for different buffer offsets: the bits must not change with them.
+#[test]
+fn batch_norm_bits_do_not_depend_on_buffer_offsets() {
+    let cases = [
+        (Shape::nchw(3, 32, 9, 10), Layout::Nchw),
+        (Shape::nchw(3, 32, 9, 10), Layout::Nhwc),
+        (Shape::nchw(2, 20, 7, 9), Layout::Nhwc),
+        (Shape::nc(150, 80), Layout::Nc),
+    ];
+    for (shape, layout) in cases {
+        let x: Vec<f32> = normals(shape.numel().unwrap(), 9)
+            .iter()
+            .map(|v| (7.0 + 2.0 * v) as f32)
+            .collect();
+        let gamma: Vec<f32> = (0..shape.c).map(|i| 0.5 + i as f32 / 16.0).collect();
+        let beta = vec![-0.5f32; shape.c];
+        let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
+        for isa in Isa::available() {
+            let run = |o| with_isa(isa, || bn_at_offsets(&x, shape, layout, &params, o)).unwrap();
+            let want = run([0, 0, 0]);
+            for a in 1..16 {
+                for o in [[a, a, a], [a, (a * 5) % 16, (a * 3) % 16], [0, a, 0]] {
+                    assert!(
+                        run(o) == want,
+                        "{isa} {layout:?} {shape:?}: offsets {o:?} change the bits"
+                    );
+                }
+            }
+        }
+    }
+}

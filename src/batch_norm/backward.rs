@@ -9,7 +9,8 @@
 
 use super::infer::RunningStats;
 use super::rows::{
-    chunked_sums, scratch_f32, scratch_f64, stats_chunks, sum_index, tile_layout, tile_task,
+    aligned_like, chunked_sums, scratch_f32, scratch_f64, stats_chunks, sum_index, tile_layout,
+    tile_task,
 };
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
 use super::{BnParams, check_eps};
@@ -325,7 +326,8 @@ fn backward_rows(
                 k.bn_bwd_sums_rows(xr, dyr, yr, c, c0, w, &mean[c0..c0 + w], out);
             }
         });
-        scratch_f32(4 * r, |aff| {
+        scratch_f32(4 * r + 16, |buf| {
+            let aff = aligned_like(buf, dx.as_ptr(), 4 * r);
             for ch in 0..c {
                 let (i1, i2) = sum_index(ch, c);
                 let s = [sums[i1], sums[i2]];

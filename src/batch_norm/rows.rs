@@ -220,7 +220,8 @@ pub(crate) fn normalize_rows(
 ) {
     let (tile_rows, l) = tile_layout(c);
     let r = l + 16;
-    scratch_tiles(3 * r, |aff| {
+    scratch_tiles(3 * r + 16, |buf| {
+        let aff = aligned_like(buf, y.as_ptr(), 3 * r);
         for ch in 0..c {
             let f = consts(ch);
             for t in 0..tile_rows {
@@ -241,6 +242,16 @@ pub(crate) fn normalize_rows(
             k.bn_normalize_tiled(x.sub(range), yc, aff, l, res, relu, nt);
         });
     });
+}
+
+/// The `len` values of `buf` (which holds `len + 16`) that start at the same offset from a
+/// 64-byte boundary as `like`. The streaming kernels align their stores (see
+/// `kernels::stream`), and every task starts a whole number of tiles into the output; a tile
+/// at the output's offset is then read with aligned loads too, not loads split across lines.
+pub(crate) fn aligned_like(buf: &mut [f32], like: *const f32, len: usize) -> &mut [f32] {
+    let lanes = |p: *const f32| (p as usize / 4) % 16;
+    let off = (lanes(like) + 16 - lanes(buf.as_ptr())) % 16;
+    &mut buf[off..off + len]
 }
 
 /// Task length for a pass over `n` values in tiles of `l`: one task per thread, of whole
