@@ -121,6 +121,9 @@ unsafe fn run_sums<S: Simd>(
     mut visit: impl Visit<S>,
 ) {
     let mut i = 0;
+    // A local copy: kept in the struct, LLVM packed the counter into a vector register with a
+    // long dependency chain through every iteration.
+    let mut pending = acc.pending;
     // SAFETY: every load stays within p..p+len; `visit` gets the same in-run positions.
     unsafe {
         while i + 4 * LANES <= len {
@@ -131,10 +134,10 @@ unsafe fn run_sums<S: Simd>(
                 acc.a2[u] = s.mul_add(v, v, acc.a2[u]);
             }
             i += 4 * LANES;
-            acc.pending += 4;
-            if acc.pending >= FLUSH_VECTORS {
+            pending += 4;
+            if pending >= FLUSH_VECTORS {
                 flush4(s, &mut acc.a1, &mut acc.a2, &mut acc.tot);
-                acc.pending = 0;
+                pending = 0;
             }
         }
         let mut u = 0;
@@ -153,12 +156,13 @@ unsafe fn run_sums<S: Simd>(
             u += 1;
             i += n;
         }
-        acc.pending += u;
-        if acc.pending >= FLUSH_VECTORS {
+        pending += u;
+        if pending >= FLUSH_VECTORS {
             flush4(s, &mut acc.a1, &mut acc.a2, &mut acc.tot);
-            acc.pending = 0;
+            pending = 0;
         }
     }
+    acc.pending = pending;
 }
 
 /// Shifted sums of `g` adjacent NCHW channels, each over its `runs` runs of `len` values
@@ -581,54 +585,87 @@ unsafe fn sums_rows_reg<S: Simd, const NV: usize>(
     pivots: *const f32,
     out: *mut f64,
 ) {
+    // SAFETY (both arms): forwarded. Whole-vector segments (the common case: channel counts
+    // are multiples of 16) get a loop without masks.
+    unsafe {
+        if w == NV * LANES {
+            sums_rows_fixed::<S, NV, true>(s, x, rows, stride, w, pivots, out)
+        } else {
+            sums_rows_fixed::<S, NV, false>(s, x, rows, stride, w, pivots, out)
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn sums_rows_fixed<S: Simd, const NV: usize, const FULL: bool>(
+    s: S,
+    x: *const f32,
+    rows: usize,
+    stride: usize,
+    w: usize,
+    pivots: *const f32,
+    out: *mut f64,
+) {
     let z = s.splat(0.0);
+    let last = vec_len(w, NV - 1);
     let mut k = [z; NV];
     for (v, kv) in k.iter_mut().enumerate() {
         // SAFETY: pivots holds w floats; `load` reads only vec_len of them (zeros after).
         *kv = unsafe { load(s, pivots.add(v * LANES), vec_len(w, v)) };
     }
-    // Two sets of accumulators, for even and odd rows: twice the independent dependency
-    // chains (one add per row per vector is otherwise latency-bound for narrow rows). Rows
-    // are taken in pairs so that each set has fixed registers.
-    let (mut e1, mut e2, mut o1, mut o2) = ([z; NV], [z; NV], [z; NV], [z; NV]);
     let mut r = 0;
     while r < rows {
-        // SAFETY: rows r and r + 1 (when < rows) are within the contract.
-        unsafe {
-            acc_row(s, x.add(r * stride), w, &k, &mut e1, &mut e2);
-            if r + 1 < rows {
-                acc_row(s, x.add((r + 1) * stride), w, &k, &mut o1, &mut o2);
+        let end = (r + FLUSH_ROWS).min(rows);
+        // Two sets of accumulators, for even and odd rows: twice the independent dependency
+        // chains (one add per row per vector is otherwise latency-bound for narrow rows).
+        let (mut e1, mut e2, mut o1, mut o2) = ([z; NV], [z; NV], [z; NV], [z; NV]);
+        // Wrapping: after the last pair the pointer may pass the end of the rows (unread).
+        let mut p = x.wrapping_add(r * stride);
+        for _ in 0..(end - r) / 2 {
+            // SAFETY: this pair's rows are below `end <= rows`.
+            unsafe {
+                acc_row::<S, NV, FULL>(s, p, last, &k, &mut e1, &mut e2);
+                acc_row::<S, NV, FULL>(s, p.add(stride), last, &k, &mut o1, &mut o2);
             }
+            p = p.wrapping_add(2 * stride);
         }
-        r += 2;
-        if r % FLUSH_ROWS == 0 || r >= rows {
-            for v in 0..NV {
-                let (s1, s2) = (s.add(e1[v], o1[v]), s.add(e2[v], o2[v]));
-                // SAFETY: `out` holds 2w f64; columns [16v, 16v + vec_len) < w.
-                unsafe { flush_vector(s, s1, s2, w, v, out) };
-            }
-            (e1, e2, o1, o2) = ([z; NV], [z; NV], [z; NV], [z; NV]);
+        if (end - r) % 2 == 1 {
+            // SAFETY: row end − 1 < rows.
+            unsafe { acc_row::<S, NV, FULL>(s, p, last, &k, &mut e1, &mut e2) };
         }
+        for v in 0..NV {
+            let (s1, s2) = (s.add(e1[v], o1[v]), s.add(e2[v], o2[v]));
+            // SAFETY: `out` holds 2w f64; columns [16v, 16v + vec_len) < w.
+            unsafe { flush_vector(s, s1, s2, w, v, out) };
+        }
+        r = end;
     }
 }
 
-/// Adds one row's `x − K` and `(x − K)²` (columns `0..w`) into the accumulators.
+/// Adds one row's `x − K` and `(x − K)²` (columns `0..w`, the last vector `last` long) into
+/// the accumulators; `FULL`: every vector is whole.
 ///
 /// # Safety
 /// `x..x+w` must be readable.
 #[inline(always)]
-unsafe fn acc_row<S: Simd, const NV: usize>(
+unsafe fn acc_row<S: Simd, const NV: usize, const FULL: bool>(
     s: S,
     x: *const f32,
-    w: usize,
+    last: usize,
     k: &[S::F; NV],
     a1: &mut [S::F; NV],
     a2: &mut [S::F; NV],
 ) {
     for v in 0..NV {
-        // SAFETY: columns [16v, 16v + vec_len) < w. Lanes past `w` load 0 and subtract a zero
-        // pivot, so they add nothing.
-        let xv = unsafe { load(s, x.add(v * LANES), vec_len(w, v)) };
+        // SAFETY: columns [16v, 16v + 16) (the last vector: `last`) are below w. Lanes past
+        // `w` load 0 and subtract a zero pivot, so they add nothing.
+        let xv = unsafe {
+            if FULL || v + 1 < NV {
+                s.loadu(x.add(v * LANES))
+            } else {
+                s.load_partial(x.add(v * LANES), last)
+            }
+        };
         let d = s.sub(xv, k[v]);
         a1[v] = s.add(a1[v], d);
         a2[v] = s.mul_add(d, d, a2[v]);
