@@ -178,7 +178,16 @@ fn bn_at_offsets(
         mean: &mut mean,
         invstd: &mut invstd,
     };
-    batch_norm_train(xg.window(), y.window_mut(), shape, layout, params, saved, None).unwrap();
+    batch_norm_train(
+        xg.window(),
+        y.window_mut(),
+        shape,
+        layout,
+        params,
+        saved,
+        None,
+    )
+    .unwrap();
     y.assert_guards("train");
     let mut out = vec![bits(y.window()), bits(&mean), bits(&invstd)];
     let var: Vec<f32> = invstd.iter().map(|s| 1.0 / (s * s)).collect();
@@ -199,8 +208,17 @@ fn bn_at_offsets(
         dgamma: &mut dg,
         dbeta: &mut db,
     };
-    batch_norm_backward(xg.window(), dyg.window(), None, shape, layout, params, &saved, grads)
-        .unwrap();
+    batch_norm_backward(
+        xg.window(),
+        dyg.window(),
+        None,
+        shape,
+        layout,
+        params,
+        &saved,
+        grads,
+    )
+    .unwrap();
     y.assert_guards("backward");
     out.extend([bits(y.window()), bits(&dg), bits(&db)]);
     out
@@ -215,6 +233,11 @@ fn batch_norm_bits_do_not_depend_on_buffer_offsets() {
         (Shape::nchw(3, 32, 9, 10), Layout::Nhwc),
         (Shape::nchw(2, 20, 7, 9), Layout::Nhwc),
         (Shape::nc(150, 80), Layout::Nc),
+        // Whole rows of 16, 48 and 64 columns; several 64-row flush blocks per chunk, odd
+        // row counts.
+        (Shape::nc(1001, 16), Layout::Nc),
+        (Shape::nchw(3, 48, 13, 11), Layout::Nhwc),
+        (Shape::nc(2047, 64), Layout::Nc),
     ];
     for (shape, layout) in cases {
         let x: Vec<f32> = normals(shape.numel().unwrap(), 9)

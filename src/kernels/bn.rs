@@ -589,7 +589,11 @@ unsafe fn sums_rows_reg<S: Simd, const NV: usize>(
     // are multiples of 16) get a loop without masks.
     unsafe {
         if w == NV * LANES {
-            sums_rows_fixed::<S, NV, true>(s, x, rows, stride, w, pivots, out)
+            if stride == w && !(x as usize).is_multiple_of(64) {
+                sums_rows_rotated::<S, NV>(s, x, rows, w, pivots, out)
+            } else {
+                sums_rows_fixed::<S, NV, true>(s, x, rows, stride, w, pivots, out)
+            }
         } else {
             sums_rows_fixed::<S, NV, false>(s, x, rows, stride, w, pivots, out)
         }
@@ -640,6 +644,143 @@ unsafe fn sums_rows_fixed<S: Simd, const NV: usize, const FULL: bool>(
         }
         r = end;
     }
+}
+
+/// [`sums_rows_fixed`] for whole rows of `c = 16·NV` columns whose start `x` is not 64-byte
+/// aligned (large buffers start 16 bytes past a page): every row then straddles cache lines
+/// the same way, and each load would touch two lines (in cache, twice the L1 accesses). This
+/// reads aligned vectors instead — "aligned row" `r` is the `c` floats from `x − m + r·c`, `m`
+/// the misalignment in floats — so lane `l` of aligned vector `v` always holds column
+/// `(16v + l − m) mod c`, and its first `m` lanes hold the end of row `r − 1`.
+///
+/// The bits are those of [`sums_rows_fixed`], because per column the same terms meet in the
+/// same order: each lane adds its column's rows in order, flushes after the same 64-row
+/// blocks (the end of a block's last row is carried in from the next aligned row), and the
+/// even/odd sets hold the same rows — swapped for the last `m` columns, whose row `r − 1`
+/// arrives with aligned row `r`, which the flush undoes by adding `E + O` in that order.
+///
+/// # Safety
+/// As [`sums_rows`] with `stride == c`; `x` not 64-byte aligned.
+#[inline(always)]
+unsafe fn sums_rows_rotated<S: Simd, const NV: usize>(
+    s: S,
+    x: *const f32,
+    rows: usize,
+    c: usize,
+    pivots: *const f32,
+    out: *mut f64,
+) {
+    let m = (x as usize % 64) / 4;
+    let base = x.wrapping_sub(m);
+    let z = s.splat(0.0);
+    let col = |v: usize, l: usize| (v * LANES + l + c - m) % c;
+    let mut k = [z; NV];
+    for (v, kv) in k.iter_mut().enumerate() {
+        let mut lanes = [0.0f32; LANES];
+        for (l, p) in lanes.iter_mut().enumerate() {
+            // SAFETY: `pivots` holds c floats.
+            *p = unsafe { *pivots.add(col(v, l)) };
+        }
+        // SAFETY: a 16-float local array.
+        *kv = unsafe { s.loadu(lanes.as_ptr()) };
+    }
+    let (tail, head) = (low_bits(m), !low_bits(m));
+    let one = s.splat(1.0);
+    let mut r = 0;
+    while r < rows {
+        let end = (r + FLUSH_ROWS).min(rows);
+        let (mut e1, mut e2, mut o1, mut o2) = ([z; NV], [z; NV], [z; NV], [z; NV]);
+        // SAFETY (whole block): aligned rows r .. end lie within x − m .. x + rows·c, read
+        // only at lanes inside x .. x + rows·c (masked at the two ends), 64-byte aligned.
+        unsafe {
+            // Aligned row r without its first m lanes (row r − 1: the previous block's, or
+            // before the rows), then full aligned rows, alternating sets.
+            let first = base.wrapping_add(r * c);
+            let a0 = if r == 0 {
+                s.load_keep(first, head)
+            } else {
+                s.loadu(first)
+            };
+            let d = s.mul_keep(head, s.sub(a0, k[0]), one);
+            e1[0] = s.add(e1[0], d);
+            e2[0] = s.mul_add(d, d, e2[0]);
+            for v in 1..NV {
+                acc_vec(
+                    s,
+                    s.loadu(first.add(v * LANES)),
+                    k[v],
+                    &mut e1[v],
+                    &mut e2[v],
+                );
+            }
+            let mut p = first.wrapping_add(c);
+            for _ in 0..(end - r - 1) / 2 {
+                acc_row::<S, NV, true>(s, p, LANES, &k, &mut o1, &mut o2);
+                acc_row::<S, NV, true>(s, p.add(c), LANES, &k, &mut e1, &mut e2);
+                p = p.wrapping_add(2 * c);
+            }
+            if (end - r - 1) % 2 == 1 {
+                acc_row::<S, NV, true>(s, p, LANES, &k, &mut o1, &mut o2);
+                p = p.wrapping_add(c);
+            }
+            // The end of row end − 1: the first m lanes of aligned row `end`, in the set of
+            // `end`'s parity like every other aligned row's first m lanes.
+            let a = if end < rows {
+                s.loadu(p)
+            } else {
+                s.load_keep(p, tail)
+            };
+            let d = s.mul_keep(tail, s.sub(a, k[0]), one);
+            let (c1, c2) = if (end - r).is_multiple_of(2) {
+                (&mut e1[0], &mut e2[0])
+            } else {
+                (&mut o1[0], &mut o2[0])
+            };
+            *c1 = s.add(*c1, d);
+            *c2 = s.mul_add(d, d, *c2);
+        }
+        // Per lane E + O — for the last m columns' lanes O + E, undoing their swap (the same
+        // sum but for NaN payloads) — then rotated back to column order through a buffer in
+        // which vector u of the columns starts m lanes into aligned vector u.
+        let (mut b1, mut b2) = ([0.0f32; ROW_SEGMENT + LANES], [0.0f32; ROW_SEGMENT + LANES]);
+        for v in 0..NV {
+            let (mut t1, mut t2) = (s.add(e1[v], o1[v]), s.add(e2[v], o2[v]));
+            if v == 0 {
+                let (w1, w2) = (s.add(o1[0], e1[0]), s.add(o2[0], e2[0]));
+                // Neither sum is −0 (the accumulators start at +0), so adding the +0 lanes
+                // that `mul_keep` leaves changes no bits.
+                t1 = s.add(s.mul_keep(head, t1, one), s.mul_keep(tail, w1, one));
+                t2 = s.add(s.mul_keep(head, t2, one), s.mul_keep(tail, w2, one));
+                // SAFETY: the buffers hold c + 16 floats.
+                unsafe {
+                    s.storeu(b1.as_mut_ptr().add(c), t1);
+                    s.storeu(b2.as_mut_ptr().add(c), t2);
+                }
+            }
+            // SAFETY: 16v + 16 <= c.
+            unsafe {
+                s.storeu(b1.as_mut_ptr().add(v * LANES), t1);
+                s.storeu(b2.as_mut_ptr().add(v * LANES), t2);
+            }
+        }
+        for u in 0..NV {
+            // SAFETY: 16u + m + 16 <= c + 16; `out` holds 2c f64 and column 16u < c.
+            unsafe {
+                let t1 = s.loadu(b1.as_ptr().add(u * LANES + m));
+                let t2 = s.loadu(b2.as_ptr().add(u * LANES + m));
+                flush_vector(s, t1, t2, c, u, out);
+            }
+        }
+        r = end;
+    }
+}
+
+/// Adds one vector's `x − K` and `(x − K)²` into a pair of accumulators.
+#[inline(always)]
+fn acc_vec<S: Simd>(s: S, xv: S::F, k: S::F, a1: &mut S::F, a2: &mut S::F) {
+    let d = s.sub(xv, k);
+    *a1 = s.add(*a1, d);
+    *a2 = s.mul_add(d, d, *a2);
 }
 
 /// Adds one row's `x − K` and `(x − K)²` (columns `0..w`, the last vector `last` long) into

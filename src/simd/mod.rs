@@ -66,6 +66,22 @@ pub(crate) trait Simd: Copy + Send + Sync {
             self.loadu(buf.as_ptr())
         }
     }
+    /// The lanes of `keep` loaded from `p`, zeros in the others, which are not read.
+    ///
+    /// # Safety
+    /// `p + l` readable for every lane `l` of `keep`; `p` 64-byte aligned.
+    #[inline(always)]
+    unsafe fn load_keep(self, p: *const f32, keep: u16) -> Self::F {
+        let mut buf = [0.0f32; LANES];
+        for (l, b) in buf.iter_mut().enumerate() {
+            if keep & (1 << l) != 0 {
+                // SAFETY: lane l is in `keep`, readable by the caller's guarantee.
+                *b = unsafe { *p.add(l) };
+            }
+        }
+        // SAFETY: a 16-float local array.
+        unsafe { self.loadu(buf.as_ptr()) }
+    }
     /// Stores the first `len < 16` lanes of `v` at `p`.
     ///
     /// # Safety

@@ -42,6 +42,12 @@ impl Simd for Avx512 {
         unsafe { _mm512_maskz_loadu_ps(((1u32 << len) - 1) as u16, p) }
     }
     #[inline(always)]
+    unsafe fn load_keep(self, p: *const f32, keep: u16) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F; `p` is 64-byte aligned (vmovaps) and masked-off lanes
+        // are not accessed, so only the lanes of `keep` are read.
+        unsafe { _mm512_maskz_load_ps(keep, p) }
+    }
+    #[inline(always)]
     unsafe fn store_partial(self, p: *mut f32, len: usize, v: __m512) {
         // SAFETY: token ⇒ AVX-512F; only the `len` unmasked lanes are written.
         unsafe { _mm512_mask_storeu_ps(p, ((1u32 << len) - 1) as u16, v) }
