@@ -13,10 +13,16 @@
 //!
 //! GB/s are of each kernel's minimum traffic (dropout: read x, write y = 8 B/element; with
 //! the mask 8 B + 1 bit; batch-norm training forward and inference: 8 B/element; batch norm +
-//! residual add + ReLU and batch-norm backward: 12 B/element). `frac` divides by the plain-store copy of the same bytes, `frac_nt`
-//! by the non-temporal-store copy; a kernel that skips the read-for-ownership with
-//! non-temporal stores can show `frac > 1`. `speedup` is against the naive scalar version (one
-//! `rand_xoshiro` call and a branch per element, one thread).
+//! residual add + ReLU and batch-norm backward: 12 B/element). `frac` divides by the
+//! plain-store copy of the same bytes, `frac_nt` by the non-temporal-store copy; a kernel that
+//! skips the read-for-ownership with non-temporal stores can show `frac > 1`. `speedup` is
+//! against the naive scalar version (one `rand_xoshiro` call and a branch per element, one
+//! thread).
+//!
+//! `two_pass_bound` (NC and NHWC shapes) is no kernel: a statistics pass over `x` plus the
+//! faster of the two copies, timed in the same run — the best any training forward that reads
+//! `x` twice can do there. NC and NHWC read twice: a block of columns over all rows, which a
+//! single read needs to keep in cache, is larger than L2 at these sizes.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -328,9 +334,15 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         let n = shape.numel().expect("fixed shapes");
         let c = shape.c;
         let (lname, sname) = (layout_name(layout), shape_name(shape, layout));
-        if !["bn_train", "bn_infer", "bn_add_relu", "bn_backward"]
-            .iter()
-            .any(|k| o.wants(k, lname, &sname))
+        if ![
+            "bn_train",
+            "bn_infer",
+            "bn_add_relu",
+            "bn_backward",
+            "two_pass_bound",
+        ]
+        .iter()
+        .any(|k| o.wants(k, lname, &sname))
         {
             continue;
         }
@@ -371,6 +383,26 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             naive_secs: naive,
         };
         row("bn_train", d.as_secs_f64(), 8.0 * n as f64, naive).print(o.json);
+
+        // The ceiling of any kernel that reads x twice (statistics, then normalization): this
+        // crate's statistics loop over x (as 64 NCHW channels, so every thread reads) plus
+        // the faster copy of x, timed here. NC and NHWC training (and, with a second input,
+        // backward) take that road when a column block does not fit in L2.
+        if layout != Layout::Nchw && o.wants("two_pass_bound", lname, &sname) {
+            let mut st = vec![dropnorm::ChannelStats::default(); 64];
+            let flat = Shape::nchw(1, 64, 1, n / 64);
+            let read = time(budget, || {
+                dropnorm::channel_stats(&x, flat, Layout::Nchw, &mut st).expect("valid")
+            });
+            let copy = 8.0 * n as f64 / copy_gbps.max(copy_nt_gbps) / 1e9;
+            row(
+                "two_pass_bound",
+                read.as_secs_f64() + copy,
+                8.0 * n as f64,
+                None,
+            )
+            .print(o.json);
+        }
 
         // Inference and the fused residual add + ReLU (the batch statistics serve as the
         // running ones). `frac` compares rates, so it holds for 12 B/element too.

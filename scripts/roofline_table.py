@@ -13,8 +13,8 @@ import json
 import sys
 from collections import defaultdict
 
-ORDER = ["dropout", "dropout_mask", "dropout_backward", "bn_train", "bn_infer", "bn_add_relu",
-         "bn_backward"]
+ORDER = ["dropout", "dropout_mask", "dropout_backward", "bn_train", "two_pass_bound", "bn_infer",
+         "bn_add_relu", "bn_backward"]
 LAYOUTS = {"flat": "flat", "nchw": "NCHW", "nc": "NC", "nhwc": "NHWC"}
 
 
