@@ -326,7 +326,7 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
 }
 
 /// Per-vector work that can store its vector non-temporally (at a 64-byte aligned `i`) or
-/// plainly (a partial head or tail).
+/// plainly (prefetching ahead for writing, as `Lanes::PREFETCH_W` kernels do).
 pub(crate) trait StoreAt<S: Simd> {
     /// Computes and stores elements `i .. i + len`, non-temporally when `nt` (then `len` is
     /// 16 and the address aligned).
@@ -336,43 +336,49 @@ pub(crate) trait StoreAt<S: Simd> {
     unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool);
 }
 
-/// Streaming stores alongside [`run_sums`], so that the next channel's reads and this
-/// channel's writes overlap vector by vector (interleaving whole runs instead leaves DRAM
-/// without writes during each run's sums, and without reads during its writes). The sums
-/// visit vector `i` of the run; this writes the aligned vector `head + i`, each of the run's
-/// `body` aligned elements once; [`NtShifted::finish`] then writes the unaligned head and
+/// Stores at the output's cache-line boundaries alongside [`run_sums`], whose vectors sit at
+/// the run's own offsets (they fix the order of the sums). Non-temporal stores need the
+/// alignment; plain ones are twice as fast in cache with it (a store across two lines costs
+/// two), and large buffers start 16 bytes past a line. Interleaved vector by vector, the next
+/// channel's reads and this channel's writes overlap (interleaving whole runs instead leaves
+/// DRAM without writes during each run's sums, and without reads during its writes). The
+/// sums visit vector `i` of the run; this writes the aligned vector `head + i`, each of the
+/// run's `body` aligned elements once; [`Shifted::finish`] then writes the unaligned head and
 /// tail with plain stores.
-pub(crate) struct NtShifted<V> {
+pub(crate) struct Shifted<V> {
     op: V,
     head: usize,
     body: usize,
+    nt: bool,
 }
 
-impl<V> NtShifted<V> {
-    /// `op` over a run of `len` elements whose output starts at `out`.
+impl<V> Shifted<V> {
+    /// `op` over a run of `len` elements whose output starts at `out`; non-temporal stores
+    /// when `nt`.
     #[inline(always)]
-    pub(crate) fn new(op: V, out: *const f32, len: usize) -> Self {
+    pub(crate) fn new(op: V, out: *const f32, len: usize, nt: bool) -> Self {
         let head = nt_head(out, len);
-        NtShifted {
+        Shifted {
             op,
             head,
             body: (len - head) / LANES * LANES,
+            nt,
         }
     }
 }
 
-impl<S: Simd, V: StoreAt<S>> Visit<S> for &mut NtShifted<V> {
+impl<S: Simd, V: StoreAt<S>> Visit<S> for &mut Shifted<V> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, _len: usize) {
         if i < self.body {
             // SAFETY: i is a multiple of 16 below body: [head + i, + 16) lies within the
             // run's aligned body.
-            unsafe { self.op.store_at(s, self.head + i, LANES, true) };
+            unsafe { self.op.store_at(s, self.head + i, LANES, self.nt) };
         }
     }
 }
 
-impl<V> NtShifted<V> {
+impl<V> Shifted<V> {
     /// Writes the elements before `head` and after `head + body` of a run of `len`.
     ///
     /// # Safety
@@ -409,7 +415,7 @@ struct NormalizeStore<S: Simd, const RELU: bool> {
 impl<S: Simd, const RELU: bool> StoreAt<S> for NormalizeStore<S, RELU> {
     #[inline(always)]
     unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool) {
-        // SAFETY: the caller's offsets are within the run (see `NtShifted`).
+        // SAFETY: the caller's offsets are within the run (see `Shifted`).
         unsafe {
             let v = load(s, self.x.add(i), len);
             let o = s.mul_add(s.sub(v, self.k), self.a, self.b);
@@ -417,23 +423,10 @@ impl<S: Simd, const RELU: bool> StoreAt<S> for NormalizeStore<S, RELU> {
             if nt {
                 s.store_nt(self.y.add(i), o);
             } else {
+                // The hint never faults, past the run or not.
+                s.prefetch_w(self.y.wrapping_add(i + PREFETCH_W_AHEAD));
                 store(s, self.y.add(i), len, o);
             }
-        }
-    }
-}
-
-impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
-    #[inline(always)]
-    unsafe fn at(&mut self, s: S, i: usize, len: usize) {
-        // As `Lanes::PREFETCH_W` (the hint never faults, past the run or not).
-        s.prefetch_w(self.y.wrapping_add(i + PREFETCH_W_AHEAD));
-        // SAFETY: `normalize_sum_runs`' contract covers x[i..i+len] and y[i..i+len].
-        unsafe {
-            let v = load(s, self.x.add(i), len);
-            let o = s.mul_add(s.sub(v, self.k), self.a, self.b);
-            let o = Normalize::<S, RELU>::finish(s, o, self.res, i, len);
-            store(s, self.y.add(i), len, o);
         }
     }
 }
@@ -443,7 +436,7 @@ impl<S: Simd, const RELU: bool> Visit<S> for NormalizeStore<S, RELU> {
 /// for it. Overlapping the next channel's reads with this one's stores is what keeps the
 /// kernel near copy speed: the normalization alone is store-bound and leaves the load ports
 /// and the memory reads idle. With `nt`, non-temporal stores interleaved with the sums vector
-/// by vector ([`NtShifted`]); the ReLU (after the residual) when `RELU`.
+/// by vector ([`Shifted`]); the ReLU (after the residual) when `RELU`.
 ///
 /// # Safety
 /// For every `r < runs`: `x + r·stride + [0, len)`, `xs + r·stride + [0, len)` (and `res`
@@ -486,13 +479,9 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd, const RELU: bool>(
         };
         // SAFETY: run r of all inputs is within the contract.
         unsafe {
-            if nt {
-                let mut v = NtShifted::new(op, yr, len);
-                run_sums(s, &mut acc, xs.add(at), len, ks, &mut v);
-                v.finish(s, len);
-            } else {
-                run_sums(s, &mut acc, xs.add(at), len, ks, op);
-            }
+            let mut v = Shifted::new(op, yr, len, nt);
+            run_sums(s, &mut acc, xs.add(at), len, ks, &mut v);
+            v.finish(s, len);
         }
     }
     if nt {

@@ -4,7 +4,7 @@
 //! With a fused ReLU (forward `y = relu(...)`), `dy` is first masked by `y > 0`; with the fused
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
-use crate::kernels::bn::{NoVisit, NtShifted, StoreAt, Visit, flush_vector};
+use crate::kernels::bn::{NoVisit, Shifted, StoreAt, Visit, flush_vector};
 use crate::kernels::stream::{
     Lanes, PREFETCH_W_AHEAD, load, store, write_stream, write_stream_unfenced,
 };
@@ -154,25 +154,6 @@ pub(crate) unsafe fn sums_runs<S: Simd>(
     out
 }
 
-/// `dx` (and `dr`) of one vector with plain stores, alongside [`run_sums`].
-struct DxStore<S: Simd> {
-    dx: Dx<S>,
-    out: *mut f32,
-}
-
-impl<S: Simd> Visit<S> for DxStore<S> {
-    #[inline(always)]
-    unsafe fn at(&mut self, s: S, i: usize, len: usize) {
-        // As `Lanes::PREFETCH_W` (the hint never faults, past the run or not).
-        s.prefetch_w(self.out.wrapping_add(i + PREFETCH_W_AHEAD));
-        // SAFETY: `dx_sums_runs`' contract covers i..i+len of every input and output.
-        unsafe {
-            let v = self.dx.at(s, i, len);
-            store(s, self.out.add(i), len, v);
-        }
-    }
-}
-
 /// `dx` (and `dr`) of one NCHW channel and, in the same loop, the backward sums of the next
 /// channel (inputs `next`, mean `mean_next`) — the same bits as [`sums_runs`] gives for it.
 /// With `nt`, non-temporal stores and interleaving by runs (the sums' canonical vector order
@@ -202,26 +183,15 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
         let op = Dx::<S>::new(s, inp, dr, at, c);
         // SAFETY: run r of both channels is within the contract.
         let t = unsafe {
-            if nt && S::NT {
-                let out = dx.add(at);
-                let mut v = NtShifted::new(DxStoreAt { dx: op, out }, out, len);
-                let t = run_sums(s, next.add(at), len, mn, &mut v);
-                v.finish(s, len);
-                t
-            } else if nt {
+            if nt && !S::NT {
                 write_stream_unfenced(s, dx.add(at), len, true, op);
                 run_sums(s, next.add(at), len, mn, NoVisit)
             } else {
-                run_sums(
-                    s,
-                    next.add(at),
-                    len,
-                    mn,
-                    DxStore {
-                        dx: op,
-                        out: dx.add(at),
-                    },
-                )
+                let out = dx.add(at);
+                let mut v = Shifted::new(DxStoreAt { dx: op, out }, out, len, nt);
+                let t = run_sums(s, next.add(at), len, mn, &mut v);
+                v.finish(s, len);
+                t
             }
         };
         out[0] += t[0];
@@ -233,7 +203,7 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
     out
 }
 
-/// `dx` (and `dr`) of one vector, stored by [`NtShifted`] (non-temporally when aligned).
+/// `dx` (and `dr`) of one vector, stored by [`Shifted`] (non-temporally when aligned).
 struct DxStoreAt<S: Simd> {
     dx: Dx<S>,
     out: *mut f32,
@@ -242,12 +212,14 @@ struct DxStoreAt<S: Simd> {
 impl<S: Simd> StoreAt<S> for DxStoreAt<S> {
     #[inline(always)]
     unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool) {
-        // SAFETY: the caller's offsets are within the run (see `NtShifted`).
+        // SAFETY: the caller's offsets are within the run (see `Shifted`).
         unsafe {
             let v = self.dx.at(s, i, len);
             if nt {
                 s.store_nt(self.out.add(i), v);
             } else {
+                // The hint never faults, past the run or not.
+                s.prefetch_w(self.out.wrapping_add(i + PREFETCH_W_AHEAD));
                 store(s, self.out.add(i), len, v);
             }
         }
