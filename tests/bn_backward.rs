@@ -288,12 +288,26 @@ fn every_isa_and_layout_matches_f64_formula() {
                     .collect();
                 let g: Vec<f32> = (0..c).map(|i| 0.5 + (i % 3) as f32).collect();
                 let b: Vec<f32> = (0..c).map(|i| (i % 4) as f32 * 0.2 - 0.3).collect();
-                for relu in [false, true] {
-                    let got = run(&x, None, &dy, shape, layout, &g, &b, relu);
+                let r: Vec<f32> = normals(n, si as u64 + 90)
+                    .iter()
+                    .map(|v| (0.5 * v) as f32)
+                    .collect();
+                // Plain, through a fused ReLU, and through add+ReLU (dr = dy where y > 0).
+                for (relu, res) in [(false, None), (true, None), (true, Some(&r[..]))] {
+                    let got = run(&x, res, &dy, shape, layout, &g, &b, relu);
                     let yy = relu.then_some(&got.y[..]);
                     let (dx, dg, db) =
                         reference_backward(&x, &dy, yy, shape, layout, &g, &got.mean, &got.invstd);
-                    let what = format!("{isa} {layout:?} {shape:?} relu {relu}");
+                    let what = format!(
+                        "{isa} {layout:?} {shape:?} relu {relu} res {}",
+                        res.is_some()
+                    );
+                    if res.is_some() {
+                        for i in 0..n {
+                            let want = if got.y[i] > 0.0 { dy[i] } else { 0.0 };
+                            assert_eq!(got.dr[i].to_bits(), want.to_bits(), "{what}: dr[{i}]");
+                        }
+                    }
                     let scale = dx.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
                     for i in 0..n {
                         assert!(

@@ -9,8 +9,8 @@
 
 use super::infer::RunningStats;
 use super::rows::{
-    aligned_like, chunked_sums, scratch_f32, scratch_f64, stats_chunks, sum_index, tile_layout,
-    tile_task,
+    aligned_like, blocks_last_first, chunked_sums, scratch_f32, scratch_f64, stats_chunks,
+    sum_index, tile_layout, tile_task,
 };
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
 use super::{BnParams, check_eps};
@@ -346,25 +346,22 @@ fn backward_rows(
             let par = Par::above_threshold(dx.len(), 1);
             match dr {
                 None => for_each_chunk(dx, task, par, |ti, dxc| {
-                    let rg = ti * task..ti * task + dxc.len();
-                    let yr = y.map(|y| &y[rg.clone()]);
-                    k.bn_bwd_dx_tiled(
-                        &x[rg.clone()],
-                        Src::Slice(&dy[rg]),
-                        yr,
-                        dxc,
-                        None,
-                        aff,
-                        l,
-                        nt,
-                    );
+                    blocks_last_first(dxc.len(), l, nt, |b| {
+                        let rg = ti * task + b.start..ti * task + b.end;
+                        let yr = y.map(|y| &y[rg.clone()]);
+                        let dyr = Src::Slice(&dy[rg.clone()]);
+                        k.bn_bwd_dx_tiled(&x[rg], dyr, yr, &mut dxc[b], None, aff, l, nt);
+                    });
                 }),
                 Some(dr) => {
                     crate::parallel::for_each_chunk2(dx, task, dr, task, par, |ti, dxc, drc| {
-                        let rg = ti * task..ti * task + dxc.len();
-                        let yr = y.map(|y| &y[rg.clone()]);
-                        let dyr = Src::Slice(&dy[rg.clone()]);
-                        k.bn_bwd_dx_tiled(&x[rg], dyr, yr, dxc, Some(drc), aff, l, nt);
+                        blocks_last_first(dxc.len(), l, nt, |b| {
+                            let rg = ti * task + b.start..ti * task + b.end;
+                            let yr = y.map(|y| &y[rg.clone()]);
+                            let dyr = Src::Slice(&dy[rg.clone()]);
+                            let (dxb, drb) = (&mut dxc[b.clone()], Some(&mut drc[b]));
+                            k.bn_bwd_dx_tiled(&x[rg], dyr, yr, dxb, drb, aff, l, nt);
+                        });
                     })
                 }
             }
