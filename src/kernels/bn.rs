@@ -574,57 +574,78 @@ unsafe fn sums_rows_reg<S: Simd, const NV: usize>(
     pivots: *const f32,
     out: *mut f64,
 ) {
-    // SAFETY (both arms): forwarded. Whole-vector segments (the common case: channel counts
+    let mut k = [s.splat(0.0); NV];
+    for (v, kv) in k.iter_mut().enumerate() {
+        // SAFETY: pivots holds w floats; `load` reads only vec_len of them (zeros after).
+        *kv = unsafe { load(s, pivots.add(v * LANES), vec_len(w, v)) };
+    }
+    // SAFETY (all arms): forwarded. Whole-vector segments (the common case: channel counts
     // are multiples of 16) get a loop without masks.
     unsafe {
         if w == NV * LANES {
             if stride == w && !(x as usize).is_multiple_of(64) {
                 sums_rows_rotated::<S, NV>(s, x, rows, w, pivots, out)
             } else {
-                sums_rows_fixed::<S, NV, true>(s, x, rows, stride, w, pivots, out)
+                pair_sums::<S, NV, true>(s, &XTerms { x, stride, k }, rows, w, out)
             }
         } else {
-            sums_rows_fixed::<S, NV, false>(s, x, rows, stride, w, pivots, out)
+            pair_sums::<S, NV, false>(s, &XTerms { x, stride, k }, rows, w, out)
         }
     }
 }
 
+/// One row's terms of a pair of per-column sums, for [`pair_sums`]: the forward's `x − K`
+/// and `(x − K)²` ([`XTerms`]), backward's `dy` and `dy·(x − mean)`.
+pub(crate) trait RowTerms<S: Simd, const NV: usize> {
+    /// Adds row `r`'s terms (columns `0..w`, the last vector `last` long; every vector whole
+    /// when `FULL`) into `a1` and `a2`, one lane per column.
+    ///
+    /// # Safety
+    /// Row `r` is one of the rows the caller's contract covers.
+    unsafe fn add_row<const FULL: bool>(
+        &self,
+        s: S,
+        r: usize,
+        last: usize,
+        a1: &mut [S::F; NV],
+        a2: &mut [S::F; NV],
+    );
+}
+
+/// The per-column sums of `rows` rows of `w <= 16·NV` columns, added to `out[0..w]` and
+/// `out[w..2w]`: rows in order, even and odd rows into separate f32 accumulators (twice the
+/// independent dependency chains: one add per row per vector is otherwise latency-bound for
+/// narrow rows), both flushed to f64 as `even + odd` every [`FLUSH_ROWS`] rows and at the end.
+/// The flush points depend only on `rows`, so callers that cut rows into fixed chunks get the
+/// same bits on any thread count.
+///
+/// # Safety
+/// `t` safe to call for every row below `rows`; `out` valid for `2w` reads and writes.
 #[inline(always)]
-unsafe fn sums_rows_fixed<S: Simd, const NV: usize, const FULL: bool>(
+pub(crate) unsafe fn pair_sums<S: Simd, const NV: usize, const FULL: bool>(
     s: S,
-    x: *const f32,
+    t: &impl RowTerms<S, NV>,
     rows: usize,
-    stride: usize,
     w: usize,
-    pivots: *const f32,
     out: *mut f64,
 ) {
     let z = s.splat(0.0);
     let last = vec_len(w, NV - 1);
-    let mut k = [z; NV];
-    for (v, kv) in k.iter_mut().enumerate() {
-        // SAFETY: pivots holds w floats; `load` reads only vec_len of them (zeros after).
-        *kv = unsafe { load(s, pivots.add(v * LANES), vec_len(w, v)) };
-    }
     let mut r = 0;
     while r < rows {
         let end = (r + FLUSH_ROWS).min(rows);
-        // Two sets of accumulators, for even and odd rows: twice the independent dependency
-        // chains (one add per row per vector is otherwise latency-bound for narrow rows).
         let (mut e1, mut e2, mut o1, mut o2) = ([z; NV], [z; NV], [z; NV], [z; NV]);
-        // Wrapping: after the last pair the pointer may pass the end of the rows (unread).
-        let mut p = x.wrapping_add(r * stride);
-        for _ in 0..(end - r) / 2 {
-            // SAFETY: this pair's rows are below `end <= rows`.
-            unsafe {
-                acc_row::<S, NV, FULL>(s, p, last, &k, &mut e1, &mut e2);
-                acc_row::<S, NV, FULL>(s, p.add(stride), last, &k, &mut o1, &mut o2);
+        let mut q = r;
+        // SAFETY: rows q and q + 1 are below `end <= rows`.
+        unsafe {
+            while q + 1 < end {
+                t.add_row::<FULL>(s, q, last, &mut e1, &mut e2);
+                t.add_row::<FULL>(s, q + 1, last, &mut o1, &mut o2);
+                q += 2;
             }
-            p = p.wrapping_add(2 * stride);
-        }
-        if (end - r) % 2 == 1 {
-            // SAFETY: row end − 1 < rows.
-            unsafe { acc_row::<S, NV, FULL>(s, p, last, &k, &mut e1, &mut e2) };
+            if q < end {
+                t.add_row::<FULL>(s, q, last, &mut e1, &mut e2);
+            }
         }
         for v in 0..NV {
             let (s1, s2) = (s.add(e1[v], o1[v]), s.add(e2[v], o2[v]));
@@ -635,14 +656,47 @@ unsafe fn sums_rows_fixed<S: Simd, const NV: usize, const FULL: bool>(
     }
 }
 
-/// [`sums_rows_fixed`] for whole rows of `c = 16·NV` columns whose start `x` is not 64-byte
+/// The forward's terms `x − K` and `(x − K)²` of rows at `x + r·stride`, pivots `k` by lane.
+struct XTerms<S: Simd, const NV: usize> {
+    x: *const f32,
+    stride: usize,
+    k: [S::F; NV],
+}
+
+impl<S: Simd, const NV: usize> RowTerms<S, NV> for XTerms<S, NV> {
+    #[inline(always)]
+    unsafe fn add_row<const FULL: bool>(
+        &self,
+        s: S,
+        r: usize,
+        last: usize,
+        a1: &mut [S::F; NV],
+        a2: &mut [S::F; NV],
+    ) {
+        let x = self.x.wrapping_add(r * self.stride);
+        for v in 0..NV {
+            // SAFETY: columns [16v, 16v + 16) (the last vector: `last`) of a covered row.
+            // Lanes past `w` load 0 and subtract a zero pivot, so they add nothing.
+            let xv = unsafe {
+                if FULL || v + 1 < NV {
+                    s.loadu(x.add(v * LANES))
+                } else {
+                    s.load_partial(x.add(v * LANES), last)
+                }
+            };
+            acc_vec(s, xv, self.k[v], &mut a1[v], &mut a2[v]);
+        }
+    }
+}
+
+/// [`pair_sums`] of [`XTerms`] for whole rows of `c = 16·NV` columns whose start `x` is not 64-byte
 /// aligned (large buffers start 16 bytes past a page): every row then straddles cache lines
 /// the same way, and each load would touch two lines (in cache, twice the L1 accesses). This
 /// reads aligned vectors instead — "aligned row" `r` is the `c` floats from `x − m + r·c`, `m`
 /// the misalignment in floats — so lane `l` of aligned vector `v` always holds column
 /// `(16v + l − m) mod c`, and its first `m` lanes hold the end of row `r − 1`.
 ///
-/// The bits are those of [`sums_rows_fixed`], because per column the same terms meet in the
+/// The bits are those of [`pair_sums`], because per column the same terms meet in the
 /// same order: each lane adds its column's rows in order, flushes after the same 64-row
 /// blocks (the end of a block's last row is carried in from the next aligned row), and the
 /// even/odd sets hold the same rows — swapped for the last `m` columns, whose row `r − 1`
@@ -702,16 +756,21 @@ unsafe fn sums_rows_rotated<S: Simd, const NV: usize>(
                     &mut e2[v],
                 );
             }
-            let mut p = first.wrapping_add(c);
-            for _ in 0..(end - r - 1) / 2 {
-                acc_row::<S, NV, true>(s, p, LANES, &k, &mut o1, &mut o2);
-                acc_row::<S, NV, true>(s, p.add(c), LANES, &k, &mut e1, &mut e2);
-                p = p.wrapping_add(2 * c);
+            let rows_at = XTerms {
+                x: base,
+                stride: c,
+                k,
+            };
+            let mut q = r + 1;
+            while q + 1 < end {
+                rows_at.add_row::<true>(s, q, LANES, &mut o1, &mut o2);
+                rows_at.add_row::<true>(s, q + 1, LANES, &mut e1, &mut e2);
+                q += 2;
             }
-            if (end - r - 1) % 2 == 1 {
-                acc_row::<S, NV, true>(s, p, LANES, &k, &mut o1, &mut o2);
-                p = p.wrapping_add(c);
+            if q < end {
+                rows_at.add_row::<true>(s, q, LANES, &mut o1, &mut o2);
             }
+            let p = base.wrapping_add(end * c);
             // The end of row end − 1: the first m lanes of aligned row `end`, in the set of
             // `end`'s parity like every other aligned row's first m lanes.
             let a = if end < rows {
@@ -770,36 +829,6 @@ fn acc_vec<S: Simd>(s: S, xv: S::F, k: S::F, a1: &mut S::F, a2: &mut S::F) {
     let d = s.sub(xv, k);
     *a1 = s.add(*a1, d);
     *a2 = s.mul_add(d, d, *a2);
-}
-
-/// Adds one row's `x − K` and `(x − K)²` (columns `0..w`, the last vector `last` long) into
-/// the accumulators; `FULL`: every vector is whole.
-///
-/// # Safety
-/// `x..x+w` must be readable.
-#[inline(always)]
-unsafe fn acc_row<S: Simd, const NV: usize, const FULL: bool>(
-    s: S,
-    x: *const f32,
-    last: usize,
-    k: &[S::F; NV],
-    a1: &mut [S::F; NV],
-    a2: &mut [S::F; NV],
-) {
-    for v in 0..NV {
-        // SAFETY: columns [16v, 16v + 16) (the last vector: `last`) are below w. Lanes past
-        // `w` load 0 and subtract a zero pivot, so they add nothing.
-        let xv = unsafe {
-            if FULL || v + 1 < NV {
-                s.loadu(x.add(v * LANES))
-            } else {
-                s.load_partial(x.add(v * LANES), last)
-            }
-        };
-        let d = s.sub(xv, k[v]);
-        a1[v] = s.add(a1[v], d);
-        a2[v] = s.mul_add(d, d, a2[v]);
-    }
 }
 
 /// Centered normalization with periodic per-element constants: `y[i] = (x[i] − k[j])·a[j] +

@@ -4,7 +4,7 @@
 //! With a fused ReLU (forward `y = relu(...)`), `dy` is first masked by `y > 0`; with the fused
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
-use crate::kernels::bn::{NoVisit, Shifted, StoreAt, Visit, flush_vector};
+use crate::kernels::bn::{NoVisit, RowTerms, Shifted, StoreAt, Visit, pair_sums};
 use crate::kernels::stream::{
     Lanes, PREFETCH_W_AHEAD, load, store, write_stream, write_stream_unfenced,
 };
@@ -340,85 +340,51 @@ unsafe fn sums_rows_n<S: Simd, const NV: usize>(
     mean: *const f32,
     out: *mut f64,
 ) {
+    let mut m = [s.splat(0.0); NV];
+    for (v, mv) in m.iter_mut().enumerate() {
+        // SAFETY: `mean` holds w floats; `load` reads only the segment's.
+        *mv = unsafe { load(s, mean.add(v * LANES), (w - v * LANES).min(LANES)) };
+    }
+    let t = DyTerms { inp, stride, m };
     // SAFETY (both arms): forwarded. Whole-vector segments get a loop without masks.
     unsafe {
         if w == NV * LANES {
-            sums_rows_fixed::<S, NV, true>(s, inp, rows, stride, w, mean, out)
+            pair_sums::<S, NV, true>(s, &t, rows, w, out)
         } else {
-            sums_rows_fixed::<S, NV, false>(s, inp, rows, stride, w, mean, out)
+            pair_sums::<S, NV, false>(s, &t, rows, w, out)
         }
     }
 }
 
-#[inline(always)]
-unsafe fn sums_rows_fixed<S: Simd, const NV: usize, const FULL: bool>(
-    s: S,
+/// Backward's terms `dy` and `dy·(x − mean)` of rows at `r·stride`, means `m` by lane.
+struct DyTerms<S: Simd, const NV: usize> {
     inp: BwdIn,
-    rows: usize,
     stride: usize,
-    w: usize,
-    mean: *const f32,
-    out: *mut f64,
-) {
-    let z = s.splat(0.0);
-    let len = |v: usize| (w - v * LANES).min(LANES);
-    let last = len(NV - 1);
-    let mut m = [z; NV];
-    for (v, mv) in m.iter_mut().enumerate() {
-        // SAFETY: `mean` holds w floats.
-        *mv = unsafe { load(s, mean.add(v * LANES), len(v)) };
-    }
-    let mut r = 0;
-    while r < rows {
-        let end = (r + 64).min(rows);
-        // Even and odd rows in separate accumulators: one add and one FMA per row per vector
-        // are otherwise a latency-bound chain for narrow rows.
-        let (mut e1, mut e2, mut o1, mut o2) = ([z; NV], [z; NV], [z; NV], [z; NV]);
-        let mut row = inp.add(r * stride);
-        for _ in 0..(end - r) / 2 {
-            // SAFETY: this pair's rows are below `end <= rows`.
-            unsafe {
-                acc_row::<S, NV, FULL>(s, row, last, &m, &mut e1, &mut e2);
-                acc_row::<S, NV, FULL>(s, row.add(stride), last, &m, &mut o1, &mut o2);
-            }
-            row = row.add(2 * stride);
-        }
-        if (end - r) % 2 == 1 {
-            // SAFETY: row end − 1 < rows.
-            unsafe { acc_row::<S, NV, FULL>(s, row, last, &m, &mut e1, &mut e2) };
-        }
-        for v in 0..NV {
-            let (s1, s2) = (s.add(e1[v], o1[v]), s.add(e2[v], o2[v]));
-            // SAFETY: column 16v < w; `out` holds 2w f64.
-            unsafe { flush_vector(s, s1, s2, w, v, out) };
-        }
-        r = end;
-    }
+    m: [S::F; NV],
 }
 
-/// Adds one row's `dy` and `dy·(x − m)` (columns `0..w`, the last vector `last` long) into
-/// the accumulators; `FULL`: every vector is whole.
-///
-/// # Safety
-/// The inputs readable at `[0, w)` of `row`.
-#[inline(always)]
-unsafe fn acc_row<S: Simd, const NV: usize, const FULL: bool>(
-    s: S,
-    row: BwdIn,
-    last: usize,
-    m: &[S::F; NV],
-    a1: &mut [S::F; NV],
-    a2: &mut [S::F; NV],
-) {
-    for v in 0..NV {
-        let n = if FULL || v + 1 < NV { LANES } else { last };
-        // SAFETY: columns [16v, 16v + n) are below w.
-        unsafe {
-            let at = row.add(v * LANES);
-            let d = at.dy(s, 0, n);
-            let xm = s.sub(load(s, at.x, n), m[v]);
-            a1[v] = s.add(a1[v], d);
-            a2[v] = s.mul_add(d, xm, a2[v]);
+impl<S: Simd, const NV: usize> RowTerms<S, NV> for DyTerms<S, NV> {
+    #[inline(always)]
+    unsafe fn add_row<const FULL: bool>(
+        &self,
+        s: S,
+        r: usize,
+        last: usize,
+        a1: &mut [S::F; NV],
+        a2: &mut [S::F; NV],
+    ) {
+        let row = self.inp.add(r * self.stride);
+        for v in 0..NV {
+            let n = if FULL || v + 1 < NV { LANES } else { last };
+            // SAFETY: columns [16v, 16v + n) of a covered row. Past `w`, dy loads as 0 and
+            // adds nothing.
+            unsafe {
+                let at = row.add(v * LANES);
+                let d = at.dy(s, 0, n);
+                let xm = s.sub(load(s, at.x, n), self.m[v]);
+                a1[v] = s.add(a1[v], d);
+                a2[v] = s.mul_add(d, xm, a2[v]);
+            }
         }
     }
 }
