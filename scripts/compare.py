@@ -116,7 +116,9 @@ def run_dropnorm(exe, threads, args):
     if args.filter:
         cmd += ["--filter", args.filter]
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    # Kernels only: the roofline's reference rows (two_pass_bound) have no peer workload.
+    return [r for r in rows if r["kernel"] in KERNELS]
 
 
 def parse_shape(layout, shape):
