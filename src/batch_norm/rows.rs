@@ -256,13 +256,17 @@ pub(crate) fn aligned_like(buf: &mut [f32], like: *const f32, len: usize) -> &mu
     &mut buf[off..off + len]
 }
 
-/// Calls `f` on the blocks of `0..n` (whole tiles of `l`) from the last to the first when
+/// Calls `f` on the blocks of `0..n` (4 Ki values, whole tiles of `l`) from the last to the first when
 /// stores are plain. The pass after a statistics pass over the same rows then starts with the
 /// rows that pass read last, still in L2, before its own writes evict them; going forward,
 /// LRU evicted just the rows it needed next (NC (512,1024) backward 386 → 326 µs). Streaming
 /// stores (outputs far larger than the caches) go forward in one block.
 pub(crate) fn blocks_last_first(n: usize, l: usize, nt: bool, mut f: impl FnMut(Range<usize>)) {
-    let blk = if nt { n.max(1) } else { 4 * l };
+    let blk = if nt {
+        n.max(1)
+    } else {
+        l * 4096usize.div_ceil(l)
+    };
     for b in (0..n.div_ceil(blk)).rev() {
         f(b * blk..((b + 1) * blk).min(n));
     }
@@ -278,8 +282,13 @@ pub(crate) fn tile_task(n: usize, l: usize) -> usize {
 }
 
 /// `(rows, length)` of a tile of per-column constants: a whole number of rows whose length is
-/// a multiple of 16 (the kernels step through it a vector at a time) and at least 1 Ki.
+/// a multiple of 16 (the kernels step through it a vector at a time) and at least 1 Ki — or
+/// exactly 64 when `c` divides 64, which the kernels recognize: with that period the four
+/// vectors of their unrolled loop keep their constants in registers.
 pub(crate) fn tile_layout(c: usize) -> (usize, usize) {
+    if 64 % c == 0 {
+        return (64 / c, 64);
+    }
     let period = 16 / gcd(c, 16);
     let tile_rows = period * 1024usize.div_ceil(period * c);
     (tile_rows, tile_rows * c)

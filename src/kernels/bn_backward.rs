@@ -6,7 +6,7 @@
 
 use crate::kernels::bn::{NoVisit, RowTerms, Shifted, StoreAt, Visit, pair_sums};
 use crate::kernels::stream::{
-    Lanes, PREFETCH_W_AHEAD, load, store, write_stream, write_stream_unfenced,
+    Lanes, PREFETCH_W_AHEAD, Tile64, load, store, write_stream, write_stream_unfenced,
 };
 use crate::simd::{LANES, Simd};
 
@@ -440,6 +440,18 @@ pub(crate) unsafe fn dx_tiled<S: Simd>(
     l: usize,
     nt: bool,
 ) {
+    if l == 64 {
+        // SAFETY: `aff` holds four rows of 64 + 16; the stream covers the contract's 0..n.
+        unsafe {
+            let op = DxTile64 {
+                inp,
+                dr,
+                t: Tile64::new(s, aff, dx, n),
+            };
+            write_stream(s, dx, n, nt, op);
+        }
+        return;
+    }
     for t0 in (0..n).step_by(l) {
         let op = DxTiled::<S> {
             inp: inp.add(t0),
@@ -453,6 +465,49 @@ pub(crate) unsafe fn dx_tiled<S: Simd>(
             _s: core::marker::PhantomData,
         };
         // SAFETY: the tile [t0, t0 + l) ∩ [0, n) is within the contract.
-        unsafe { write_stream(s, dx.add(t0), l.min(n - t0), nt, op) };
+        unsafe { write_stream_unfenced(s, dx.add(t0), l.min(n - t0), nt, op) };
+    }
+    // One fence for all tiles: one per tile drained the write-combining buffers every 4 KB.
+    if nt {
+        s.fence();
+    }
+}
+
+/// [`DxTiled`] for constants of period 64 in one stream, held in registers in the unrolled
+/// loop.
+struct DxTile64<S: Simd> {
+    inp: BwdIn,
+    dr: *mut f32,
+    t: Tile64<S, 4>,
+}
+
+impl<S: Simd> DxTile64<S> {
+    #[inline(always)]
+    unsafe fn apply(&self, s: S, i: usize, len: usize, [m, a, c1, c0]: [S::F; 4]) -> S::F {
+        // SAFETY: the kernel's contract covers i..i+len of every input and output.
+        unsafe {
+            let d = self.inp.dy(s, i, len);
+            if !self.dr.is_null() {
+                store(s, self.dr.add(i), len, d);
+            }
+            let xm = s.sub(load(s, self.inp.x.add(i), len), m);
+            s.mul_add(a, d, s.mul_add(c1, xm, c0))
+        }
+    }
+}
+
+impl<S: Simd> Lanes<S> for DxTile64<S> {
+    const PREFETCH_W: bool = true;
+
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        // SAFETY: forwarded; len <= 16.
+        unsafe { self.apply(s, i, len, self.t.at(s, i, len)) }
+    }
+
+    #[inline(always)]
+    unsafe fn at_slot<const U: usize>(&mut self, s: S, i: usize) -> S::F {
+        // SAFETY: forwarded.
+        unsafe { self.apply(s, i, LANES, self.t.slot::<U>()) }
     }
 }

@@ -26,6 +26,75 @@ pub(crate) trait Lanes<S: Simd> {
     /// # Safety
     /// `i + len` must not exceed the `n` the kernel was called with.
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F;
+
+    /// [`Lanes::at`] for a whole vector in slot `U` of [`write_stream`]'s 4× unrolled plain
+    /// loop, which visits `i = plain_head(y, n) + 64m + 16U`: kernels whose operands repeat
+    /// with that period can keep them in registers per slot.
+    ///
+    /// # Safety
+    /// As [`Lanes::at`] with `len == 16`.
+    #[inline(always)]
+    unsafe fn at_slot<const U: usize>(&mut self, s: S, i: usize) -> S::F {
+        // SAFETY: forwarded.
+        unsafe { self.at(s, i, LANES) }
+    }
+}
+
+/// Elements [`write_stream`] writes before its first plain-store vector: up to the output's
+/// next 64-byte boundary (none for outputs shorter than the unrolled loop).
+#[inline(always)]
+pub(crate) fn plain_head(y: *const f32, n: usize) -> usize {
+    if n >= 4 * LANES { nt_head(y, n) } else { 0 }
+}
+
+/// Per-element constants of period 64 — `R` rows of a tile of 64 values plus 16 repeating
+/// the first (so a vector starting anywhere below 64 reads contiguously) — read at element
+/// `i` of a stream, and held in registers for the four slots of [`write_stream`]'s unrolled
+/// loop, which always sit at the same offsets in the tile.
+pub(crate) struct Tile64<S: Simd, const R: usize> {
+    aff: *const f32,
+    slots: [[S::F; R]; 4],
+}
+
+/// Length of a row of a [`Tile64`].
+pub(crate) const TILE64_ROW: usize = 64 + LANES;
+
+impl<S: Simd, const R: usize> Tile64<S, R> {
+    /// The tile at `aff` (`R` rows of [`TILE64_ROW`]) for a stream of `n` values written at
+    /// `y`.
+    ///
+    /// # Safety
+    /// `aff` valid for `R · TILE64_ROW` reads.
+    #[inline(always)]
+    pub(crate) unsafe fn new(s: S, aff: *const f32, y: *const f32, n: usize) -> Self {
+        let head = plain_head(y, n);
+        let mut slots = [[s.splat(0.0); R]; 4];
+        for (u, slot) in slots.iter_mut().enumerate() {
+            let j = (head + u * LANES) % 64;
+            for (row, v) in slot.iter_mut().enumerate() {
+                // SAFETY: j < 64, so j + 16 fits the row.
+                *v = unsafe { s.loadu(aff.add(row * TILE64_ROW + j)) };
+            }
+        }
+        Tile64 { aff, slots }
+    }
+
+    /// The constants of elements `i .. i + len`.
+    ///
+    /// # Safety
+    /// `len <= 16`.
+    #[inline(always)]
+    pub(crate) unsafe fn at(&self, s: S, i: usize, len: usize) -> [S::F; R] {
+        let j = i % 64;
+        // SAFETY: j < 64 and len <= 16 stay inside each row.
+        core::array::from_fn(|row| unsafe { load(s, self.aff.add(row * TILE64_ROW + j), len) })
+    }
+
+    /// The constants of slot `U` of the unrolled loop.
+    #[inline(always)]
+    pub(crate) fn slot<const U: usize>(&self) -> [S::F; R] {
+        self.slots[U]
+    }
 }
 
 /// Elements ahead of the plain stores that [`Lanes::PREFETCH_W`] kernels prefetch.
@@ -88,12 +157,10 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
         // Plain stores start at a 64-byte boundary too: outputs and inputs usually share their
         // offset from it (large allocations start 16 bytes past a page), and a load or store
         // split across two lines costs two L1 accesses, which halves in-cache reads.
-        if n >= 4 * LANES {
-            let head = nt_head(y, n);
-            if head > 0 {
-                store_partial(s, y, head, f.at(s, 0, head));
-                i = head;
-            }
+        let head = plain_head(y, n);
+        if head > 0 {
+            store_partial(s, y, head, f.at(s, 0, head));
+            i = head;
         }
         while i + 4 * LANES <= n {
             if F::PREFETCH_W {
@@ -101,10 +168,10 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
                     s.prefetch_w(y.wrapping_add(i + PREFETCH_W_AHEAD + u * LANES));
                 }
             }
-            let v0 = f.at(s, i, LANES);
-            let v1 = f.at(s, i + LANES, LANES);
-            let v2 = f.at(s, i + 2 * LANES, LANES);
-            let v3 = f.at(s, i + 3 * LANES, LANES);
+            let v0 = f.at_slot::<0>(s, i);
+            let v1 = f.at_slot::<1>(s, i + LANES);
+            let v2 = f.at_slot::<2>(s, i + 2 * LANES);
+            let v3 = f.at_slot::<3>(s, i + 3 * LANES);
             s.storeu(y.add(i), v0);
             s.storeu(y.add(i + LANES), v1);
             s.storeu(y.add(i + 2 * LANES), v2);
