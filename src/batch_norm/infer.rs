@@ -190,7 +190,7 @@ fn run(
         }
         Geometry::Rows { c, .. } => {
             let res = res.map(Src::Slice);
-            normalize_rows(k, x, y, c, res, relu, nt, par, |ch| {
+            normalize_rows(k, x, y, c, res, relu, nt, par, false, |ch| {
                 affine(params, stats, ch)
             });
         }

@@ -194,7 +194,7 @@ pub(crate) fn train_rows(
         });
         let aff: &[f32] = aff;
         let par = Par::above_threshold(y.len(), 1);
-        normalize_rows(k, x, y, c, res.map(Src::Slice), relu, nt, par, |ch| {
+        normalize_rows(k, x, y, c, res.map(Src::Slice), relu, nt, par, true, |ch| {
             Affine {
                 k: aff[3 * ch],
                 a: aff[3 * ch + 1],
@@ -205,7 +205,10 @@ pub(crate) fn train_rows(
 }
 
 /// `y = (x − k)·a + b` by rows for an NC/NHWC tensor of `c` columns, with `consts(ch)` per
-/// column, plus the residual `res` before the ReLU when given; tasks as `par` says.
+/// column, plus the residual `res` before the ReLU when given; tasks as `par` says. With
+/// `last_first` (after a statistics pass over `x`) each task's blocks go last to first (see
+/// [`blocks_last_first`]); inference, with nothing of `x` in cache, goes forward, which the
+/// prefetchers follow better (NC (4096,1024) on two threads 654 → 635 µs).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn normalize_rows(
     k: &Kernels,
@@ -216,6 +219,7 @@ pub(crate) fn normalize_rows(
     relu: bool,
     nt: bool,
     par: Par,
+    last_first: bool,
     consts: impl Fn(usize) -> Affine,
 ) {
     let (tile_rows, l) = tile_layout(c);
@@ -237,7 +241,7 @@ pub(crate) fn normalize_rows(
         let aff: &[f32] = aff;
         let task = tile_task(y.len(), l);
         for_each_chunk(y, task, par, |ti, yc| {
-            blocks_last_first(yc.len(), l, nt, |b| {
+            blocks_last_first(yc.len(), l, nt || !last_first, |b| {
                 let range = ti * task + b.start..ti * task + b.end;
                 let res = res.map(|s| s.sub(range.clone()));
                 k.bn_normalize_tiled(x.sub(range), &mut yc[b], aff, l, res, relu, nt);
