@@ -14,7 +14,8 @@
 //! constant channel gives exactly `β`. One subtract and one FMA per element.
 
 use crate::kernels::stream::{
-    Lanes, PREFETCH_W_AHEAD, Tile64, load, nt_head, store, write_stream, write_stream_unfenced,
+    Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, load, nt_head, store, write_stream,
+    write_stream_unfenced,
 };
 use crate::simd::{LANES, Simd};
 
@@ -874,15 +875,14 @@ impl<S: Simd, const RELU: bool, const TRACK: bool> Lanes<S> for NormalizeWith<S,
     }
 }
 
-/// [`NormalizeWith`] for constants of period 64 in one stream, held in registers in the
-/// unrolled loop.
+/// [`NormalizeWith`] for constants of period 64 (see [`OverTile64`]).
 struct NormalizeTile64<S: Simd, const RELU: bool> {
     x: *const f32,
     res: *const f32,
-    t: Tile64<S, 3>,
+    _s: core::marker::PhantomData<S>,
 }
 
-impl<S: Simd, const RELU: bool> NormalizeTile64<S, RELU> {
+impl<S: Simd, const RELU: bool> WithConsts<S, 3> for NormalizeTile64<S, RELU> {
     #[inline(always)]
     unsafe fn apply(&self, s: S, i: usize, len: usize, [k, a, b]: [S::F; 3]) -> S::F {
         // SAFETY: the kernel's contract covers x[i..i+len] (and res).
@@ -890,22 +890,6 @@ impl<S: Simd, const RELU: bool> NormalizeTile64<S, RELU> {
             let o = s.mul_add(s.sub(load(s, self.x.add(i), len), k), a, b);
             Normalize::<S, RELU>::finish(s, o, self.res, i, len)
         }
-    }
-}
-
-impl<S: Simd, const RELU: bool> Lanes<S> for NormalizeTile64<S, RELU> {
-    const PREFETCH_W: bool = true;
-
-    #[inline(always)]
-    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
-        // SAFETY: forwarded; len <= 16.
-        unsafe { self.apply(s, i, len, self.t.at(s, i, len)) }
-    }
-
-    #[inline(always)]
-    unsafe fn at_slot<const U: usize>(&mut self, s: S, i: usize) -> S::F {
-        // SAFETY: forwarded.
-        unsafe { self.apply(s, i, LANES, self.t.slot::<U>()) }
     }
 }
 
@@ -963,10 +947,9 @@ unsafe fn tiled<S: Simd, const RELU: bool>(
     // SAFETY: `write_stream` passes i + len <= n (or the tile's length) in increasing order.
     unsafe {
         if l == 64 {
-            let op = NormalizeTile64::<S, RELU> {
-                x,
-                res,
-                t: Tile64::new(s, aff, y, n),
+            let op = OverTile64 {
+                kernel: NormalizeTile64::<S, RELU> { x, res, _s: pd },
+                tile: Tile64::new(s, aff, y, n),
             };
             write_stream(s, y, n, nt, op);
         } else if nt {

@@ -6,7 +6,8 @@
 
 use crate::kernels::bn::{NoVisit, RowTerms, Shifted, StoreAt, Visit, pair_sums};
 use crate::kernels::stream::{
-    Lanes, PREFETCH_W_AHEAD, Tile64, load, store, write_stream, write_stream_unfenced,
+    Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, load, store, write_stream,
+    write_stream_unfenced,
 };
 use crate::simd::{LANES, Simd};
 
@@ -443,10 +444,9 @@ pub(crate) unsafe fn dx_tiled<S: Simd>(
     if l == 64 {
         // SAFETY: `aff` holds four rows of 64 + 16; the stream covers the contract's 0..n.
         unsafe {
-            let op = DxTile64 {
-                inp,
-                dr,
-                t: Tile64::new(s, aff, dx, n),
+            let op = OverTile64 {
+                kernel: DxTile64 { inp, dr },
+                tile: Tile64::new(s, aff, dx, n),
             };
             write_stream(s, dx, n, nt, op);
         }
@@ -473,15 +473,13 @@ pub(crate) unsafe fn dx_tiled<S: Simd>(
     }
 }
 
-/// [`DxTiled`] for constants of period 64 in one stream, held in registers in the unrolled
-/// loop.
-struct DxTile64<S: Simd> {
+/// [`DxTiled`] for constants of period 64 (see [`OverTile64`]).
+struct DxTile64 {
     inp: BwdIn,
     dr: *mut f32,
-    t: Tile64<S, 4>,
 }
 
-impl<S: Simd> DxTile64<S> {
+impl<S: Simd> WithConsts<S, 4> for DxTile64 {
     #[inline(always)]
     unsafe fn apply(&self, s: S, i: usize, len: usize, [m, a, c1, c0]: [S::F; 4]) -> S::F {
         // SAFETY: the kernel's contract covers i..i+len of every input and output.
@@ -493,21 +491,5 @@ impl<S: Simd> DxTile64<S> {
             let xm = s.sub(load(s, self.inp.x.add(i), len), m);
             s.mul_add(a, d, s.mul_add(c1, xm, c0))
         }
-    }
-}
-
-impl<S: Simd> Lanes<S> for DxTile64<S> {
-    const PREFETCH_W: bool = true;
-
-    #[inline(always)]
-    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
-        // SAFETY: forwarded; len <= 16.
-        unsafe { self.apply(s, i, len, self.t.at(s, i, len)) }
-    }
-
-    #[inline(always)]
-    unsafe fn at_slot<const U: usize>(&mut self, s: S, i: usize) -> S::F {
-        // SAFETY: forwarded.
-        unsafe { self.apply(s, i, LANES, self.t.slot::<U>()) }
     }
 }

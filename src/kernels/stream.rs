@@ -97,6 +97,37 @@ impl<S: Simd, const R: usize> Tile64<S, R> {
     }
 }
 
+/// A kernel's value of elements `i .. i + len` from its per-element constants.
+pub(crate) trait WithConsts<S: Simd, const R: usize> {
+    /// # Safety
+    /// As [`Lanes::at`].
+    unsafe fn apply(&self, s: S, i: usize, len: usize, consts: [S::F; R]) -> S::F;
+}
+
+/// A [`WithConsts`] kernel over a [`Tile64`]: the constants from registers in the unrolled
+/// loop's slots, from the tile elsewhere.
+pub(crate) struct OverTile64<S: Simd, const R: usize, K> {
+    pub(crate) kernel: K,
+    pub(crate) tile: Tile64<S, R>,
+}
+
+impl<S: Simd, const R: usize, K: WithConsts<S, R>> Lanes<S> for OverTile64<S, R, K> {
+    // Like the tiled kernels they replace: a few dependent operations per value.
+    const PREFETCH_W: bool = true;
+
+    #[inline(always)]
+    unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        // SAFETY: forwarded; len <= 16.
+        unsafe { self.kernel.apply(s, i, len, self.tile.at(s, i, len)) }
+    }
+
+    #[inline(always)]
+    unsafe fn at_slot<const U: usize>(&mut self, s: S, i: usize) -> S::F {
+        // SAFETY: forwarded.
+        unsafe { self.kernel.apply(s, i, LANES, self.tile.slot::<U>()) }
+    }
+}
+
 /// Elements ahead of the plain stores that [`Lanes::PREFETCH_W`] kernels prefetch.
 pub(crate) const PREFETCH_W_AHEAD: usize = 256;
 
