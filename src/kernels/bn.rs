@@ -218,6 +218,27 @@ impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
         if RELU { s.relu(o) } else { o }
     }
 
+    /// `(x[i..i+len] − k)·a + b`, then [`Normalize::finish`]: the value every normalization
+    /// kernel stores, whichever way it holds its constants.
+    ///
+    /// # Safety
+    /// `x` (and `res`, when not null) valid for reads of `i..i+len`.
+    #[inline(always)]
+    unsafe fn value(
+        s: S,
+        x: *const f32,
+        res: *const f32,
+        i: usize,
+        len: usize,
+        [k, a, b]: [S::F; 3],
+    ) -> S::F {
+        // SAFETY: forwarded.
+        unsafe {
+            let o = s.mul_add(s.sub(load(s, x.add(i), len), k), a, b);
+            Self::finish(s, o, res, i, len)
+        }
+    }
+
     /// `o + res[i..i+len]` when there is a residual, then the activation.
     ///
     /// # Safety
@@ -242,16 +263,7 @@ impl<S: Simd, const RELU: bool> Lanes<S> for Normalize<S, RELU> {
             s.prefetch_l2(self.x.wrapping_add(i + self.prefetch));
         }
         // SAFETY: the kernel's contract covers x[i..i+len] and res[i..i+len].
-        unsafe {
-            let v = load(s, self.x.add(i), len);
-            Self::finish(
-                s,
-                s.mul_add(s.sub(v, self.k), self.a, self.b),
-                self.res,
-                i,
-                len,
-            )
-        }
+        unsafe { Self::value(s, self.x, self.res, i, len, [self.k, self.a, self.b]) }
     }
 }
 
@@ -418,9 +430,8 @@ impl<S: Simd, const RELU: bool> StoreAt<S> for NormalizeStore<S, RELU> {
     unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool) {
         // SAFETY: the caller's offsets are within the run (see `Shifted`).
         unsafe {
-            let v = load(s, self.x.add(i), len);
-            let o = s.mul_add(s.sub(v, self.k), self.a, self.b);
-            let o = Normalize::<S, RELU>::finish(s, o, self.res, i, len);
+            let abc = [self.k, self.a, self.b];
+            let o = Normalize::<S, RELU>::value(s, self.x, self.res, i, len, abc);
             if nt {
                 s.store_nt(self.y.add(i), o);
             } else {
@@ -869,8 +880,7 @@ impl<S: Simd, const RELU: bool, const TRACK: bool> Lanes<S> for NormalizeWith<S,
             let k = load(s, self.aff.add(j), len);
             let a = load(s, self.aff.add(r + j), len);
             let b = load(s, self.aff.add(2 * r + j), len);
-            let o = s.mul_add(s.sub(load(s, self.x.add(i), len), k), a, b);
-            Normalize::<S, RELU>::finish(s, o, self.res, i, len)
+            Normalize::<S, RELU>::value(s, self.x, self.res, i, len, [k, a, b])
         }
     }
 }
@@ -884,12 +894,9 @@ struct NormalizeTile64<S: Simd, const RELU: bool> {
 
 impl<S: Simd, const RELU: bool> WithConsts<S, 3> for NormalizeTile64<S, RELU> {
     #[inline(always)]
-    unsafe fn apply(&self, s: S, i: usize, len: usize, [k, a, b]: [S::F; 3]) -> S::F {
+    unsafe fn apply(&self, s: S, i: usize, len: usize, consts: [S::F; 3]) -> S::F {
         // SAFETY: the kernel's contract covers x[i..i+len] (and res).
-        unsafe {
-            let o = s.mul_add(s.sub(load(s, self.x.add(i), len), k), a, b);
-            Normalize::<S, RELU>::finish(s, o, self.res, i, len)
-        }
+        unsafe { Normalize::<S, RELU>::value(s, self.x, self.res, i, len, consts) }
     }
 }
 

@@ -261,15 +261,9 @@ impl<S: Simd> Lanes<S> for Dx<S> {
 
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
+        let consts = [self.m, self.a, self.c1, self.c0];
         // SAFETY: the kernel's contract covers i..i+len of every input and of `dr`.
-        unsafe {
-            let d = self.inp.dy(s, i, len);
-            if !self.dr.is_null() {
-                store(s, self.dr.add(i), len, d);
-            }
-            let xm = s.sub(load(s, self.inp.x.add(i), len), self.m);
-            s.mul_add(self.a, d, s.mul_add(self.c1, xm, self.c0))
-        }
+        unsafe { DxValue::value(s, self.inp, self.dr, i, len, consts) }
     }
 }
 
@@ -413,12 +407,7 @@ impl<S: Simd> Lanes<S> for DxTiled<S> {
             let a = load(s, self.aff.add(r + i), len);
             let c1 = load(s, self.aff.add(2 * r + i), len);
             let c0 = load(s, self.aff.add(3 * r + i), len);
-            let d = self.inp.dy(s, i, len);
-            if !self.dr.is_null() {
-                store(s, self.dr.add(i), len, d);
-            }
-            let xm = s.sub(load(s, self.inp.x.add(i), len), m);
-            s.mul_add(a, d, s.mul_add(c1, xm, c0))
+            DxValue::value(s, self.inp, self.dr, i, len, [m, a, c1, c0])
         }
     }
 }
@@ -445,7 +434,7 @@ pub(crate) unsafe fn dx_tiled<S: Simd>(
         // SAFETY: `aff` holds four rows of 64 + 16; the stream covers the contract's 0..n.
         unsafe {
             let op = OverTile64 {
-                kernel: DxTile64 { inp, dr },
+                kernel: DxValue { inp, dr },
                 tile: Tile64::new(s, aff, dx, n),
             };
             write_stream(s, dx, n, nt, op);
@@ -473,23 +462,46 @@ pub(crate) unsafe fn dx_tiled<S: Simd>(
     }
 }
 
-/// [`DxTiled`] for constants of period 64 (see [`OverTile64`]).
-struct DxTile64 {
+/// The `dx` (and `dr`) of the vectors of one stream given their constants: every backward
+/// `dx` kernel's arithmetic, and with constants of period 64 a kernel of its own (see
+/// [`OverTile64`]).
+struct DxValue {
     inp: BwdIn,
     dr: *mut f32,
 }
 
-impl<S: Simd> WithConsts<S, 4> for DxTile64 {
+impl DxValue {
+    /// `dx = a·dy + c1·(x − m) + c0` of elements `i..i+len` (and `dr = dy`, masked, when
+    /// `dr` is not null): the value every backward kernel stores, whichever way it holds its
+    /// constants.
+    ///
+    /// # Safety
+    /// The inputs readable and `dr` (when not null) writable at `i..i+len`.
     #[inline(always)]
-    unsafe fn apply(&self, s: S, i: usize, len: usize, [m, a, c1, c0]: [S::F; 4]) -> S::F {
-        // SAFETY: the kernel's contract covers i..i+len of every input and output.
+    unsafe fn value<S: Simd>(
+        s: S,
+        inp: BwdIn,
+        dr: *mut f32,
+        i: usize,
+        len: usize,
+        [m, a, c1, c0]: [S::F; 4],
+    ) -> S::F {
+        // SAFETY: forwarded.
         unsafe {
-            let d = self.inp.dy(s, i, len);
-            if !self.dr.is_null() {
-                store(s, self.dr.add(i), len, d);
+            let d = inp.dy(s, i, len);
+            if !dr.is_null() {
+                store(s, dr.add(i), len, d);
             }
-            let xm = s.sub(load(s, self.inp.x.add(i), len), m);
+            let xm = s.sub(load(s, inp.x.add(i), len), m);
             s.mul_add(a, d, s.mul_add(c1, xm, c0))
         }
+    }
+}
+
+impl<S: Simd> WithConsts<S, 4> for DxValue {
+    #[inline(always)]
+    unsafe fn apply(&self, s: S, i: usize, len: usize, consts: [S::F; 4]) -> S::F {
+        // SAFETY: the kernel's contract covers i..i+len of every input and output.
+        unsafe { Self::value(s, self.inp, self.dr, i, len, consts) }
     }
 }
