@@ -301,6 +301,37 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
         row("dropout_backward", bytes, &mut || {
             dropnorm::dropout_backward(&x, &mut y, &params).expect("valid")
         });
+
+        // Channel-wise dropout, NCHW and NHWC: small images (2×2, one channel: one keep
+        // decision per 4 values) and 4×4 images of 64 channels.
+        for (shape, lname, layout) in [
+            (Shape::nchw(n / 4, 1, 2, 2), "nchw", Layout::Nchw),
+            (Shape::nchw(n / 4, 1, 2, 2), "nhwc", Layout::Nhwc),
+            (Shape::nchw(n / 1024, 64, 4, 4), "nchw", Layout::Nchw),
+            (Shape::nchw(n / 1024, 64, 4, 4), "nhwc", Layout::Nhwc),
+        ] {
+            let sname = format!("({},{},{},{})", shape.n, shape.c, shape.h, shape.w);
+            if !o.wants("dropout_channels", lname, &sname) {
+                continue;
+            }
+            let d = secs(time(budget, || {
+                dropnorm::dropout_channels(&x, &mut y, shape, layout, &params).expect("valid")
+            }));
+            Row {
+                kernel: "dropout_channels",
+                layout: lname,
+                shape: sname,
+                elems: n,
+                threads,
+                isa: o.isa,
+                secs: d,
+                bytes,
+                copy_gbps,
+                copy_nt_gbps,
+                naive_secs: None,
+            }
+            .print(o.json);
+        }
     }
 }
 

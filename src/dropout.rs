@@ -630,16 +630,39 @@ fn run_channels(
         }
         Layout::Nhwc | Layout::Nc => {
             let c = shape.c;
-            for_each_chunk(y, hw * c, par, |img, yc| {
-                let base = img * hw * c;
+            // Whole images per task, at least a chunk's worth of elements (small images: one
+            // task per image would cost more to hand out than to compute).
+            let image = hw * c;
+            let per_task = (CHUNK / image).clamp(1, CHUNK);
+            for_each_chunk(y, per_task * image, par, |ti, yc| {
+                let img0 = ti * per_task;
+                if image <= CHUNK {
+                    // Whole images in one chunk: the keep bits of all their planes at once
+                    // (one RNG set-up, not one per image), spread over their rows, applied as
+                    // one run.
+                    let imgs = yc.len() / image;
+                    let mut planes = [0u16; CHUNK_WORDS];
+                    let start = offset + (img0 * c) as u64;
+                    keep_bits_range(k, seed, thresh, start, imgs * c, &mut planes);
+                    let mut bits = [0u16; CHUNK_WORDS];
+                    for j in 0..imgs {
+                        for r in 0..hw {
+                            copy_bits(&mut bits, (j * hw + r) * c, &planes, j * c, c);
+                        }
+                    }
+                    let e0 = img0 * image;
+                    k.apply_mask(x.sub(e0..e0 + yc.len()), yc, &bits, scale, nt);
+                    return;
+                }
+                let base = img0 * image;
                 nhwc_image(
                     k,
-                    x.sub(base..base + hw * c),
+                    x.sub(base..base + image),
                     yc,
                     c,
                     nt,
                     |c0, len, bits| {
-                        let start = offset + (img * c + c0) as u64;
+                        let start = offset + (img0 * c + c0) as u64;
                         keep_bits_range(k, seed, thresh, start, len, bits)
                     },
                     scale,
@@ -662,9 +685,9 @@ fn nhwc_image(
     scale: f32,
 ) {
     if c <= CHUNK / 2 {
-        // Tile the channel bits over as many whole rows as fit a chunk, and apply the mask to
-        // those rows as one contiguous run.
-        let rows = CHUNK / c;
+        // Tile the channel bits over as many whole rows as fit a chunk (and the image has),
+        // and apply the mask to those rows as one contiguous run.
+        let rows = (CHUNK / c).min(y.len() / c);
         let mut chan = [0u16; CHUNK_WORDS];
         keep(0, c, &mut chan);
         let mut bits = [0u16; CHUNK_WORDS];

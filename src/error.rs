@@ -78,6 +78,21 @@ pub enum Error {
         /// What.
         what: &'static str,
     },
+    /// Merged statistics whose value count does not fit in `u64`.
+    CountOverflow,
+    /// A running variance that is negative or NaN (a corrupt checkpoint): inference would
+    /// write NaN.
+    InvalidRunningVar {
+        /// The argument holding it.
+        arg: &'static str,
+        /// The channel.
+        channel: usize,
+        /// The value.
+        var: f32,
+    },
+    /// A layer's training-mode backward called before any training-mode forward, so there
+    /// are no saved batch statistics to differentiate through.
+    BackwardBeforeForward,
     /// An instruction set that this CPU (or this build target) does not have.
     IsaUnavailable {
         /// The instruction set asked for.
@@ -130,6 +145,15 @@ impl fmt::Display for Error {
                 write!(f, "missing argument `{arg}`: required by these parameters")
             }
             Error::Unsupported { what } => write!(f, "not supported: {what}"),
+            Error::CountOverflow => write!(f, "merged value count overflows u64"),
+            Error::InvalidRunningVar { arg, channel, var } => write!(
+                f,
+                "invalid `{arg}`[{channel}] = {var}: a running variance must be >= 0 (corrupt statistics?)"
+            ),
+            Error::BackwardBeforeForward => write!(
+                f,
+                "training-mode backward before any training-mode forward: no saved batch statistics"
+            ),
             Error::IsaUnavailable { isa } => {
                 write!(f, "instruction set {isa} is not available on this CPU")
             }

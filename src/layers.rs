@@ -60,6 +60,8 @@ pub struct BatchNorm {
     batches: u64,
     saved_mean: Vec<f32>,
     saved_invstd: Vec<f32>,
+    /// Whether a training-mode forward has filled `saved_*`.
+    saved_valid: bool,
 }
 
 impl BatchNorm {
@@ -88,6 +90,7 @@ impl BatchNorm {
             batches: 0,
             saved_mean: vec![0.0; channels],
             saved_invstd: vec![0.0; channels],
+            saved_valid: false,
         }
     }
 
@@ -189,11 +192,19 @@ impl BatchNorm {
         };
         batch_norm_train(x, y, shape, self.layout, &params, saved, Some(running))?;
         self.batches += 1;
+        self.saved_valid = true;
         Ok(())
     }
 
     /// Backward of the last forward: writes `dx` and the layer's `dgamma`/`dbeta`. `x` is that
     /// forward's input, and `y` its output (needed only with a fused ReLU).
+    ///
+    /// In training mode this differentiates through the batch statistics of the last
+    /// training-mode forward ([`Error::BackwardBeforeForward`] if there was none). In eval
+    /// mode it follows PyTorch for a module in `eval()` whose parameters require gradients:
+    /// the running statistics are constants, `dγ = Σdy·(x − running_mean)·invstd_running`,
+    /// `dβ = Σdy`, `dx = dy·γ·invstd_running` (see [`batch_norm_backward_eval`]). On error
+    /// nothing is written, neither `dx` nor the parameter gradients.
     ///
     /// ```
     /// use dropnorm::{BatchNorm, Layout, Shape};
@@ -220,28 +231,24 @@ impl BatchNorm {
         let params = BnParams::new(self.eps)
             .with_affine(&self.gamma, &self.beta)
             .with_relu(self.relu);
-        if !self.training {
-            if self.relu {
-                return Err(Error::Unsupported {
-                    what: "eval-mode backward through a fused ReLU",
-                });
-            }
-            let stats = RunningStats {
-                mean: &self.running_mean,
-                var: &self.running_var,
-            };
-            self.dgamma.fill(0.0);
-            self.dbeta.fill(0.0);
-            return batch_norm_backward_eval(dy, dx, shape, self.layout, &params, &stats);
-        }
-        let saved = SavedStats {
-            mean: &self.saved_mean,
-            invstd: &self.saved_invstd,
-        };
         let grads = BnGrads {
             dx,
             dgamma: &mut self.dgamma,
             dbeta: &mut self.dbeta,
+        };
+        if !self.training {
+            let stats = RunningStats {
+                mean: &self.running_mean,
+                var: &self.running_var,
+            };
+            return batch_norm_backward_eval(x, dy, y, shape, self.layout, &params, &stats, grads);
+        }
+        if !self.saved_valid {
+            return Err(Error::BackwardBeforeForward);
+        }
+        let saved = SavedStats {
+            mean: &self.saved_mean,
+            invstd: &self.saved_invstd,
         };
         batch_norm_backward(x, dy, y, shape, self.layout, &params, &saved, grads)
     }

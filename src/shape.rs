@@ -99,7 +99,22 @@ impl Shape {
                 reason: "layout Nc needs h = w = 1 (use Shape::nc)",
             });
         }
+        // With c = 0 the element count is 0 whatever n·h·w is, but batch norm still computes
+        // the per-channel count: it must fit too.
+        self.per_channel()?;
         self.numel()
+    }
+
+    /// Values per channel, `n·h·w` (what batch norm's statistics are taken over).
+    ///
+    /// ```
+    /// use dropnorm::Shape;
+    /// assert_eq!(Shape::nchw(2, 3, 4, 5).per_channel()?, 40);
+    /// assert!(Shape::nchw(usize::MAX, 0, 2, 1).per_channel().is_err());
+    /// # Ok::<(), dropnorm::Error>(())
+    /// ```
+    pub fn per_channel(&self) -> Result<usize, Error> {
+        self.n.checked_mul(self.spatial()?).ok_or(self.overflow())
     }
 
     fn overflow(&self) -> Error {

@@ -459,6 +459,11 @@ impl BnCase {
     fn valid_eps(&self) -> bool {
         self.eps.is_finite() && self.eps >= 0.0
     }
+
+    /// Whether the running variances are usable (none negative or NaN: a corrupt checkpoint).
+    fn valid_var(&self) -> bool {
+        self.var.iter().all(|v| *v >= 0.0)
+    }
 }
 
 /// The inference and add+ReLU fuzz check: no panic; `Err` exactly for invalid arguments, with
@@ -479,7 +484,7 @@ pub fn fuzz_bn_infer(data: &[u8]) {
                 crate::batch_norm_infer(&cs.x, &mut y, cs.shape, cs.layout, &cs.params(), &stats);
             assert_eq!(
                 r.is_ok(),
-                cs.valid_shape() && cs.valid_eps(),
+                cs.valid_shape() && cs.valid_eps() && cs.valid_var(),
                 "{isa}: {r:?}"
             );
             if r.is_err() {

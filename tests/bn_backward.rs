@@ -371,40 +371,110 @@ fn identical_bits_for_1_2_3_threads() {
     }
 }
 
+/// Eval-mode gradients as PyTorch (module in `eval()`, parameters requiring grad):
+/// dγ = Σdy·(x − rm)·invstd_r, dβ = Σdy, dx = dy·γ·invstd_r — and through a fused ReLU the
+/// gradient flows only where the eval output is positive. Every ISA and layout, against f64.
 #[test]
-fn eval_backward_scales_by_gamma_invstd() {
+fn eval_backward_matches_pytorch_eval_gradients() {
     for layout in LAYOUTS {
         let shape = shapes(layout)[2];
         let n = shape.numel().unwrap();
+        let c = shape.c;
+        let x: Vec<f32> = normals(n, 9).iter().map(|v| (100.0 + v) as f32).collect();
         let dy: Vec<f32> = normals(n, 8).iter().map(|v| *v as f32).collect();
-        let g: Vec<f32> = (0..shape.c).map(|i| 1.0 + i as f32).collect();
-        let var: Vec<f32> = (0..shape.c).map(|i| 0.5 + i as f32 * 0.25).collect();
-        let mean = vec![100.0f32; shape.c];
-        let mut dx = vec![f32::NAN; n];
+        let g: Vec<f32> = (0..c).map(|i| 1.0 + i as f32).collect();
+        let b: Vec<f32> = (0..c).map(|i| 0.25 * i as f32 - 0.5).collect();
+        let var: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 * 0.25).collect();
+        let mean: Vec<f32> = (0..c).map(|i| 100.0 + 0.1 * i as f32).collect();
         let stats = RunningStats {
             mean: &mean,
             var: &var,
         };
-        batch_norm_backward_eval(
-            &dy,
-            &mut dx,
-            shape,
-            layout,
-            &BnParams::new(1e-5).with_affine(&g, &g),
-            &stats,
-        )
-        .unwrap();
-        for ch in 0..shape.c {
-            let a = g[ch] as f64 / (var[ch] as f64 + 1e-5).sqrt();
-            for j in 0..n / shape.c {
-                let i = reference::channel_index(shape, layout, ch, j);
-                assert!(
-                    (dx[i] as f64 - dy[i] as f64 * a).abs()
-                        <= 1e-6 * (1.0 + (dy[i] as f64 * a).abs())
-                );
+        for relu in [false, true] {
+            let params = BnParams::new(1e-5).with_affine(&g, &b).with_relu(relu);
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; n];
+                with_isa(isa, || {
+                    batch_norm_infer(&x, &mut y, shape, layout, &params, &stats)
+                })
+                .unwrap()
+                .unwrap();
+                let (mut dx, mut dg, mut db) =
+                    (vec![f32::NAN; n], vec![f32::NAN; c], vec![f32::NAN; c]);
+                let grads = BnGrads {
+                    dx: &mut dx,
+                    dgamma: &mut dg,
+                    dbeta: &mut db,
+                };
+                let yr = relu.then_some(&y[..]);
+                with_isa(isa, || {
+                    batch_norm_backward_eval(&x, &dy, yr, shape, layout, &params, &stats, grads)
+                })
+                .unwrap()
+                .unwrap();
+                for ch in 0..c {
+                    let is = 1.0 / (var[ch] as f64 + 1e-5).sqrt();
+                    let a = g[ch] as f64 * is;
+                    let (mut sdy, mut sdyx, mut scale) = (0.0f64, 0.0f64, 0.0f64);
+                    for j in 0..n / c {
+                        let i = reference::channel_index(shape, layout, ch, j);
+                        let flows = !relu || y[i] > 0.0;
+                        let d = if !flows { 0.0 } else { dy[i] as f64 };
+                        let xh = (x[i] as f64 - mean[ch] as f64) * is;
+                        sdy += d;
+                        sdyx += d * xh;
+                        scale += d.abs() * (1.0 + xh.abs());
+                        let want = d * a;
+                        assert!(
+                            (dx[i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                            "{isa} {layout:?} relu={relu} dx[{i}] = {} want {want}",
+                            dx[i]
+                        );
+                    }
+                    let tol = 1e-5 * (1.0 + scale);
+                    assert!((db[ch] as f64 - sdy).abs() <= tol, "{isa} {layout:?} dbeta");
+                    assert!(
+                        (dg[ch] as f64 - sdyx).abs() <= tol,
+                        "{isa} {layout:?} dgamma"
+                    );
+                }
             }
         }
     }
+}
+
+/// A hand-computed case of PyTorch's eval-mode gradients (`nn.BatchNorm1d(1).eval()`,
+/// running_mean 0.5, running_var 4, weight 2, bias 0, eps 0): x = [1, 2, 4], dy = [1, −1, 0.5]
+/// give dγ = 0.375, dβ = 0.5, dx = [1, −1, 0.5] — exact in f32.
+#[test]
+fn eval_backward_reference_case() {
+    let x = [1.0f32, 2.0, 4.0];
+    let dy = [1.0f32, -1.0, 0.5];
+    let stats = RunningStats {
+        mean: &[0.5],
+        var: &[4.0],
+    };
+    let params = BnParams::new(0.0).with_affine(&[2.0], &[0.0]);
+    let (mut dx, mut dg, mut db) = ([0.0f32; 3], [0.0f32], [0.0f32]);
+    let grads = BnGrads {
+        dx: &mut dx,
+        dgamma: &mut dg,
+        dbeta: &mut db,
+    };
+    batch_norm_backward_eval(
+        &x,
+        &dy,
+        None,
+        Shape::nc(3, 1),
+        Layout::Nc,
+        &params,
+        &stats,
+        grads,
+    )
+    .unwrap();
+    // x̂ = (x − 0.5)/2 = [0.25, 0.75, 1.75]; Σdy·x̂ = 0.25 − 0.75 + 0.875.
+    assert_eq!((dg[0], db[0]), (0.375, 0.5));
+    assert_eq!(dx, [1.0, -1.0, 0.5]);
 }
 
 #[test]

@@ -387,7 +387,7 @@ fn merged_shard_stats_equal_whole_batch_stats() {
             let mut st = vec![ChannelStats::default(); 7];
             channel_stats(&x[at..at + n * per_n], shape, layout, &mut st).unwrap();
             for (m, s) in merged.iter_mut().zip(&st) {
-                *m = m.merge(s);
+                *m = m.merge(s).unwrap();
             }
             at += n * per_n;
         }

@@ -89,8 +89,10 @@ proptest! {
             let mut y = vec![f32::NAN; n];
             with_isa(isa, || batch_norm_infer(&x, &mut y, shape, layout, &params, &stats)).unwrap().unwrap();
             let mut dx = vec![f32::NAN; n];
+            let (mut dg, mut db) = (vec![f32::NAN; c], vec![f32::NAN; c]);
             let eval = BnParams { relu: false, ..params };
-            with_isa(isa, || batch_norm_backward_eval(&dy, &mut dx, shape, layout, &eval, &stats)).unwrap().unwrap();
+            let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
+            with_isa(isa, || batch_norm_backward_eval(&x, &dy, None, shape, layout, &eval, &stats, grads)).unwrap().unwrap();
             for ch in 0..c {
                 let a = gamma[ch] as f64 / (var[ch] as f64 + 1e-5).sqrt();
                 for j in 0..n / c {

@@ -7,13 +7,13 @@
 //! as `dx = a·dy + c1·(x − mean) + c0`. The two sums are one pass over `x` and `dy`; `dx` is a
 //! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
 
-use super::infer::RunningStats;
+use super::infer::{RunningStats, check_running_var};
 use super::rows::{
     aligned_like, blocks_last_first, chunked_sums, scratch_f32, scratch_f64, stats_chunks,
     sum_index, tile_layout, tile_task,
 };
 use super::stats::{Geometry, block_width, count_per_channel, geometry};
-use super::{BnParams, check_eps};
+use super::{BnParams, check_eps, inv_std};
 use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::kernels::bn::ROW_SEGMENT;
@@ -84,7 +84,7 @@ pub fn batch_norm_backward(
         layout,
         params,
         params.relu,
-        saved,
+        Norm::Batch(saved),
         grads,
     )
 }
@@ -135,49 +135,100 @@ pub fn batch_norm_add_relu_backward(
         layout,
         params,
         true,
-        saved,
+        Norm::Batch(saved),
         grads,
     )
 }
 
-/// Eval-mode backward (the forward used the running statistics, so they are constants):
-/// `dx = dy·γ/sqrt(running_var + eps)`.
+/// Eval-mode backward, as PyTorch computes it for a module in `eval()` whose parameters
+/// require gradients: the forward normalized with the running statistics, which are
+/// constants here, so with `x̂ = (x − running_mean)·invstd_running`:
+/// `dγ = Σdy·x̂`, `dβ = Σdy`, `dx = dy·γ·invstd_running`. With `params.relu`, `y` must be the
+/// eval forward's output and the gradient flows where `y > 0`. Everything in `grads` is
+/// overwritten; nothing is written on error (a negative or NaN running variance included).
 ///
 /// ```
-/// use dropnorm::{BnParams, RunningStats, Layout, Shape, batch_norm_backward_eval};
-/// let dy = [1.0f32, 2.0];
-/// let mut dx = [0.0f32; 2];
-/// let stats = RunningStats { mean: &[5.0], var: &[4.0] };
-/// batch_norm_backward_eval(&dy, &mut dx, Shape::nc(2, 1), Layout::Nc, &BnParams::new(0.0), &stats)?;
+/// use dropnorm::{BnGrads, BnParams, RunningStats, Layout, Shape, batch_norm_backward_eval};
+/// let (x, dy) = ([7.0f32, 3.0], [1.0f32, 2.0]);
+/// let stats = RunningStats { mean: &[5.0], var: &[4.0] }; // invstd 0.5
+/// let (mut dx, mut dg, mut db) = ([0.0f32; 2], [0.0f32], [0.0f32]);
+/// let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
+/// let params = BnParams::new(0.0);
+/// batch_norm_backward_eval(&x, &dy, None, Shape::nc(2, 1), Layout::Nc, &params, &stats, grads)?;
 /// assert_eq!(dx, [0.5, 1.0]);
+/// assert_eq!(db, [3.0]); // Σdy
+/// assert_eq!(dg, [-1.0]); // 1·(7−5)·0.5 + 2·(3−5)·0.5
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward_eval(
+    x: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    y: Option<&[f32]>,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
     stats: &RunningStats,
+    grads: BnGrads,
 ) -> Result<(), Error> {
-    // dx = (dy − 0)·a + 0: the inference kernel with a zero mean and shift.
-    let c = shape.c;
-    check_len("stats.var", c, stats.var.len())?;
-    check_len("stats.mean", c, stats.mean.len())?;
-    // A zero mean from scratch memory (no allocation).
-    scratch_f32(c, |zero| {
-        zero.fill(0.0);
-        let scale = BnParams {
-            beta: None,
-            relu: false,
-            ..*params
-        };
-        let st = RunningStats {
-            mean: zero,
-            var: stats.var,
-        };
-        super::batch_norm_infer(dy, dx, shape, layout, &scale, &st)
-    })
+    check_len("dy", x.len(), dy.len())?;
+    let norm = Norm::Running(stats, params.eps);
+    run(
+        x,
+        dy,
+        y,
+        None,
+        shape,
+        layout,
+        params,
+        params.relu,
+        norm,
+        grads,
+    )
+}
+
+/// The statistics a backward differentiates through.
+#[derive(Clone, Copy)]
+enum Norm<'a> {
+    /// Training: the batch statistics the forward saved.
+    Batch(&'a SavedStats<'a>),
+    /// Eval: the running statistics (constants) and the forward's eps.
+    Running(&'a RunningStats<'a>, f32),
+}
+
+impl Norm<'_> {
+    fn validate(&self, c: usize) -> Result<(), Error> {
+        match self {
+            Norm::Batch(s) => {
+                check_len("saved.mean", c, s.mean.len())?;
+                check_len("saved.invstd", c, s.invstd.len())
+            }
+            Norm::Running(s, _) => {
+                check_len("stats.mean", c, s.mean.len())?;
+                check_len("stats.var", c, s.var.len())?;
+                check_running_var("stats.var", s.var)
+            }
+        }
+    }
+
+    fn mean(&self) -> &[f32] {
+        match self {
+            Norm::Batch(s) => s.mean,
+            Norm::Running(s, _) => s.mean,
+        }
+    }
+
+    fn invstd(&self, ch: usize) -> f64 {
+        match self {
+            Norm::Batch(s) => s.invstd[ch] as f64,
+            Norm::Running(s, eps) => inv_std(s.var[ch], *eps) as f64,
+        }
+    }
+
+    /// Whether the statistics depend on `x` (then dx has the terms through mean and var).
+    fn is_batch(&self) -> bool {
+        matches!(self, Norm::Batch(_))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -190,7 +241,7 @@ fn run(
     layout: Layout,
     params: &BnParams,
     relu: bool,
-    saved: &SavedStats,
+    norm: Norm,
     grads: BnGrads,
 ) -> Result<(), Error> {
     let n = shape.validate(layout)?;
@@ -201,8 +252,7 @@ fn run(
     if let Some(g) = params.gamma {
         check_len("gamma", c, g.len())?;
     }
-    check_len("saved.mean", c, saved.mean.len())?;
-    check_len("saved.invstd", c, saved.invstd.len())?;
+    norm.validate(c)?;
     check_len("grads.dgamma", c, grads.dgamma.len())?;
     check_len("grads.dbeta", c, grads.dbeta.len())?;
     let y = match (relu, y) {
@@ -213,8 +263,8 @@ fn run(
         }
         (false, _) => None,
     };
-    let count = count_per_channel(shape);
-    if count < 2 && c > 0 {
+    let count = count_per_channel(shape)?;
+    if norm.is_batch() && count < 2 && c > 0 {
         return Err(Error::TooFewValuesPerChannel { count });
     }
     if n == 0 {
@@ -227,15 +277,23 @@ fn run(
     let nt = k.use_nt_from(n, NT_MIN_BYTES_HEAVY);
     let par = Par::above_threshold(n, 1);
     let gamma = params.gamma;
+    let batch = norm.is_batch();
+    let mean = norm.mean();
     let consts = |ch: usize, [s_dy, s_dyx]: [f64; 2]| {
         let g = gamma.map_or(1.0, |g| g[ch]) as f64;
-        let (m, is) = (saved.mean[ch], saved.invstd[ch] as f64);
+        let (m, is) = (mean[ch], norm.invstd(ch));
         let nf = count as f64;
+        // In eval mode mean and invstd are constants: dx = dy·γ·invstd only.
+        let (c1, c0) = if batch {
+            (-g * is * is * is * s_dyx / nf, -g * is * s_dy / nf)
+        } else {
+            (0.0, 0.0)
+        };
         let f = BwdConsts {
             m,
             a: (g * is) as f32,
-            c1: (-g * is * is * is * s_dyx / nf) as f32,
-            c0: (-g * is * s_dy / nf) as f32,
+            c1: c1 as f32,
+            c0: c0 as f32,
         };
         (f, (s_dyx * is) as f32, s_dy as f32)
     };
@@ -258,12 +316,12 @@ fn run(
                     // Pipelined as the forward: the sums of channel c+1 are taken in the loop
                     // that writes channel c's dx.
                     let chans = block.channels();
-                    let mut sums = block.sums(k, chans.start, saved.mean[chans.start]);
+                    let mut sums = block.sums(k, chans.start, mean[chans.start]);
                     for (i, ch) in chans.clone().enumerate() {
                         let (f, g, b) = consts(ch, sums);
                         (dg[i], db[i]) = (g, b);
                         if ch + 1 < chans.end {
-                            sums = block.dx_sums(k, ch, f, nt, ch + 1, saved.mean[ch + 1]);
+                            sums = block.dx_sums(k, ch, f, nt, ch + 1, mean[ch + 1]);
                         } else {
                             block.dx(k, ch, f, nt);
                         }
@@ -287,7 +345,7 @@ fn run(
                     (dgamma[ch], dbeta[ch]) = (g, b);
                     f
                 },
-                saved.mean,
+                mean,
             );
         }
     }

@@ -136,7 +136,21 @@ fn validate(params: &BnParams, stats: &RunningStats, c: usize) -> Result<(), Err
         check_len("beta", c, b.len())?;
     }
     check_len("stats.mean", c, stats.mean.len())?;
-    check_len("stats.var", c, stats.var.len())
+    check_len("stats.var", c, stats.var.len())?;
+    check_running_var("stats.var", stats.var)
+}
+
+/// A running variance below 0 (or NaN) is a corrupt checkpoint: normalizing with it would
+/// write NaN, so it is refused, naming the first bad channel.
+pub(crate) fn check_running_var(arg: &'static str, var: &[f32]) -> Result<(), Error> {
+    match var.iter().position(|v| v.is_nan() || *v < 0.0) {
+        None => Ok(()),
+        Some(channel) => Err(Error::InvalidRunningVar {
+            arg,
+            channel,
+            var: var[channel],
+        }),
+    }
 }
 
 /// Channel `ch`'s centered constants: `k = mean`, `a = γ·invstd`, `b = β`.

@@ -16,10 +16,11 @@ use crate::{Error, Layout, Shape};
 /// use dropnorm::ChannelStats;
 /// let a = ChannelStats::from_values(&[1.0, 2.0, 3.0]);
 /// let b = ChannelStats::from_values(&[4.0, 5.0]);
-/// let all = a.merge(&b);
+/// let all = a.merge(&b)?;
 /// assert_eq!(all.count, 5);
 /// assert!((all.mean - 3.0).abs() < 1e-12);
 /// assert!((all.var() - 2.0).abs() < 1e-12);
+/// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ChannelStats {
@@ -51,7 +52,8 @@ impl ChannelStats {
         s
     }
 
-    /// The statistics of the union of both shards (Chan et al.'s parallel combination).
+    /// The statistics of the union of both shards (Chan et al.'s parallel combination);
+    /// [`Error::CountOverflow`] when the total count does not fit in `u64`.
     ///
     /// ```
     /// use dropnorm::ChannelStats;
@@ -59,25 +61,30 @@ impl ChannelStats {
     /// let a = ChannelStats::from_values(&[1.0, 2.0]);
     /// let b = ChannelStats::from_values(&[3.0, 4.0, 5.0]);
     /// let whole = ChannelStats::from_values(&[1.0, 2.0, 3.0, 4.0, 5.0]);
-    /// let m = a.merge(&b);
+    /// let m = a.merge(&b)?;
     /// assert_eq!(m.count, 5);
     /// assert!((m.mean - whole.mean).abs() < 1e-12 && (m.var() - whole.var()).abs() < 1e-12);
+    /// # Ok::<(), dropnorm::Error>(())
     /// ```
-    pub fn merge(&self, other: &ChannelStats) -> ChannelStats {
+    pub fn merge(&self, other: &ChannelStats) -> Result<ChannelStats, Error> {
         if self.count == 0 {
-            return *other;
+            return Ok(*other);
         }
         if other.count == 0 {
-            return *self;
+            return Ok(*self);
         }
+        let count = self
+            .count
+            .checked_add(other.count)
+            .ok_or(Error::CountOverflow)?;
         let (na, nb) = (self.count as f64, other.count as f64);
         let n = na + nb;
         let delta = other.mean - self.mean;
-        ChannelStats {
-            count: self.count + other.count,
+        Ok(ChannelStats {
+            count,
             mean: self.mean + delta * (nb / n),
             m2: self.m2 + other.m2 + delta * delta * (na * nb / n),
-        }
+        })
     }
 
     /// Biased variance `m2 / count` (what normalization uses); NaN when empty.
@@ -123,7 +130,7 @@ pub fn channel_stats(
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("out", shape.c, out.len())?;
-    let count = count_per_channel(shape);
+    let count = count_per_channel(shape)?;
     if x.is_empty() {
         out.fill(ChannelStats {
             count: count as u64,
@@ -156,10 +163,10 @@ pub fn channel_stats(
 /// Channels per block at most (the column kernels' 64 lanes).
 pub(crate) const MAX_BLOCK: usize = 64;
 
-/// Values per channel.
-pub(crate) fn count_per_channel(shape: Shape) -> usize {
-    // Validated shapes: the product fits.
-    shape.n * shape.h * shape.w
+/// Values per channel, checked (the caller's shape may be one whose element count is 0 but
+/// whose `n·h·w` overflows).
+pub(crate) fn count_per_channel(shape: Shape) -> Result<usize, Error> {
+    shape.per_channel()
 }
 
 /// How the channels of a tensor lie in memory.

@@ -166,7 +166,7 @@ fn run(
         }
         None => None,
     };
-    let count = count_per_channel(shape);
+    let count = count_per_channel(shape)?;
     if count < 2 && c > 0 {
         return Err(Error::TooFewValuesPerChannel { count });
     }

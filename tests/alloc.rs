@@ -1,0 +1,153 @@
+//! The sequential path allocates nothing once warm (issue 10, C8): a counting global allocator
+//! counts this thread's allocations over repeated calls of every kernel family at sizes below
+//! the parallel threshold. (The first call of each may allocate its thread-local scratch.)
+
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::cell::Cell;
+
+use dropnorm::*;
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the bookkeeping touches only const-initialized
+// thread-locals, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
+        if COUNTING.with(|c| c.get()) {
+            COUNT.with(|c| c.set(c.get() + 1));
+        }
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(mut f: impl FnMut()) -> usize {
+    f(); // warm: thread-local scratch
+    COUNT.with(|c| c.set(0));
+    COUNTING.with(|c| c.set(true));
+    for _ in 0..10 {
+        f();
+    }
+    COUNTING.with(|c| c.set(false));
+    COUNT.with(|c| c.get())
+}
+
+#[test]
+fn sequential_calls_allocate_nothing() {
+    for isa in Isa::available() {
+        with_isa(isa, || run_all(isa)).unwrap();
+    }
+}
+
+/// The counter sees this thread's allocations (else the test above could not fail).
+#[test]
+fn the_counter_counts() {
+    let count = allocations(|| {
+        std::hint::black_box(vec![1u8; 100]);
+    });
+    assert_eq!(count, 10);
+}
+
+fn run_all(isa: Isa) {
+    let shape = Shape::nchw(4, 24, 5, 7);
+    let n = shape.numel().unwrap();
+    let c = shape.c;
+    let x: Vec<f32> = (0..n).map(|i| (i % 17) as f32 * 0.25 - 1.0).collect();
+    let dy: Vec<f32> = (0..n).map(|i| (i % 5) as f32 - 2.0).collect();
+    let mut y = vec![0.0f32; n];
+    let mut dx = vec![0.0f32; n];
+    let mut mask = vec![0u8; mask_len(n)];
+    let dp = DropoutParams::new(0.3, 9);
+    let check = |what: &str, count: usize| {
+        assert_eq!(
+            count, 0,
+            "{isa}: {what} allocated {count} times in 10 warm calls"
+        )
+    };
+    check("dropout", allocations(|| dropout(&x, &mut y, &dp).unwrap()));
+    check(
+        "dropout_with_mask",
+        allocations(|| dropout_with_mask(&x, &mut y, &mut mask, &dp).unwrap()),
+    );
+    for layout in [Layout::Nchw, Layout::Nhwc] {
+        check(
+            "dropout_channels",
+            allocations(|| dropout_channels(&x, &mut y, shape, layout, &dp).unwrap()),
+        );
+    }
+    let (g, b) = (vec![1.5f32; c], vec![0.5f32; c]);
+    let params = BnParams::new(1e-5).with_affine(&g, &b);
+    let (mut mean, mut invstd) = (vec![0.0f32; c], vec![0.0f32; c]);
+    let (mut rm, mut rv) = (vec![0.0f32; c], vec![1.0f32; c]);
+    let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
+    let mut st = vec![ChannelStats::default(); c];
+    for layout in [Layout::Nchw, Layout::Nhwc] {
+        check(
+            "batch_norm_train",
+            allocations(|| {
+                let saved = SavedStatsMut {
+                    mean: &mut mean,
+                    invstd: &mut invstd,
+                };
+                let running = RunningStatsMut {
+                    mean: &mut rm,
+                    var: &mut rv,
+                    momentum: Momentum::PyTorch(0.1),
+                };
+                batch_norm_train(&x, &mut y, shape, layout, &params, saved, Some(running)).unwrap()
+            }),
+        );
+        let stats = RunningStats {
+            mean: &rm,
+            var: &rv,
+        };
+        check(
+            "batch_norm_infer",
+            allocations(|| batch_norm_infer(&x, &mut y, shape, layout, &params, &stats).unwrap()),
+        );
+        let saved = SavedStats {
+            mean: &mean,
+            invstd: &invstd,
+        };
+        check(
+            "batch_norm_backward",
+            allocations(|| {
+                let grads = BnGrads {
+                    dx: &mut dx,
+                    dgamma: &mut dg,
+                    dbeta: &mut db,
+                };
+                batch_norm_backward(&x, &dy, None, shape, layout, &params, &saved, grads).unwrap()
+            }),
+        );
+        check(
+            "batch_norm_backward_eval",
+            allocations(|| {
+                let grads = BnGrads {
+                    dx: &mut dx,
+                    dgamma: &mut dg,
+                    dbeta: &mut db,
+                };
+                batch_norm_backward_eval(&x, &dy, None, shape, layout, &params, &stats, grads)
+                    .unwrap()
+            }),
+        );
+        check(
+            "channel_stats",
+            allocations(|| channel_stats(&x, shape, layout, &mut st).unwrap()),
+        );
+    }
+}
