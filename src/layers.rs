@@ -22,6 +22,17 @@ pub enum Convention {
     Onnx(f32),
 }
 
+impl Default for Convention {
+    /// PyTorch's default, `momentum = 0.1`.
+    ///
+    /// ```
+    /// assert_eq!(dropnorm::Convention::default(), dropnorm::Convention::PyTorch(0.1));
+    /// ```
+    fn default() -> Self {
+        Convention::PyTorch(0.1)
+    }
+}
+
 /// A batch-normalization layer over `channels` channels of tensors in `layout`.
 ///
 /// ```

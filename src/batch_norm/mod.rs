@@ -56,6 +56,18 @@ pub struct BnParams<'a> {
     pub relu: bool,
 }
 
+impl Default for BnParams<'_> {
+    /// PyTorch's defaults: eps 1e-5; no affine parameters, no ReLU.
+    ///
+    /// ```
+    /// use dropnorm::BnParams;
+    /// assert_eq!(BnParams::default(), BnParams::new(1e-5));
+    /// ```
+    fn default() -> Self {
+        BnParams::new(1e-5)
+    }
+}
+
 impl<'a> BnParams<'a> {
     /// No affine parameters, no ReLU.
     ///
@@ -117,6 +129,17 @@ pub enum Momentum {
     /// ONNX `BatchNormalization` / MXNet / the d2l text (default 0.9):
     /// `running = m·running + (1 − m)·batch`, running variance **biased**.
     Onnx(f32),
+}
+
+impl Default for Momentum {
+    /// PyTorch's default, `momentum = 0.1`.
+    ///
+    /// ```
+    /// assert_eq!(dropnorm::Momentum::default(), dropnorm::Momentum::PyTorch(0.1));
+    /// ```
+    fn default() -> Self {
+        Momentum::PyTorch(0.1)
+    }
 }
 
 impl Momentum {
