@@ -59,8 +59,9 @@ pub(crate) unsafe fn random_u32<S: Simd>(s: S, st: &StreamState, draws: usize, o
 /// Keep bits of groups `first .. first + groups` of one block: `out[4*(g-first) + s]` gets the
 /// 16 keep bits (bit `l` = lane `l`, set iff draw >= `thresh`) of stream `s` at draw `g`.
 ///
-/// The streams are stepped `S::INTERLEAVE` at a time: the result is the same for any
-/// interleave, only the number of dependency chains in flight changes.
+/// The streams are stepped all four together (`S::INTERLEAVE == 4`, AVX-512) or one at a time
+/// (every other backend): the result is the same either way, only the number of dependency
+/// chains in flight changes.
 ///
 /// # Safety
 /// `out` must be valid for `4 * groups` writes.
@@ -73,14 +74,10 @@ pub(crate) unsafe fn keep_bits<S: Simd>(
     thresh: u32,
     out: *mut u16,
 ) {
-    // SAFETY (all three arms): forwarded from the caller.
+    // SAFETY (both arms): forwarded from the caller.
     unsafe {
         match S::INTERLEAVE {
             4 => keep_bits_pass::<S, 4>(s, st, 0, first, groups, thresh, out),
-            2 => {
-                keep_bits_pass::<S, 2>(s, st, 0, first, groups, thresh, out);
-                keep_bits_pass::<S, 2>(s, st, 2, first, groups, thresh, out);
-            }
             _ => {
                 for k in 0..STREAMS {
                     keep_bits_pass::<S, 1>(s, st, k, first, groups, thresh, out);
