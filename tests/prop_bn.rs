@@ -116,3 +116,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The saved mean within `1e-6 + 2e-6·|mean|` of the exact mean of the f32 inputs
+    /// (DESIGN §3) at any offset and a spread up to 10^4 times it: the f64 sum of `x`.
+    #[test]
+    fn mean_within_bound_at_any_spread(
+        (shape, layout) in shape_and_layout(),
+        mean in prop_oneof![Just(0.0f64), -10f64..10.0, -1e4f64..1e4],
+        log_spread in 0.0f64..4.0,
+        salt in any::<u64>(),
+    ) {
+        let n = shape.numel().unwrap();
+        let spread = 10f64.powf(log_spread) * mean.abs().max(1.0);
+        let x: Vec<f32> = normals(n, salt).iter().map(|v| (mean + spread * v) as f32).collect();
+        let c = shape.c;
+        for isa in Isa::available() {
+            let o = with_isa(isa, || run_bn(&x, shape, layout, &BnParams::default(), Momentum::PyTorch(0.1))).unwrap();
+            for ch in 0..c {
+                let exact = (0..n / c)
+                    .map(|j| x[reference::channel_index(shape, layout, ch, j)] as f64)
+                    .sum::<f64>() / (n / c) as f64;
+                let bound = 1e-6 + 2e-6 * exact.abs();
+                prop_assert!((o.mean[ch] as f64 - exact).abs() <= bound,
+                    "{} {:?} {:?} ch {}: mean {} vs exact {}", isa, layout, shape, ch, o.mean[ch], exact);
+            }
+        }
+    }
+}

@@ -234,17 +234,22 @@ pub(crate) fn moments(k: &Kernels, block: &Block, count: usize, out: &mut [(f32,
     }
 }
 
-/// `(pivot, mean, biased var)` from the shifted sums of `count` values around `pivot`, and a
+/// `(pivot, mean, biased var)` from the sums `[Σx, Σ(x − pivot)²]` of `count` values, and a
 /// better pivot (the mean) when this one lies more than 4σ away.
+///
+/// The mean is `Σx / n` from the f64 sum of `x` itself, so it is accurate to f64 rounding
+/// whatever the spread; the variance is `Σ(x − K)²/n − (mean − K)²`, whose cancellation the
+/// pivot rule bounds.
 pub(crate) fn from_sums(
     pivot: f32,
     sums: [f64; 2],
     count: usize,
 ) -> ((f32, f64, f64), Option<f32>) {
     let n = count as f64;
-    let d = sums[0] / n;
+    let mean = sums[0] / n;
+    let d = mean - pivot as f64;
     let var = (sums[1] / n - d * d).max(0.0);
-    let better = (pivot as f64 + d) as f32;
+    let better = mean as f32;
     let refine = d * d > 16.0 * var && better.is_finite() && better != pivot;
-    ((pivot, pivot as f64 + d, var), refine.then_some(better))
+    ((pivot, mean, var), refine.then_some(better))
 }

@@ -4,15 +4,13 @@
 //! With a fused ReLU (forward `y = relu(...)`), `dy` is first masked by `y > 0`; with the fused
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
-use crate::kernels::bn::{NoVisit, RowTerms, Shifted, StoreAt, Visit, pair_sums};
+use crate::kernels::bn::{Shifted, StoreAt};
 use crate::kernels::stream::{
     Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, load, store, write_stream,
     write_stream_unfenced,
 };
+use crate::kernels::sums::{self, Narrow, NoVisit, Sums, Terms};
 use crate::simd::{LANES, Simd};
-
-/// f32 lane sums are flushed to f64 after at most this many vectors (as for the forward).
-const FLUSH_VECTORS: usize = 256;
 
 /// The inputs of one run (or row block): `x`, `dy` and, for a fused ReLU, the forward output
 /// `y` (null: no mask).
@@ -56,6 +54,31 @@ impl BwdIn {
     }
 }
 
+/// Backward's terms `dy`, `dy`, `x − mean` (centre: the mean).
+impl<S: Simd> Terms<S> for BwdIn {
+    // f32 suffices for Σdy (it enters dx through mean(dy), beside terms of the same size).
+    type First = Narrow<S>;
+
+    #[inline(always)]
+    unsafe fn at(self, s: S, i: usize, len: usize, m: S::F) -> [S::F; 3] {
+        // SAFETY: forwarded. Past `len`, dy loads as 0: both terms add nothing.
+        unsafe {
+            let d = self.dy(s, i, len);
+            [d, d, s.sub(load(s, self.x.add(i), len), m)]
+        }
+    }
+
+    #[inline(always)]
+    fn offset(self, at: usize) -> Self {
+        self.add(at)
+    }
+
+    #[inline(always)]
+    fn base(self) -> *const f32 {
+        self.x
+    }
+}
+
 /// Per-channel constants of `dx = a·dy + c1·(x − m) + c0`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BwdConsts {
@@ -63,72 +86,6 @@ pub(crate) struct BwdConsts {
     pub a: f32,
     pub c1: f32,
     pub c0: f32,
-}
-
-/// `[Σdy, Σdy·(x − m)]` of one run of `len` values, in the forward's canonical order
-/// (vector `j` into accumulator `j mod 4`, flushed to f64 every 256 vectors and at the end).
-///
-/// `visit` runs alongside, at the same vector positions (the fused `dx` of another channel).
-///
-/// # Safety
-/// The inputs valid for reads of `0..len`; `visit` safe for every vector of `0..len`.
-#[inline(always)]
-unsafe fn run_sums<S: Simd>(
-    s: S,
-    inp: BwdIn,
-    len: usize,
-    m: S::F,
-    mut visit: impl Visit<S>,
-) -> [f64; 2] {
-    let z = s.splat(0.0);
-    let (mut a1, mut a2) = ([z; 4], [z; 4]);
-    let mut tot = [0.0f64; 2];
-    let mut i = 0;
-    let mut pending = 0;
-    // SAFETY: every load stays within 0..len; past-the-end lanes load as 0 (dy = 0 adds
-    // nothing to either sum).
-    unsafe {
-        while i + 4 * LANES <= len {
-            for u in 0..4 {
-                visit.at(s, i + u * LANES, LANES);
-                let d = inp.dy(s, i + u * LANES, LANES);
-                let xm = s.sub(s.loadu(inp.x.add(i + u * LANES)), m);
-                a1[u] = s.add(a1[u], d);
-                a2[u] = s.mul_add(d, xm, a2[u]);
-            }
-            i += 4 * LANES;
-            pending += 4;
-            if pending >= FLUSH_VECTORS {
-                flush(s, &mut a1, &mut a2, &mut tot);
-                pending = 0;
-            }
-        }
-        let mut u = 0;
-        while i < len {
-            let n = (len - i).min(LANES);
-            visit.at(s, i, n);
-            let d = inp.dy(s, i, n);
-            let xm = s.sub(load(s, inp.x.add(i), n), m);
-            a1[u] = s.add(a1[u], d);
-            a2[u] = s.mul_add(d, xm, a2[u]);
-            u += 1;
-            i += n;
-        }
-    }
-    flush(s, &mut a1, &mut a2, &mut tot);
-    tot
-}
-
-/// Adds the four accumulator pairs to the f64 totals by a fixed tree and zeroes them.
-#[inline(always)]
-fn flush<S: Simd>(s: S, a1: &mut [S::F; 4], a2: &mut [S::F; 4], tot: &mut [f64; 2]) {
-    let r1 = s.add(s.add(a1[0], a1[1]), s.add(a1[2], a1[3]));
-    let r2 = s.add(s.add(a2[0], a2[1]), s.add(a2[2], a2[3]));
-    tot[0] += s.to_array(r1).iter().map(|&v| v as f64).sum::<f64>();
-    tot[1] += s.to_array(r2).iter().map(|&v| v as f64).sum::<f64>();
-    let z = s.splat(0.0);
-    *a1 = [z; 4];
-    *a2 = [z; 4];
 }
 
 /// `[Σdy, Σdy·(x − mean)]` of one NCHW channel: `runs` runs of `len` at `r·stride`.
@@ -144,15 +101,8 @@ pub(crate) unsafe fn sums_runs<S: Simd>(
     stride: usize,
     mean: f32,
 ) -> [f64; 2] {
-    let m = s.splat(mean);
-    let mut out = [0.0f64; 2];
-    for r in 0..runs {
-        // SAFETY: run r is within the contract.
-        let t = unsafe { run_sums(s, inp.add(r * stride), len, m, NoVisit) };
-        out[0] += t[0];
-        out[1] += t[1];
-    }
-    out
+    // SAFETY: forwarded.
+    unsafe { sums::sums_runs(s, inp, runs, len, stride, mean) }
 }
 
 /// `dx` (and `dr`) of one NCHW channel and, in the same loop, the backward sums of the next
@@ -178,30 +128,27 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
     mean_next: f32,
 ) -> [f64; 2] {
     let mn = s.splat(mean_next);
-    let mut out = [0.0f64; 2];
+    let mut acc = Sums::new(s);
     for r in 0..runs {
         let at = r * stride;
         let op = Dx::<S>::new(s, inp, dr, at, c);
         // SAFETY: run r of both channels is within the contract.
-        let t = unsafe {
+        unsafe {
             if nt && !S::NT {
                 write_stream_unfenced(s, dx.add(at), len, true, op);
-                run_sums(s, next.add(at), len, mn, NoVisit)
+                acc.add_run(s, Terms::<S>::offset(next, at), len, mn, NoVisit);
             } else {
                 let out = dx.add(at);
                 let mut v = Shifted::new(DxStoreAt { dx: op, out }, out, len, nt);
-                let t = run_sums(s, next.add(at), len, mn, &mut v);
+                acc.add_run(s, Terms::<S>::offset(next, at), len, mn, &mut v);
                 v.finish(s, len);
-                t
             }
-        };
-        out[0] += t[0];
-        out[1] += t[1];
+        }
     }
     if nt {
         s.fence();
     }
-    out
+    acc.finish(s)
 }
 
 /// `dx` (and `dr`) of one vector, stored by [`Shifted`] (non-temporally when aligned).
@@ -314,74 +261,8 @@ pub(crate) unsafe fn sums_rows<S: Simd>(
     mean: *const f32,
     out: *mut f64,
 ) {
-    // SAFETY (all arms): forwarded. A const vector count keeps the accumulators in registers.
-    unsafe {
-        match w.div_ceil(LANES) {
-            1 => sums_rows_n::<S, 1>(s, inp, rows, stride, w, mean, out),
-            2 => sums_rows_n::<S, 2>(s, inp, rows, stride, w, mean, out),
-            3 => sums_rows_n::<S, 3>(s, inp, rows, stride, w, mean, out),
-            _ => sums_rows_n::<S, 4>(s, inp, rows, stride, w, mean, out),
-        }
-    }
-}
-
-#[inline(always)]
-unsafe fn sums_rows_n<S: Simd, const NV: usize>(
-    s: S,
-    inp: BwdIn,
-    rows: usize,
-    stride: usize,
-    w: usize,
-    mean: *const f32,
-    out: *mut f64,
-) {
-    let mut m = [s.splat(0.0); NV];
-    for (v, mv) in m.iter_mut().enumerate() {
-        // SAFETY: `mean` holds w floats; `load` reads only the segment's.
-        *mv = unsafe { load(s, mean.add(v * LANES), (w - v * LANES).min(LANES)) };
-    }
-    let t = DyTerms { inp, stride, m };
-    // SAFETY (both arms): forwarded. Whole-vector segments get a loop without masks.
-    unsafe {
-        if w == NV * LANES {
-            pair_sums::<S, NV, true>(s, &t, rows, w, out)
-        } else {
-            pair_sums::<S, NV, false>(s, &t, rows, w, out)
-        }
-    }
-}
-
-/// Backward's terms `dy` and `dy·(x − mean)` of rows at `r·stride`, means `m` by lane.
-struct DyTerms<S: Simd, const NV: usize> {
-    inp: BwdIn,
-    stride: usize,
-    m: [S::F; NV],
-}
-
-impl<S: Simd, const NV: usize> RowTerms<S, NV> for DyTerms<S, NV> {
-    #[inline(always)]
-    unsafe fn add_row<const FULL: bool>(
-        &self,
-        s: S,
-        r: usize,
-        last: usize,
-        a1: &mut [S::F; NV],
-        a2: &mut [S::F; NV],
-    ) {
-        let row = self.inp.add(r * self.stride);
-        for v in 0..NV {
-            let n = if FULL || v + 1 < NV { LANES } else { last };
-            // SAFETY: columns [16v, 16v + n) of a covered row. Past `w`, dy loads as 0 and
-            // adds nothing.
-            unsafe {
-                let at = row.add(v * LANES);
-                let d = at.dy(s, 0, n);
-                let xm = s.sub(load(s, at.x, n), self.m[v]);
-                a1[v] = s.add(a1[v], d);
-                a2[v] = s.mul_add(d, xm, a2[v]);
-            }
-        }
-    }
+    // SAFETY: forwarded.
+    unsafe { sums::sums_rows(s, inp, rows, stride, w, mean, out) }
 }
 
 /// `dx` (and `dr`) with per-element constants of period `l` from `aff = [m; a; c1; c0]` (rows

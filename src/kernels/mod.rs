@@ -6,3 +6,4 @@ pub(crate) mod bits;
 pub(crate) mod bn;
 pub(crate) mod bn_backward;
 pub(crate) mod stream;
+pub(crate) mod sums;

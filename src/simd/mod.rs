@@ -36,6 +36,8 @@ pub(crate) trait Simd: Copy + Send + Sync {
     type F: Copy;
     /// 16 × u32.
     type U: Copy;
+    /// 16 × f64: the accumulators of first moments, whose f32 rounding would show in a mean.
+    type W: Copy;
     /// Whether [`Simd::store_nt`] really bypasses the caches (otherwise it is a plain store).
     const NT: bool;
     /// How many 16-lane RNG streams to step at once: enough independent dependency chains to
@@ -148,6 +150,39 @@ pub(crate) trait Simd: Copy + Send + Sync {
         for (l, x) in self.to_array(v).into_iter().enumerate() {
             // SAFETY: l < 16, within the caller's guarantee.
             unsafe { *out.add(l) += x as f64 };
+        }
+    }
+
+    /// All 16 f64 lanes `+0.0`.
+    fn zero_w(self) -> Self::W;
+    /// `acc[l] + v[l] as f64` for the 16 lanes (the conversion is exact).
+    fn add_widened(self, acc: Self::W, v: Self::F) -> Self::W;
+    /// `a + b` in f64.
+    fn add_w(self, a: Self::W, b: Self::W) -> Self::W;
+    /// The 16 f64 lanes.
+    fn w_to_array(self, w: Self::W) -> [f64; 16];
+    /// `a[l]` in lanes whose bit of `keep` is set, `b[l]` elsewhere.
+    #[inline(always)]
+    fn select_w(self, keep: u16, a: Self::W, b: Self::W) -> Self::W {
+        let (mut a, b) = (self.w_to_array(a), self.w_to_array(b));
+        for (l, x) in a.iter_mut().enumerate() {
+            if keep & (1 << l) == 0 {
+                *x = b[l];
+            }
+        }
+        self.w_from_array(a)
+    }
+    /// 16 f64 lanes from an array.
+    fn w_from_array(self, a: [f64; 16]) -> Self::W;
+    /// `out[l] += w[l]` for the 16 lanes.
+    ///
+    /// # Safety
+    /// `out..out+16` must be readable and writable.
+    #[inline(always)]
+    unsafe fn add_w_to(self, out: *mut f64, w: Self::W) {
+        for (l, x) in self.w_to_array(w).into_iter().enumerate() {
+            // SAFETY: l < 16, within the caller's guarantee.
+            unsafe { *out.add(l) += x };
         }
     }
 

@@ -41,6 +41,7 @@ const LANE_BITS: u32x16 = u32x16::new([
 impl Simd for Portable {
     type F = f32x16;
     type U = u32x16;
+    type W = [f64; 16];
     const NT: bool = false;
     const INTERLEAVE: usize = 1;
 
@@ -104,6 +105,33 @@ impl Simd for Portable {
     #[inline(always)]
     fn to_array(self, v: f32x16) -> [f32; 16] {
         v.to_array()
+    }
+
+    #[inline(always)]
+    fn zero_w(self) -> [f64; 16] {
+        [0.0; 16]
+    }
+    #[inline(always)]
+    fn add_widened(self, mut acc: [f64; 16], v: f32x16) -> [f64; 16] {
+        for (a, x) in acc.iter_mut().zip(v.to_array()) {
+            *a += x as f64;
+        }
+        acc
+    }
+    #[inline(always)]
+    fn add_w(self, mut a: [f64; 16], b: [f64; 16]) -> [f64; 16] {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+        a
+    }
+    #[inline(always)]
+    fn w_to_array(self, w: [f64; 16]) -> [f64; 16] {
+        w
+    }
+    #[inline(always)]
+    fn w_from_array(self, a: [f64; 16]) -> [f64; 16] {
+        a
     }
 
     #[inline(always)]

@@ -276,7 +276,7 @@ impl Kernels {
         pivots: &[f32],
         out: &mut [f64],
     ) {
-        assert!(w > 0 && w <= crate::kernels::bn::ROW_SEGMENT && c0 + w <= stride);
+        assert!(w > 0 && w <= crate::kernels::sums::ROW_SEGMENT && c0 + w <= stride);
         assert!(pivots.len() >= w && out.len() >= 2 * w && rows * stride <= x.len());
         if rows == 0 {
             return;

@@ -28,8 +28,8 @@ const LANE_BITS: [[i32; 8]; 2] = [
 impl Simd for Avx2 {
     type F = [__m256; 2];
     type U = [__m256i; 2];
+    type W = [__m256d; 4];
     const NT: bool = true;
-    // Two streams = 16 ymm registers of state: the most that stays in the register file.
     // One stream's state is 8 ymm; two (16 ymm) left no room for temporaries and spilled.
     const INTERLEAVE: usize = 1;
 
@@ -156,6 +156,56 @@ impl Simd for Avx2 {
                 let o = out.add(8 * h);
                 _mm256_storeu_pd(o, _mm256_add_pd(_mm256_loadu_pd(o), lo));
                 _mm256_storeu_pd(o.add(4), _mm256_add_pd(_mm256_loadu_pd(o.add(4)), hi));
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn zero_w(self) -> [__m256d; 4] {
+        // SAFETY: token ⇒ AVX.
+        unsafe { [_mm256_setzero_pd(); 4] }
+    }
+    #[inline(always)]
+    fn add_widened(self, a: [__m256d; 4], v: [__m256; 2]) -> [__m256d; 4] {
+        // SAFETY: token ⇒ AVX.
+        unsafe {
+            [
+                _mm256_add_pd(a[0], _mm256_cvtps_pd(_mm256_castps256_ps128(v[0]))),
+                _mm256_add_pd(a[1], _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v[0]))),
+                _mm256_add_pd(a[2], _mm256_cvtps_pd(_mm256_castps256_ps128(v[1]))),
+                _mm256_add_pd(a[3], _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v[1]))),
+            ]
+        }
+    }
+    #[inline(always)]
+    fn add_w(self, a: [__m256d; 4], b: [__m256d; 4]) -> [__m256d; 4] {
+        // SAFETY: token ⇒ AVX.
+        unsafe {
+            [
+                _mm256_add_pd(a[0], b[0]),
+                _mm256_add_pd(a[1], b[1]),
+                _mm256_add_pd(a[2], b[2]),
+                _mm256_add_pd(a[3], b[3]),
+            ]
+        }
+    }
+    #[inline(always)]
+    fn w_to_array(self, w: [__m256d; 4]) -> [f64; 16] {
+        // SAFETY: [__m256d; 4] and [f64; 16] have the same size and every bit pattern is valid.
+        unsafe { core::mem::transmute::<[__m256d; 4], [f64; 16]>(w) }
+    }
+    #[inline(always)]
+    fn w_from_array(self, a: [f64; 16]) -> [__m256d; 4] {
+        // SAFETY: as `w_to_array`, the other way.
+        unsafe { core::mem::transmute::<[f64; 16], [__m256d; 4]>(a) }
+    }
+    #[inline(always)]
+    unsafe fn add_w_to(self, out: *mut f64, w: [__m256d; 4]) {
+        // SAFETY: token ⇒ AVX; the caller guarantees 16 readable and writable f64.
+        unsafe {
+            for (i, wi) in w.into_iter().enumerate() {
+                let p = out.add(4 * i);
+                _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), wi));
             }
         }
     }

@@ -22,6 +22,7 @@ impl Avx512 {
 impl Simd for Avx512 {
     type F = __m512;
     type U = __m512i;
+    type W = [__m512d; 2];
     const NT: bool = true;
     const INTERLEAVE: usize = 4;
 
@@ -143,6 +144,56 @@ impl Simd for Avx512 {
             )));
             _mm512_storeu_pd(out, _mm512_add_pd(_mm512_loadu_pd(out), lo));
             _mm512_storeu_pd(out.add(8), _mm512_add_pd(_mm512_loadu_pd(out.add(8)), hi));
+        }
+    }
+
+    #[inline(always)]
+    fn zero_w(self) -> [__m512d; 2] {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { [_mm512_setzero_pd(); 2] }
+    }
+    #[inline(always)]
+    fn add_widened(self, a: [__m512d; 2], v: __m512) -> [__m512d; 2] {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe {
+            let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+            let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                _mm512_castps_pd(v),
+            )));
+            [_mm512_add_pd(a[0], lo), _mm512_add_pd(a[1], hi)]
+        }
+    }
+    #[inline(always)]
+    fn add_w(self, a: [__m512d; 2], b: [__m512d; 2]) -> [__m512d; 2] {
+        // SAFETY: token ⇒ AVX-512F.
+        unsafe { [_mm512_add_pd(a[0], b[0]), _mm512_add_pd(a[1], b[1])] }
+    }
+    #[inline(always)]
+    fn select_w(self, keep: u16, a: [__m512d; 2], b: [__m512d; 2]) -> [__m512d; 2] {
+        // SAFETY: token ⇒ AVX-512F; bits 0..8 of `keep` pick in the low half, 8..16 in the high.
+        unsafe {
+            [
+                _mm512_mask_mov_pd(b[0], keep as u8, a[0]),
+                _mm512_mask_mov_pd(b[1], (keep >> 8) as u8, a[1]),
+            ]
+        }
+    }
+    #[inline(always)]
+    fn w_to_array(self, w: [__m512d; 2]) -> [f64; 16] {
+        // SAFETY: [__m512d; 2] and [f64; 16] have the same size and every bit pattern is valid.
+        unsafe { core::mem::transmute::<[__m512d; 2], [f64; 16]>(w) }
+    }
+    #[inline(always)]
+    fn w_from_array(self, a: [f64; 16]) -> [__m512d; 2] {
+        // SAFETY: as `w_to_array`, the other way.
+        unsafe { core::mem::transmute::<[f64; 16], [__m512d; 2]>(a) }
+    }
+    #[inline(always)]
+    unsafe fn add_w_to(self, out: *mut f64, w: [__m512d; 2]) {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 readable and writable f64.
+        unsafe {
+            _mm512_storeu_pd(out, _mm512_add_pd(_mm512_loadu_pd(out), w[0]));
+            _mm512_storeu_pd(out.add(8), _mm512_add_pd(_mm512_loadu_pd(out.add(8)), w[1]));
         }
     }
 
