@@ -11,7 +11,8 @@ use core::cell::RefCell;
 use core::ops::Range;
 
 use super::stats::from_sums;
-use crate::kernels::bn::{Affine, ROW_SEGMENT};
+use crate::kernels::bn::Affine;
+use crate::kernels::sums::ROW_SEGMENT;
 use crate::parallel::{Par, for_each_chunk};
 use crate::simd::{Kernels, Src};
 
@@ -29,21 +30,28 @@ pub(crate) fn stats_chunk_rows(rows: usize, c: usize) -> usize {
 macro_rules! scratch_fn {
     ($name:ident, $t:ty) => {
         /// Runs `f` on a scratch buffer of `len` values, reused across calls on this thread
-        /// (no allocation once warm; contents unspecified: callers write before they read);
-        /// a fresh one if the thread's is in use (a reentrant call from a rayon task).
+        /// (contents unspecified: callers write before they read). The thread keeps a stack
+        /// of buffers, one per level of nesting — a call made from a rayon task that a worker
+        /// picked up while an outer call on that thread holds its buffer takes the next — so
+        /// nothing is allocated once the deepest nesting and largest size have been seen.
         pub(crate) fn $name<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
             thread_local! {
-                static BUF: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
+                static FREE: RefCell<Vec<Vec<$t>>> = const { RefCell::new(Vec::new()) };
             }
-            BUF.with(|b| match b.try_borrow_mut() {
-                Ok(mut v) => {
-                    if v.len() < len {
-                        v.resize(len, 0 as $t);
-                    }
-                    f(&mut v[..len])
-                }
-                Err(_) => f(&mut vec![0 as $t; len]),
-            })
+            // The stack is borrowed only to pop and push, never across `f`.
+            let mut buf = FREE
+                .try_with(|s| s.borrow_mut().pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            if buf.len() < len {
+                buf.resize(len, 0 as $t);
+            }
+            let r = f(&mut buf[..len]);
+            // During thread teardown the stack may be gone: the buffer is then just dropped.
+            // (`borrow_mut` cannot fail: no borrow outlives these two statements.)
+            let _ = FREE.try_with(|s| s.borrow_mut().push(buf));
+            r
         }
     };
 }
