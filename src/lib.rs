@@ -110,6 +110,7 @@
 //! - **Errors**: every function validates all arguments first; on `Err` nothing was written.
 
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod batch_norm;
 pub mod dropout;

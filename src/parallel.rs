@@ -1,6 +1,8 @@
-//! Chunking rules. Work is split by fixed element counts that depend only on the data's
-//! length, never on the thread count, so results are identical for any number of threads.
-//! With the `rayon` feature the chunks run on rayon's current pool (callers can
+//! Chunking rules. Where a split fixes the order of a reduction (the batch-norm statistics'
+//! row chunks, dropout's RNG blocks), it depends only on the shape, never on the thread count,
+//! so results are identical for any number of threads; elsewhere the thread count may size
+//! the work units (e.g. channels per NCHW block), which changes scheduling only, never a
+//! value. With the `rayon` feature the chunks run on rayon's current pool (callers can
 //! `ThreadPool::install` their own); without it, below the thresholds of
 //! [`Par::above_threshold`], or on a pool of one thread, on the caller's thread.
 

@@ -74,7 +74,7 @@ pub(crate) unsafe fn keep_bits<S: Simd>(
     thresh: u32,
     out: *mut u16,
 ) {
-    // SAFETY (both arms): forwarded from the caller.
+    // SAFETY: (both arms) forwarded from the caller.
     unsafe {
         match S::INTERLEAVE {
             4 => keep_bits_pass::<S, 4>(s, st, 0, first, groups, thresh, out),

@@ -168,7 +168,7 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
     mut f: F,
 ) {
     let mut i = 0;
-    // SAFETY (whole body): every store covers y[i..i+len] with i + len <= n.
+    // SAFETY: (whole body) every store covers y[i..i+len] with i + len <= n.
     unsafe {
         if nt && S::NT {
             let head = nt_head(y, n);

@@ -147,9 +147,9 @@ impl Block<'_> {
             self.base.y.wrapping_add(ch * hw),
         );
         let xs = self.base.x.wrapping_add(next * hw);
+        let r = self.res_at(ch * hw);
         // SAFETY: features checked; channels `ch` and `next` are both in this block, their
         // run r at [· ·hw + r·c·hw, +hw) inside both tensors.
-        let r = self.res_at(ch * hw);
         unsafe { (k.bn_normalize_sum_runs)(x, y, n, hw, c * hw, f, r, relu, nt, xs, pivot) }
     }
 
