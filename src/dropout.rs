@@ -1,23 +1,6 @@
 //! Inverted dropout: forward, backward, 1-bit masks and channel-wise ("spatial") dropout.
 //!
-//! Each element is dropped with probability `p` and written as `+0.0`; kept elements are
-//! multiplied by `scale = 1/(1-p)` (computed once in `f32`), so `E[y] = x`. Mask generation
-//! and scaling run in one pass over memory.
-//!
-//! # Semantics
-//! - `p = 0` (or eval mode) is a bit-exact copy; `p = 1` writes `+0.0` everywhere.
-//! - Dropped elements are `+0.0` by masking, not by multiplying by zero: a dropped `inf` or
-//!   `NaN` gives `+0.0`, a dropped negative value gives `+0.0` (PyTorch's `x * mask * scale`
-//!   gives `NaN` and `-0.0` there). A kept `NaN` stays `NaN`.
-//! - P(drop) is `round(p·2^32)/2^32`, within 2^-33 of `p`.
-//! - The mask is a pure function of `(seed, offset + index, p)` — see [`crate::rng`] for the
-//!   stream layout. It does not depend on the thread count, the ISA, in-place vs out-of-place,
-//!   or on how a tensor is cut into pieces, so backward can regenerate it from the seed.
-//!
-//! # Masks
-//! Packed masks hold bit `i` (element `i` of the call's slice, kept = 1) in byte `i / 8` at bit
-//! `i % 8` — numpy's `packbits(..., bitorder="little")`. They are [`mask_len`]`(n)` bytes long;
-//! padding bits in the last byte are written as 0.
+//! Semantics and numerics are documented in the crate docs (`src/lib.rs`).
 
 use crate::error::{check_len, check_min_len};
 use crate::isa::active_kernels;
@@ -195,7 +178,7 @@ pub fn dropout_inplace(x: &mut [f32], params: &DropoutParams) -> Result<(), Erro
     run(Src::InPlace, x, MaskArg::None, params)
 }
 
-/// Dropout that also writes the packed keep mask (see [the mask layout](mod@crate::dropout#masks)); `mask`
+/// Dropout that also writes the packed keep mask (see [the mask layout](crate#masks)); `mask`
 /// needs at least [`mask_len`]`(x.len())` bytes, and only that many are written.
 ///
 /// ```

@@ -97,12 +97,59 @@
 //! [`batch_norm_backward`] reads [`SavedStats`] and writes [`BnGrads`]. Types ending in `Mut`
 //! are the ones a call writes.
 //!
+//! ## Dropout
+//!
+//! Inverted dropout: forward, backward, 1-bit masks and channel-wise ("spatial") dropout.
+//!
+//! Each element is dropped with probability `p` and written as `+0.0`; kept elements are
+//! multiplied by `scale = 1/(1-p)` (computed once in `f32`), so `E[y] = x`. Mask generation
+//! and scaling run in one pass over memory.
+//!
+//! ### Semantics
+//! - `p = 0` (or eval mode) is a bit-exact copy; `p = 1` writes `+0.0` everywhere.
+//! - Dropped elements are `+0.0` by masking, not by multiplying by zero: a dropped `inf` or
+//!   `NaN` gives `+0.0`, a dropped negative value gives `+0.0` (PyTorch's `x * mask * scale`
+//!   gives `NaN` and `-0.0` there). A kept `NaN` stays `NaN`.
+//! - P(drop) is `round(p·2^32)/2^32`, within 2^-33 of `p`.
+//! - The mask is a pure function of `(seed, offset + index, p)` — see [`crate::rng`] for the
+//!   stream layout. It does not depend on the thread count, the ISA, in-place vs out-of-place,
+//!   or on how a tensor is cut into pieces, so backward can regenerate it from the seed.
+//!
+//! ### Masks
+//! Packed masks hold bit `i` (element `i` of the call's slice, kept = 1) in byte `i / 8` at bit
+//! `i % 8` — numpy's `packbits(..., bitorder="little")`. They are [`mask_len`]`(n)` bytes long;
+//! padding bits in the last byte are written as 0.
+//!
+//! ## Batch norm
+//!
+//! Batch normalization over the channels of NC, NCHW and NHWC tensors.
+//!
+//! Per channel `c`, over its `N·H·W` values: `mean`, the biased variance
+//! `var = Σ(x − mean)²/n`, `invstd = 1/sqrt(var + eps)` (0 when `var = eps = 0`, as PyTorch) and
+//! `y = γ·(x − mean)·invstd + β`.
+//!
+//! ### Numerics
+//! The mean is `Σx / n` with `x` widened to f64 lane by lane: within `1e-6 + 2e-6·|mean|` of
+//! the exact mean of the f32 inputs at any spread and offset. The variance comes from shifted
+//! sums `Σ(x − K)²` around a per-channel pivot `K` (the channel's first value, moved to the
+//! mean and summed again in the rare case it lies more than 4σ away), accumulated in f32 lanes
+//! flushed to f64 every few hundred values in a fixed order. Normalization is computed
+//! in centered form, `((x − K) − d)·a + β` with `d = mean − K` and `a = γ·invstd` — never as
+//! `x·a + b`, which cancels catastrophically when the mean is large against the spread (a
+//! constant channel of 1e7 gives exactly `β` here). Results are bit-identical for any thread
+//! count; across ISAs they may differ by FMA rounding (the portable backend does not fuse).
+//!
+//! ### Running statistics
+//! Updated in the same call, in one of two explicit conventions ([`Momentum`]): PyTorch
+//! (`momentum` weights the batch, unbiased running variance) or ONNX/MXNet/d2l (`momentum`
+//! weights the running value, biased running variance).
+//!
 //! ## Contracts
 //! - **Determinism**: a dropout mask is a pure function of `(seed, element index, p)`; see
 //!   [`rng`] for the stream layout. Batch-norm results are the same bits for any thread
 //!   count (fixed reduction order); across ISAs they may differ by FMA rounding.
 //! - **Numerics**: batch norm is computed in centered form, never `x·a + b`; see
-//!   [`batch_norm`].
+//!   [Batch norm](#batch-norm).
 //! - **ISA**: detected once; force one with `DROPNORM_ISA=portable|avx2|avx512`,
 //!   [`force_isa`] or [`with_isa`].
 //! - **Parallelism**: rayon's current pool (install your own with `ThreadPool::install`); the
@@ -112,8 +159,8 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod batch_norm;
-pub mod dropout;
+mod batch_norm;
+mod dropout;
 mod error;
 mod isa;
 mod kernels;
@@ -128,8 +175,12 @@ mod simd;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+// Scalar references, naive baselines and test hooks for this crate's own tests, benches,
+// roofline and fuzz targets (which enable the feature): not part of the API.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod reference;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
 

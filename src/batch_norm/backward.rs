@@ -8,11 +8,11 @@
 //! second pass while the channel is still in cache (NCHW) or a second row pass (NC/NHWC).
 
 use super::infer::{RunningStats, check_running_var};
-use super::rows::{
-    aligned_like, blocks_last_first, chunked_sums, scratch_f32, scratch_f64, stats_chunks,
-    sum_index, tile_layout, tile_task,
+use super::moments::{
+    Geometry, block_width, chunked_sums, count_per_channel, geometry, stats_chunks, sum_index,
 };
-use super::stats::{Geometry, block_width, count_per_channel, geometry};
+use super::rows::{aligned_like, blocks_last_first, tile_layout, tile_task};
+use super::scratch::{scratch_f32, scratch_f64};
 use super::{BnParams, check_eps, inv_std};
 use crate::error::check_len;
 use crate::isa::active_kernels;

@@ -1,8 +1,8 @@
 //! Inference: normalization with the running statistics, the fused residual add + ReLU, and
 //! folding batch norm into per-channel `(a, b)` or into the preceding layer's weights.
 
+use super::moments::{Geometry, block_width, geometry};
 use super::rows::normalize_rows;
-use super::stats::{Geometry, block_width, geometry};
 use super::{BnParams, check_eps, inv_std};
 use crate::error::check_len;
 use crate::isa::active_kernels;
@@ -194,7 +194,7 @@ fn run(
                     k: 0.0,
                     a: 0.0,
                     b: 0.0,
-                }; super::stats::MAX_BLOCK];
+                }; super::moments::MAX_BLOCK];
                 let chans = block.channels();
                 for (i, ch) in chans.clone().enumerate() {
                     aff[i] = affine(params, stats, ch);

@@ -1,26 +1,12 @@
 //! Batch normalization over the channels of NC, NCHW and NHWC tensors.
 //!
-//! Per channel `c`, over its `N·H·W` values: `mean`, the biased variance
-//! `var = Σ(x − mean)²/n`, `invstd = 1/sqrt(var + eps)` (0 when `var = eps = 0`, as PyTorch) and
-//! `y = γ·(x − mean)·invstd + β`.
-//!
-//! # Numerics
-//! Statistics are shifted sums around a per-channel pivot `K` (the channel's first value, moved
-//! to the mean and summed again in the rare case it lies more than 4σ away), accumulated in f32
-//! lanes flushed to f64 every few thousand values in a fixed order. Normalization is computed
-//! in centered form, `((x − K) − d)·a + β` with `d = mean − K` and `a = γ·invstd` — never as
-//! `x·a + b`, which cancels catastrophically when the mean is large against the spread (a
-//! constant channel of 1e7 gives exactly `β` here). Results are bit-identical for any thread
-//! count; across ISAs they may differ by FMA rounding (the portable backend does not fuse).
-//!
-//! # Running statistics
-//! Updated in the same call, in one of two explicit conventions ([`Momentum`]): PyTorch
-//! (`momentum` weights the batch, unbiased running variance) or ONNX/MXNet/d2l (`momentum`
-//! weights the running value, biased running variance).
+//! Semantics and numerics are documented in the crate docs (`src/lib.rs`).
 
 mod backward;
 mod infer;
+mod moments;
 mod rows;
+mod scratch;
 mod stats;
 mod train;
 

@@ -1,11 +1,12 @@
 //! Per-channel batch statistics: computed by the shifted-sum kernels, mergeable across shards.
 
-use super::rows::row_moments_alone;
+use super::moments::{
+    Geometry, MAX_BLOCK, block_width, count_per_channel, geometry, moments, row_moments_alone,
+};
 use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::parallel::Par;
-use crate::simd::Kernels;
-use crate::simd::channels::{Block, Runs, for_each_block_read};
+use crate::simd::channels::for_each_block_read;
 use crate::{Error, Layout, Shape};
 
 /// Count, mean and sum of squared deviations (`m2`) of one channel: the statistics of a shard
@@ -158,98 +159,4 @@ pub fn channel_stats(
         Geometry::Rows { c, .. } => row_moments_alone(k, x, c, |ch, m| out[ch] = stats(m)),
     }
     Ok(())
-}
-
-/// Channels per block at most (the column kernels' 64 lanes).
-pub(crate) const MAX_BLOCK: usize = 64;
-
-/// Values per channel, checked (the caller's shape may be one whose element count is 0 but
-/// whose `n·h·w` overflows).
-pub(crate) fn count_per_channel(shape: Shape) -> Result<usize, Error> {
-    shape.per_channel()
-}
-
-/// How the channels of a tensor lie in memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Geometry {
-    /// NCHW: each channel is `n` runs of `h·w`.
-    Runs(Runs),
-    /// NC and NHWC: each channel is a column of `rows` rows of `c`.
-    Rows { rows: usize, c: usize },
-}
-
-/// The geometry of a validated `shape`. NCHW with `H·W = 1` is NC.
-pub(crate) fn geometry(shape: Shape, layout: Layout) -> Geometry {
-    let hw = shape.h * shape.w;
-    match layout {
-        Layout::Nchw if hw != 1 => Geometry::Runs(Runs {
-            n: shape.n,
-            c: shape.c,
-            hw,
-        }),
-        _ => Geometry::Rows {
-            rows: shape.n * hw,
-            c: shape.c,
-        },
-    }
-}
-
-/// Channels per NCHW block (one task). The result does not depend on it (every channel's
-/// arithmetic is the same in any block). Channels are pipelined within a block, so blocks are
-/// as large as leave every thread two of them.
-pub(crate) fn block_width(geo: Runs) -> usize {
-    geo.c
-        .div_ceil(2 * crate::parallel::threads())
-        .clamp(1, MAX_BLOCK)
-}
-
-/// `(pivot, mean, biased var)` of each channel of `block`, in f64, into `out`.
-///
-/// The pivot is the channel's first value; if the mean lies more than 4σ from it (an outlier
-/// pivot), the sums are taken again around the mean, so the cancellation in
-/// `Σv²/n − (Σv/n)²` never costs more than a factor of 17 in relative precision.
-pub(crate) fn moments(k: &Kernels, block: &Block, count: usize, out: &mut [(f32, f64, f64)]) {
-    let chans = block.channels();
-    let w = chans.len();
-    let mut pivots = [0.0f32; MAX_BLOCK];
-    for (p, ch) in pivots.iter_mut().zip(chans.clone()) {
-        *p = block.first(ch);
-    }
-    let mut sums = [[0.0f64; 2]; MAX_BLOCK];
-    block.sums(k, &pivots[..w], &mut sums[..w]);
-    let mut again = false;
-    for i in 0..w {
-        let (m, better) = from_sums(pivots[i], sums[i], count);
-        out[i] = m;
-        if let Some(b) = better {
-            pivots[i] = b;
-            again = true;
-        }
-    }
-    if again {
-        block.sums(k, &pivots[..w], &mut sums[..w]);
-        for i in 0..w {
-            out[i] = from_sums(pivots[i], sums[i], count).0;
-        }
-    }
-}
-
-/// `(pivot, mean, biased var)` from the sums `[Σx, Σ(x − pivot)²]` of `count` values, and a
-/// better pivot (the mean) when this one lies more than 4σ away.
-///
-/// The mean is `Σx / n` from the f64 sum of `x` itself, so it is accurate to f64 rounding
-/// whatever the spread; the variance is `Σ(x − K)²/n − (mean − K)²`, whose cancellation the
-/// pivot rule bounds.
-pub(crate) fn from_sums(
-    pivot: f32,
-    sums: [f64; 2],
-    count: usize,
-) -> ((f32, f64, f64), Option<f32>) {
-    let n = count as f64;
-    let mean = sums[0] / n;
-    let d = mean - pivot as f64;
-    let var = (sums[1] / n - d * d).max(0.0);
-    let better = mean as f32;
-    let refine = d * d > 16.0 * var && better.is_finite() && better != pivot;
-    ((pivot, mean, var), refine.then_some(better))
 }

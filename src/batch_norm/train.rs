@@ -1,14 +1,15 @@
 //! Training-mode forward: batch statistics fused with normalization, running statistics.
 
-use super::rows::train_rows;
-use super::stats::{Geometry, block_width, count_per_channel, from_sums, geometry};
+use super::moments::{Geometry, block_width, count_per_channel, from_sums, geometry, row_moments};
+use super::rows::normalize_rows;
+use super::scratch::scratch_f32;
 use super::{BnParams, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
 use crate::error::check_len;
 use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
 use crate::simd::channels::for_each_block;
-use crate::simd::{NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
+use crate::simd::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
 use crate::{Error, Layout, Shape};
 
 /// Training-mode batch norm, out of place: computes each channel's batch mean and biased
@@ -267,4 +268,39 @@ fn run(
         saved.invstd[ch] = inv_std(var, eps);
     }
     Ok(())
+}
+
+/// Training forward for NC/NHWC (the row driver): statistics by rows, then `y` normalized by rows with
+/// `consts(ch, (pivot, mean, var))`, which also records each channel's saved statistics.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_rows(
+    k: &Kernels,
+    x: Src,
+    res: Option<&[f32]>,
+    y: &mut [f32],
+    c: usize,
+    relu: bool,
+    nt: bool,
+    mut consts: impl FnMut(usize, (f32, f64, f64)) -> Affine,
+) {
+    scratch_f32(4 * c, |buf| {
+        let (pivots, aff) = buf.split_at_mut(c);
+        let src: &[f32] = match x {
+            Src::Slice(xs) => xs,
+            Src::InPlace => y,
+        };
+        row_moments(k, src, c, pivots, |ch, m| {
+            let f = consts(ch, m);
+            (aff[3 * ch], aff[3 * ch + 1], aff[3 * ch + 2]) = (f.k, f.a, f.b);
+        });
+        let aff: &[f32] = aff;
+        let par = Par::above_threshold(y.len(), 1);
+        normalize_rows(k, x, y, c, res.map(Src::Slice), relu, nt, par, true, |ch| {
+            Affine {
+                k: aff[3 * ch],
+                a: aff[3 * ch + 1],
+                b: aff[3 * ch + 2],
+            }
+        });
+    });
 }

@@ -508,6 +508,14 @@ unsafe fn pair_sums<S: Simd, T: Terms<S>, const NV: usize, const FULL: bool>(
     }
 }
 
+/// The forward's terms of vector 0 of an aligned row with only the lanes of `keep`. (A
+/// function, not a closure: a closure left out of line would lose the target features.)
+#[inline(always)]
+fn masked<S: Simd>(s: S, a: S::F, keep: u16, k0: S::F, one: S::F) -> [S::F; 3] {
+    let d = s.mul_keep(keep, s.sub(a, k0), one);
+    [s.mul_keep(keep, a, one), d, d]
+}
+
 /// The forward's row sums for whole rows of `c = 16·NV` columns whose start `x` is not 64-byte
 /// aligned (large buffers start 16 bytes past a page): every row then straddles cache lines
 /// the same way, and each load would touch two lines (in cache, twice the L1 accesses). This
@@ -535,24 +543,19 @@ unsafe fn rotated<S: Simd, const NV: usize>(
     let m = (x as usize % 64) / 4;
     let base = x.wrapping_sub(m);
     let z = s.splat(0.0);
-    let col = |v: usize, l: usize| (v * LANES + l + c - m) % c;
     let mut k = [z; NV];
     for (v, kv) in k.iter_mut().enumerate() {
         let mut lanes = [0.0f32; LANES];
         for (l, p) in lanes.iter_mut().enumerate() {
+            // Lane l of vector v holds column (v·LANES + l − m) mod c.
             // SAFETY: `pivots` holds c floats.
-            *p = unsafe { *pivots.add(col(v, l)) };
+            *p = unsafe { *pivots.add((v * LANES + l + c - m) % c) };
         }
         // SAFETY: a 16-float local array.
         *kv = unsafe { s.loadu(lanes.as_ptr()) };
     }
     let (tail, head) = (low_bits(m), !low_bits(m));
     let one = s.splat(1.0);
-    // Vector 0 of an aligned row with only the lanes of `keep`.
-    let masked = |a: S::F, keep: u16| {
-        let d = s.mul_keep(keep, s.sub(a, k[0]), one);
-        [s.mul_keep(keep, a, one), d, d]
-    };
     let rows_at = XTerms { x: base };
     let mut r = 0;
     while r < rows {
@@ -570,7 +573,7 @@ unsafe fn rotated<S: Simd, const NV: usize>(
             } else {
                 s.loadu(first)
             };
-            acc(s, masked(a0, head), &mut e1[0], &mut e2[0]);
+            acc(s, masked(s, a0, head, k[0], one), &mut e1[0], &mut e2[0]);
             for v in 1..NV {
                 let terms = Terms::<S>::at(rows_at, s, r * c + v * LANES, LANES, k[v]);
                 acc(s, terms, &mut e1[v], &mut e2[v]);
@@ -597,7 +600,7 @@ unsafe fn rotated<S: Simd, const NV: usize>(
             } else {
                 (&mut o1[0], &mut o2[0])
             };
-            acc(s, masked(a, tail), c1, c2);
+            acc(s, masked(s, a, tail, k[0], one), c1, c2);
         }
         // Per lane E + O — for the last m columns' lanes O + E, undoing their swap (the same
         // sum but for NaN payloads) — then rotated back to column order through buffers in

@@ -16,6 +16,8 @@ pub(crate) struct Kernels {
     /// Whether this ISA has real non-temporal stores.
     pub nt: bool,
     pub(super) keep_bits: unsafe fn(&[StreamState; STREAMS], usize, usize, u32, *mut u16),
+    // The raw lanes, for the stream-layout tests only (`testing::xoshiro_lanes`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(super) random_u32: unsafe fn(&StreamState, usize, *mut u32),
     pub(super) apply_mask: unsafe fn(*const f32, *mut f32, usize, *const u16, f32, bool),
     #[allow(clippy::type_complexity)]
@@ -180,6 +182,7 @@ impl Kernels {
     }
 
     /// `out.len() / 16` draws of the 16 lanes of `st`: `out[16*d + l]` = draw `d` of lane `l`.
+    #[cfg(feature = "testing")]
     pub(crate) fn random_u32(&self, st: &StreamState, out: &mut [u32]) {
         // SAFETY: features checked by `for_isa`; exactly `out.len() / 16 * 16` values written.
         unsafe { (self.random_u32)(st, out.len() / 16, out.as_mut_ptr()) }

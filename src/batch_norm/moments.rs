@@ -1,0 +1,239 @@
+//! Per-channel moments: how a tensor's channels lie in memory, the sums kernels' output
+//! turned into `(pivot, mean, var)` with the pivot rule, and the NC/NHWC statistics pass by
+//! rows (chunks fixed by the shape, merged in chunk order).
+//!
+//! NC and NHWC channels are the columns of `rows` rows of `c` values. Walking a column down
+//! all rows reads a cache line per row at a stride of `c` floats — a power of two in most
+//! networks, which maps every row to the same few cache sets and defeats both the caches and
+//! the prefetchers — so their statistics are taken by rows, which are contiguous.
+
+use core::ops::Range;
+
+use super::scratch::{scratch_f32, scratch_f64};
+use crate::kernels::sums::ROW_SEGMENT;
+use crate::parallel::{Par, for_each_chunk};
+use crate::simd::Kernels;
+use crate::simd::channels::{Block, Runs};
+use crate::{Error, Layout, Shape};
+
+/// Channels per block at most (the column kernels' 64 lanes).
+pub(crate) const MAX_BLOCK: usize = 64;
+
+/// Values per channel, checked (the caller's shape may be one whose element count is 0 but
+/// whose `n·h·w` overflows).
+pub(crate) fn count_per_channel(shape: Shape) -> Result<usize, Error> {
+    shape.per_channel()
+}
+
+/// How the channels of a tensor lie in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Geometry {
+    /// NCHW: each channel is `n` runs of `h·w`.
+    Runs(Runs),
+    /// NC and NHWC: each channel is a column of `rows` rows of `c`.
+    Rows { rows: usize, c: usize },
+}
+
+/// The geometry of a validated `shape`. NCHW with `H·W = 1` is NC.
+pub(crate) fn geometry(shape: Shape, layout: Layout) -> Geometry {
+    let hw = shape.h * shape.w;
+    match layout {
+        Layout::Nchw if hw != 1 => Geometry::Runs(Runs {
+            n: shape.n,
+            c: shape.c,
+            hw,
+        }),
+        _ => Geometry::Rows {
+            rows: shape.n * hw,
+            c: shape.c,
+        },
+    }
+}
+
+/// Channels per NCHW block (one task). The result does not depend on it (every channel's
+/// arithmetic is the same in any block). Channels are pipelined within a block, so blocks are
+/// as large as leave every thread two of them.
+pub(crate) fn block_width(geo: Runs) -> usize {
+    geo.c
+        .div_ceil(2 * crate::parallel::threads())
+        .clamp(1, MAX_BLOCK)
+}
+
+/// `(pivot, mean, biased var)` of each channel of `block`, in f64, into `out`.
+///
+/// The pivot is the channel's first value; if the mean lies more than 4σ from it (an outlier
+/// pivot), the sums are taken again around the mean, so the cancellation in
+/// `Σv²/n − (Σv/n)²` never costs more than a factor of 17 in relative precision.
+pub(crate) fn moments(k: &Kernels, block: &Block, count: usize, out: &mut [(f32, f64, f64)]) {
+    let chans = block.channels();
+    let w = chans.len();
+    let mut pivots = [0.0f32; MAX_BLOCK];
+    for (p, ch) in pivots.iter_mut().zip(chans.clone()) {
+        *p = block.first(ch);
+    }
+    let mut sums = [[0.0f64; 2]; MAX_BLOCK];
+    block.sums(k, &pivots[..w], &mut sums[..w]);
+    let mut again = false;
+    for i in 0..w {
+        let (m, better) = from_sums(pivots[i], sums[i], count);
+        out[i] = m;
+        if let Some(b) = better {
+            pivots[i] = b;
+            again = true;
+        }
+    }
+    if again {
+        block.sums(k, &pivots[..w], &mut sums[..w]);
+        for i in 0..w {
+            out[i] = from_sums(pivots[i], sums[i], count).0;
+        }
+    }
+}
+
+/// `(pivot, mean, biased var)` from the sums `[Σx, Σ(x − pivot)²]` of `count` values, and a
+/// better pivot (the mean) when this one lies more than 4σ away.
+///
+/// The mean is `Σx / n` from the f64 sum of `x` itself, so it is accurate to f64 rounding
+/// whatever the spread; the variance is `Σ(x − K)²/n − (mean − K)²`, whose cancellation the
+/// pivot rule bounds.
+pub(crate) fn from_sums(
+    pivot: f32,
+    sums: [f64; 2],
+    count: usize,
+) -> ((f32, f64, f64), Option<f32>) {
+    let n = count as f64;
+    let mean = sums[0] / n;
+    let d = mean - pivot as f64;
+    let var = (sums[1] / n - d * d).max(0.0);
+    let better = mean as f32;
+    let refine = d * d > 16.0 * var && better.is_finite() && better != pivot;
+    ((pivot, mean, var), refine.then_some(better))
+}
+
+/// Rows per statistics chunk of a tensor of `rows` rows of `c`: about a sixteenth of the
+/// tensor (enough tasks for the threads, each taking a contiguous sixteenth-multiple that
+/// matches its part of the normalization pass), at most 256 Ki values (1 MiB: the chunk is
+/// walked once per 64-column segment and must stay in L2), a multiple of 64 rows. It depends
+/// on the shape only — never on the thread count — because the chunks fix the order of the
+/// additions. (Merging costs `2c` additions per chunk: small next to the chunk's own work.)
+pub(crate) fn stats_chunk_rows(rows: usize, c: usize) -> usize {
+    let values = (rows.saturating_mul(c) / 16).min(1 << 18);
+    (values / c.max(1)).div_ceil(64).max(1) * 64
+}
+
+/// Where channel `ch`'s two sums sit in a per-channel sums buffer: the layout of the kernel's
+/// output, `[s1; s2]` per segment of `ROW_SEGMENT` columns.
+pub(crate) fn sum_index(ch: usize, c: usize) -> (usize, usize) {
+    let c0 = ch / ROW_SEGMENT * ROW_SEGMENT;
+    let w = ROW_SEGMENT.min(c - c0);
+    (2 * c0 + (ch - c0), 2 * c0 + w + (ch - c0))
+}
+
+/// Chunks per task so that each thread takes one contiguous run of the `chunks`: the same
+/// rows the normalization pass ([`tile_task`]) gives it, which then finds them in its own
+/// cache.
+fn per_thread(chunks: usize) -> usize {
+    // Rounded down: rayon does not split a range below this many, so rounding up would leave
+    // an odd count in one task.
+    (chunks / crate::parallel::threads()).max(1)
+}
+
+/// Statistics chunks of a tensor of `rows` rows of `c`.
+pub(crate) fn stats_chunks(rows: usize, c: usize) -> usize {
+    rows.div_ceil(stats_chunk_rows(rows, c))
+}
+
+/// Per-column sums of a tensor of `rows` rows of `c`, taken chunk by chunk and merged in chunk
+/// order into `sums` (`2c`): `sum_rows(range, part)` adds the sums of the rows `range` into
+/// `part` (`2c`, zeroed), in the [`sum_index`] layout. `partials` is scratch of
+/// `stats_chunks(rows, c) · 2c`. The chunks depend on the shape only, so the bits do not
+/// depend on the thread count; each thread takes a contiguous run of them.
+pub(crate) fn chunked_sums(
+    rows: usize,
+    c: usize,
+    sums: &mut [f64],
+    partials: &mut [f64],
+    sum_rows: impl Fn(Range<usize>, &mut [f64]) + Sync + Send,
+) {
+    let chunk = stats_chunk_rows(rows, c);
+    let chunks = rows.div_ceil(chunk);
+    let par = Par::above_threshold(rows * c, per_thread(chunks));
+    for_each_chunk(&mut partials[..chunks * 2 * c], 2 * c, par, |ci, part| {
+        // Zeroed by the task that fills it: in parallel, and in that core's cache.
+        part.fill(0.0);
+        sum_rows(ci * chunk..((ci + 1) * chunk).min(rows), part);
+    });
+    sums[..2 * c].fill(0.0);
+    for part in partials[..chunks * 2 * c].chunks_exact(2 * c) {
+        for (t, p) in sums.iter_mut().zip(part) {
+            *t += p;
+        }
+    }
+}
+
+/// Shifted sums of every column of `x` (`c` columns) around `pivots`, into `sums` (`2c`, in
+/// the [`sum_index`] layout); `partials` is scratch of `stats_chunks(rows, c) · 2c`.
+fn column_sums(
+    k: &Kernels,
+    x: &[f32],
+    c: usize,
+    pivots: &[f32],
+    sums: &mut [f64],
+    partials: &mut [f64],
+) {
+    chunked_sums(x.len() / c, c, sums, partials, |rg, part| {
+        let xr = &x[rg.start * c..rg.end * c];
+        for c0 in (0..c).step_by(ROW_SEGMENT) {
+            let w = ROW_SEGMENT.min(c - c0);
+            let out = &mut part[2 * c0..2 * c0 + 2 * w];
+            k.bn_sums_rows(xr, rg.len(), c, c0, w, &pivots[c0..c0 + w], out);
+        }
+    });
+}
+
+/// Calls `f(ch, (pivot, mean, biased var))` for every column of `x` (`c` columns, at least
+/// one row), with the same pivot rule as the NCHW path (the first row's value; the mean if
+/// that lies more than 4σ away).
+/// `pivots` is scratch of `c` floats.
+pub(crate) fn row_moments(
+    k: &Kernels,
+    x: &[f32],
+    c: usize,
+    pivots: &mut [f32],
+    mut f: impl FnMut(usize, (f32, f64, f64)),
+) {
+    let count = x.len() / c;
+    pivots.copy_from_slice(&x[..c]);
+    let chunks = stats_chunks(count, c);
+    {
+        scratch_f64((1 + chunks) * 2 * c, |buf| {
+            let (sums, partials) = buf.split_at_mut(2 * c);
+            column_sums(k, x, c, pivots, sums, partials);
+            let mut again = false;
+            for (ch, p) in pivots.iter_mut().enumerate() {
+                let (i1, i2) = sum_index(ch, c);
+                if let (_, Some(better)) = from_sums(*p, [sums[i1], sums[i2]], count) {
+                    *p = better;
+                    again = true;
+                }
+            }
+            if again {
+                column_sums(k, x, c, pivots, sums, partials);
+            }
+            for (ch, &p) in pivots.iter().enumerate() {
+                let (i1, i2) = sum_index(ch, c);
+                f(ch, from_sums(p, [sums[i1], sums[i2]], count).0);
+            }
+        })
+    }
+}
+
+/// [`row_moments`] with its own pivot scratch.
+pub(crate) fn row_moments_alone(
+    k: &Kernels,
+    x: &[f32],
+    c: usize,
+    f: impl FnMut(usize, (f32, f64, f64)),
+) {
+    scratch_f32(c, |pivots| row_moments(k, x, c, pivots, f));
+}
