@@ -39,6 +39,10 @@ pub(crate) fn low_bits(n: usize) -> u16 {
 /// The accumulator of a first sum `Σt`, 16 lanes: f64 ([`Wide`]) where the sum is a mean
 /// that must be exact whatever the spread, f32 ([`Narrow`]) where f32 suffices.
 pub(crate) trait First<S: Simd>: Copy {
+    /// Accumulators of this sum in a channel's runs (vector `j` of a run goes to `j mod
+    /// ACCS`): enough independent chains to hide the add latency, few enough to stay in
+    /// registers (an f64 accumulator is two or four vector registers).
+    const ACCS: usize;
     /// All lanes `+0`.
     fn zero(s: S) -> Self;
     /// `self + v`, lane by lane.
@@ -56,11 +60,17 @@ pub(crate) trait First<S: Simd>: Copy {
     unsafe fn add_to(self, s: S, out: *mut f64);
 }
 
+/// Two f64 accumulators, not four: an f64 sum of 16 lanes is two (AVX-512) or four (AVX2)
+/// registers, and four of them left AVX2 no registers for the rest. Two chains of adds per
+/// register already outrun the loop's other work (each vector also costs its widening).
+const WIDE_ACCS: usize = 2;
+
 /// An f64 first sum: `x` widened exactly, then added in f64.
 #[derive(Clone, Copy)]
 pub(crate) struct Wide<S: Simd>(S::W);
 
 impl<S: Simd> First<S> for Wide<S> {
+    const ACCS: usize = WIDE_ACCS;
     #[inline(always)]
     fn zero(s: S) -> Self {
         Wide(s.zero_w())
@@ -93,6 +103,7 @@ impl<S: Simd> First<S> for Wide<S> {
 pub(crate) struct Narrow<S: Simd>(S::F);
 
 impl<S: Simd> First<S> for Narrow<S> {
+    const ACCS: usize = 4;
     #[inline(always)]
     fn zero(s: S) -> Self {
         Narrow(s.splat(0.0))
@@ -211,8 +222,8 @@ fn lanes_sum(l: [f64; 16]) -> f64 {
     ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
 }
 
-/// One channel's sums over its runs: four accumulators of `Σt`, four f32 accumulators of
-/// `Σp·q`, and their f64 totals.
+/// One channel's sums over its runs: `First::ACCS` accumulators of `Σt`, four f32
+/// accumulators of `Σp·q`, and their f64 totals.
 pub(crate) struct Sums<S: Simd, A: First<S>> {
     a1: [A; 4],
     a2: [S::F; 4],
@@ -237,7 +248,11 @@ impl<S: Simd, A: First<S>> Sums<S, A> {
     #[inline(always)]
     fn flush(&mut self, s: S) {
         let (a1, a2) = (&self.a1, &self.a2);
-        let r1 = a1[0].plus(s, a1[1]).plus(s, a1[2].plus(s, a1[3]));
+        let r1 = match A::ACCS {
+            1 => a1[0],
+            2 => a1[0].plus(s, a1[1]),
+            _ => a1[0].plus(s, a1[1]).plus(s, a1[2].plus(s, a1[3])),
+        };
         let r2 = s.add(s.add(a2[0], a2[1]), s.add(a2[2], a2[3]));
         self.tot[0] += lanes_sum(r1.lanes(s));
         self.tot[1] += lanes_sum(s.to_array(r2).map(|v| v as f64));
@@ -255,7 +270,8 @@ impl<S: Simd, A: First<S>> Sums<S, A> {
     /// Adds the terms of one run of `len` elements around centre `c`, with `visit` alongside.
     ///
     /// The order is the crate's canonical one, whatever runs alongside: within a run, vector
-    /// `j` (from the run's start; the last may be partial) goes to accumulator `j mod 4`; the
+    /// `j` (from the run's start; the last may be partial) goes to second-sum accumulator
+    /// `j mod 4` and first-sum accumulator `j mod First::ACCS`; the
     /// accumulators are flushed once [`FLUSH_VECTORS`] vectors have gathered (checked every
     /// four vectors and at the end of each run) and when the channel is done. Fused kernels
     /// therefore produce the same bits as the plain ones.
@@ -281,7 +297,7 @@ impl<S: Simd, A: First<S>> Sums<S, A> {
                 for u in 0..4 {
                     visit.at(s, i + u * LANES, LANES);
                     let terms = t.at(s, i + u * LANES, LANES, c);
-                    acc(s, terms, &mut self.a1[u], &mut self.a2[u]);
+                    acc(s, terms, &mut self.a1[u % A::ACCS], &mut self.a2[u]);
                 }
                 i += 4 * LANES;
                 pending += 4;
@@ -294,7 +310,7 @@ impl<S: Simd, A: First<S>> Sums<S, A> {
                 let n = (len - i).min(LANES);
                 visit.at(s, i, n);
                 let terms = t.at(s, i, n, c);
-                acc(s, terms, &mut self.a1[u], &mut self.a2[u]);
+                acc(s, terms, &mut self.a1[u % A::ACCS], &mut self.a2[u]);
                 u += 1;
                 i += n;
             }
