@@ -5,6 +5,7 @@
 #![allow(clippy::needless_range_loop)] // channel indices address several parallel arrays
 #![allow(clippy::too_many_arguments)] // test helpers mirror the API's argument lists
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -138,7 +139,6 @@ fn run(
     }
 }
 
-#[test]
 fn gradients_match_central_finite_differences() {
     for layout in LAYOUTS {
         let shape = small_shape(layout);
@@ -272,7 +272,6 @@ fn shapes(layout: Layout) -> Vec<Shape> {
     }
 }
 
-#[test]
 fn every_isa_and_layout_matches_f64_formula() {
     for_each_isa(|isa| {
         for layout in LAYOUTS {
@@ -374,7 +373,6 @@ fn identical_bits_for_1_2_3_threads() {
 /// Eval-mode gradients as PyTorch (module in `eval()`, parameters requiring grad):
 /// dγ = Σdy·(x − rm)·invstd_r, dβ = Σdy, dx = dy·γ·invstd_r — and through a fused ReLU the
 /// gradient flows only where the eval output is positive. Every ISA and layout, against f64.
-#[test]
 fn eval_backward_matches_pytorch_eval_gradients() {
     for layout in LAYOUTS {
         let shape = shapes(layout)[2];
@@ -446,7 +444,6 @@ fn eval_backward_matches_pytorch_eval_gradients() {
 /// A hand-computed case of PyTorch's eval-mode gradients (`nn.BatchNorm1d(1).eval()`,
 /// running_mean 0.5, running_var 4, weight 2, bias 0, eps 0): x = [1, 2, 4], dy = [1, −1, 0.5]
 /// give dγ = 0.375, dβ = 0.5, dx = [1, −1, 0.5] — exact in f32.
-#[test]
 fn eval_backward_reference_case() {
     let x = [1.0f32, 2.0, 4.0];
     let dy = [1.0f32, -1.0, 0.5];
@@ -477,7 +474,6 @@ fn eval_backward_reference_case() {
     assert_eq!(dx, [1.0, -1.0, 0.5]);
 }
 
-#[test]
 fn errors_name_the_argument_and_write_nothing() {
     let shape = Shape::nchw(2, 3, 2, 2);
     let x = vec![1.0f32; 24];
@@ -569,7 +565,6 @@ fn errors_name_the_argument_and_write_nothing() {
 
 /// The training forward with residual add + ReLU in one pass equals the training forward
 /// followed by the add and the ReLU, bit for bit (same statistics, one rounding of the sum).
-#[test]
 fn add_relu_train_equals_train_then_add_relu() {
     for layout in LAYOUTS {
         for shape in shapes(layout) {
@@ -580,7 +575,6 @@ fn add_relu_train_equals_train_then_add_relu() {
 
 /// The same past the non-temporal threshold (two-input kernels stream from a smaller size
 /// than that, so this covers their streaming path too).
-#[test]
 fn add_relu_train_non_temporal_equals_train_then_add_relu() {
     let shape = shape_with_at_least(testing::NT_MIN_BYTES / 4);
     for layout in [Layout::Nchw, Layout::Nhwc] {
@@ -658,7 +652,6 @@ fn check_add_relu_train(shape: Shape, layout: Layout) {
 }
 
 /// Past the non-temporal threshold, backward streams `dx` with non-temporal stores.
-#[test]
 fn non_temporal_backward_matches_formula() {
     let min = testing::NT_MIN_BYTES / 4;
     for (shape, layout) in [
@@ -685,3 +678,14 @@ fn non_temporal_backward_matches_formula() {
         });
     }
 }
+
+main_thread_checks!(
+    gradients_match_central_finite_differences,
+    every_isa_and_layout_matches_f64_formula,
+    eval_backward_matches_pytorch_eval_gradients,
+    eval_backward_reference_case,
+    errors_name_the_argument_and_write_nothing,
+    add_relu_train_equals_train_then_add_relu,
+    add_relu_train_non_temporal_equals_train_then_add_relu,
+    non_temporal_backward_matches_formula,
+);

@@ -4,6 +4,7 @@
 
 #![allow(clippy::needless_range_loop)] // channel indices address several parallel arrays
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -93,7 +94,6 @@ fn assert_close(got: &[f32], want: &[f64], what: &str) {
     }
 }
 
-#[test]
 fn every_isa_and_layout_matches_f64_reference() {
     for_each_isa(|isa| {
         for layout in LAYOUTS {
@@ -141,7 +141,6 @@ fn every_isa_and_layout_matches_f64_reference() {
 }
 
 /// Past the non-temporal threshold: the streaming-store paths.
-#[test]
 fn non_temporal_paths_match_reference() {
     let min = testing::NT_MIN_BYTES / 4;
     for (shape, layout) in [
@@ -167,7 +166,6 @@ fn non_temporal_paths_match_reference() {
 
 /// `x·a + b` with the folded `(a, b)` equals the inference kernel within what that form
 /// allows: one rounding of `x·a` and of the sum, relative to their magnitudes.
-#[test]
 fn fold_matches_inference() {
     for layout in LAYOUTS {
         let shape = shapes(layout)[3];
@@ -198,7 +196,6 @@ fn fold_matches_inference() {
 
 /// A small direct convolution with folded weights equals the convolution followed by batch
 /// norm (inference).
-#[test]
 fn folded_convolution_equals_convolution_then_bn() {
     let (n, ci, co, h, w, k) = (2usize, 3usize, 4usize, 6usize, 5usize, 3usize);
     let (ho, wo) = (h - k + 1, w - k + 1);
@@ -293,7 +290,6 @@ fn identical_bits_for_1_2_3_threads() {
     }
 }
 
-#[test]
 fn errors_name_the_argument_and_write_nothing() {
     let shape = Shape::nchw(2, 3, 2, 2);
     let x = vec![1.0f32; 24];
@@ -352,3 +348,11 @@ fn errors_name_the_argument_and_write_nothing() {
     ));
     assert_eq!(w, [1.0; 7]);
 }
+
+main_thread_checks!(
+    every_isa_and_layout_matches_f64_reference,
+    non_temporal_paths_match_reference,
+    fold_matches_inference,
+    folded_convolution_equals_convolution_then_bn,
+    errors_name_the_argument_and_write_nothing,
+);

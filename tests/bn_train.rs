@@ -6,6 +6,7 @@
 
 #![allow(clippy::needless_range_loop)] // channel indices address several parallel arrays
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -135,7 +136,6 @@ fn check_against_reference(x: &[f32], shape: Shape, layout: Layout, params: &BnP
     }
 }
 
-#[test]
 fn every_isa_and_layout_matches_f64_reference() {
     for_each_isa(|isa| {
         for layout in LAYOUTS {
@@ -160,7 +160,6 @@ fn every_isa_and_layout_matches_f64_reference() {
     });
 }
 
-#[test]
 fn in_place_equals_out_of_place_and_guards_hold() {
     for_each_isa(|isa| {
         for layout in LAYOUTS {
@@ -209,7 +208,6 @@ fn in_place_equals_out_of_place_and_guards_hold() {
 /// Data `offset + N(0,1)`: the shifted sums keep the variance accurate where `E[x²] − E[x]²`
 /// loses everything, and the centered normalization keeps `y` accurate where `x·a + b` loses
 /// three digits at 1e4 (PyTorch's form).
-#[test]
 fn large_offsets_keep_full_precision() {
     for_each_isa(|isa| {
         for layout in LAYOUTS {
@@ -253,7 +251,6 @@ fn large_offsets_keep_full_precision() {
     });
 }
 
-#[test]
 fn constant_channels_give_exactly_beta() {
     for_each_isa(|isa| {
         for layout in LAYOUTS {
@@ -302,7 +299,6 @@ fn constant_channels_give_exactly_beta() {
 
 /// More than 2^24 values in one channel: an f32 count would stop counting; the variance stays
 /// within 1e-4 of f64.
-#[test]
 fn channel_with_more_than_2_pow_24_values() {
     let shape = Shape::nc((1 << 24) + 1001, 1);
     let n = shape.numel().unwrap();
@@ -333,7 +329,6 @@ fn channel_with_more_than_2_pow_24_values() {
 }
 
 /// Hand-computed: one channel holding 1, 2, 3, 4 (mean 2.5, biased var 1.25, unbiased 5/3).
-#[test]
 fn hand_computed_conventions() {
     let x = [1.0f32, 2.0, 3.0, 4.0];
     let shape = Shape::nc(4, 1);
@@ -369,7 +364,6 @@ fn hand_computed_conventions() {
     }
 }
 
-#[test]
 fn merged_shard_stats_equal_whole_batch_stats() {
     for layout in LAYOUTS {
         let (whole, parts): (Shape, Vec<usize>) = match layout {
@@ -412,7 +406,6 @@ fn merged_shard_stats_equal_whole_batch_stats() {
     }
 }
 
-#[test]
 fn errors_name_the_argument_and_write_nothing() {
     let shape = Shape::nchw(2, 3, 2, 2);
     let x = vec![1.0f32; 24];
@@ -524,7 +517,6 @@ fn errors_name_the_argument_and_write_nothing() {
     let _ = x;
 }
 
-#[test]
 fn nan_and_inf_propagate() {
     let shape = Shape::nchw(2, 2, 2, 2);
     let mut x = data_for(shape, 1, 0.0, 1.0);
@@ -549,7 +541,6 @@ fn nan_and_inf_propagate() {
 
 /// Outputs past the non-temporal threshold (8 MiB) take the streaming-store paths: the
 /// run-interleaved NCHW kernel and the single-stream row normalization with tracked offsets.
-#[test]
 fn non_temporal_paths_match_reference() {
     let min = testing::NT_MIN_BYTES / 4;
     let cases = [
@@ -592,3 +583,16 @@ fn non_temporal_paths_match_reference() {
         });
     }
 }
+
+main_thread_checks!(
+    every_isa_and_layout_matches_f64_reference,
+    in_place_equals_out_of_place_and_guards_hold,
+    large_offsets_keep_full_precision,
+    constant_channels_give_exactly_beta,
+    channel_with_more_than_2_pow_24_values,
+    hand_computed_conventions,
+    merged_shard_stats_equal_whole_batch_stats,
+    errors_name_the_argument_and_write_nothing,
+    nan_and_inf_propagate,
+    non_temporal_paths_match_reference,
+);

@@ -1,5 +1,6 @@
 //! Channel-wise dropout, NCHW and NHWC, every ISA against the reference, bit for bit.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -17,7 +18,6 @@ const SHAPES: [(usize, usize, usize, usize); 9] = [
     (5, 1000, 1, 40), // NCHW: many small planes per task
 ];
 
-#[test]
 fn every_isa_matches_reference() {
     for_each_isa(|isa| {
         for (si, &(n, c, h, w)) in SHAPES.iter().enumerate() {
@@ -47,7 +47,6 @@ fn every_isa_matches_reference() {
     });
 }
 
-#[test]
 fn whole_planes_are_kept_or_dropped() {
     let shape = Shape::nchw(8, 16, 5, 5);
     let x = vec![1.0f32; shape.numel().unwrap()];
@@ -71,7 +70,6 @@ fn whole_planes_are_kept_or_dropped() {
 
 /// Past the non-temporal threshold (planes of a length that is not a multiple of 16, so each
 /// plane starts at another alignment): the streaming path, fenced once per call.
-#[test]
 fn non_temporal_matches_reference() {
     let (n, c, h, w) = (8, 16, 257, 257);
     let shape = Shape::nchw(n, c, h, w);
@@ -86,3 +84,9 @@ fn non_temporal_matches_reference() {
         assert!(bits(&y) == bits(&want), "{isa}");
     });
 }
+
+main_thread_checks!(
+    every_isa_matches_reference,
+    whole_planes_are_kept_or_dropped,
+    non_temporal_matches_reference,
+);

@@ -1,5 +1,6 @@
 //! Regression tests for the defects reported in issue 10 (part C): each failed before its fix.
 
+#[macro_use]
 mod common;
 
 use common::{Guarded, for_each_isa, run_bn};
@@ -16,7 +17,6 @@ fn empty_saved() -> SavedStatsMut<'static> {
 
 /// C1: an invalid eval-mode layer backward returns Err and writes nothing — neither `dx` nor
 /// the parameter gradients (they used to be zeroed before validation).
-#[test]
 fn eval_layer_backward_writes_nothing_on_error() {
     let shape = Shape::nc(4, 2);
     let x = [1.0f32; 8];
@@ -42,7 +42,6 @@ fn eval_layer_backward_writes_nothing_on_error() {
 }
 
 /// C1: eval-mode gradients of γ and β are PyTorch's, not zero.
-#[test]
 fn eval_layer_backward_gives_parameter_gradients() {
     let mut bn = BatchNorm::new(1, Layout::Nc);
     bn.eval();
@@ -60,7 +59,6 @@ fn eval_layer_backward_gives_parameter_gradients() {
 }
 
 /// C2: a training-mode layer backward before any forward is a typed error, nothing written.
-#[test]
 fn layer_backward_before_forward_is_an_error() {
     let mut bn = BatchNorm::new(2, Layout::Nc);
     bn.dgamma = vec![SENTINEL; 2];
@@ -77,7 +75,6 @@ fn layer_backward_before_forward_is_an_error() {
 
 /// C3: the eval backward honours a fused ReLU (it used to return Ok without it) and names
 /// `dy` / `grads.dx` in its errors.
-#[test]
 fn eval_backward_relu_and_argument_names() {
     let stats = RunningStats {
         mean: &[0.0],
@@ -168,7 +165,6 @@ fn eval_backward_relu_and_argument_names() {
 /// C4: a shape whose element count is 0 but whose per-channel count `n·h·w` overflows is a
 /// typed error for every function that computes that count (it wrapped in release and
 /// panicked in debug builds).
-#[test]
 fn per_channel_count_overflow_is_an_error() {
     let shape = Shape::nchw(usize::MAX, 0, 2, 1);
     let is_overflow = |r: Result<(), Error>| matches!(r, Err(Error::ShapeOverflow { .. }));
@@ -224,7 +220,6 @@ fn per_channel_count_overflow_is_an_error() {
 
 /// C7: a negative (or NaN) running variance is refused by inference, folding and the eval
 /// backward, naming the argument and channel, with nothing written.
-#[test]
 fn negative_running_variance_is_an_error() {
     for bad in [-1.0f32, f32::NAN] {
         let (mean, var) = ([0.0f32; 2], [1.0f32, bad]);
@@ -310,7 +305,6 @@ fn channel(x: &[f32], shape: Shape, layout: Layout, ch: usize) -> Vec<f32> {
 /// exact mean of the f32 inputs (DESIGN §3) on data whose spread dwarfs its mean — every ISA,
 /// layout and kernel path (columns whole and partial, rotated misaligned rows, NCHW runs).
 /// The f32 sums of `x − K` gave −0.6671382 for the issue's case, 27 ulp from the exact mean.
-#[test]
 fn mean_accurate_when_spread_dwarfs_mean() {
     let issue = [
         83.826706f32,
@@ -380,3 +374,13 @@ fn mean_accurate_when_spread_dwarfs_mean() {
         }
     });
 }
+
+main_thread_checks!(
+    eval_layer_backward_writes_nothing_on_error,
+    eval_layer_backward_gives_parameter_gradients,
+    layer_backward_before_forward_is_an_error,
+    eval_backward_relu_and_argument_names,
+    per_channel_count_overflow_is_an_error,
+    negative_running_variance_is_an_error,
+    mean_accurate_when_spread_dwarfs_mean,
+);

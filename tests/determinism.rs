@@ -1,6 +1,7 @@
 //! The determinism contract: identical bits for 1, 2 and 3 threads, for every ISA, and for a
 //! tensor processed whole or in pieces with offsets.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -64,7 +65,6 @@ fn identical_bits_for_1_2_3_threads_on_every_isa() {
     }
 }
 
-#[test]
 fn pieces_with_offsets_equal_the_whole() {
     let n = 5 * BLOCK + 777;
     let x = data(n, 3);
@@ -226,7 +226,6 @@ fn bn_at_offsets(
 
 /// The kernels align their stores (and tiles of constants) to cache lines, so they take
 /// different paths for different buffer offsets: the bits must not change with them.
-#[test]
 fn batch_norm_bits_do_not_depend_on_buffer_offsets() {
     let cases = [
         (Shape::nchw(3, 32, 9, 10), Layout::Nchw),
@@ -261,3 +260,8 @@ fn batch_norm_bits_do_not_depend_on_buffer_offsets() {
         }
     }
 }
+
+main_thread_checks!(
+    pieces_with_offsets_equal_the_whole,
+    batch_norm_bits_do_not_depend_on_buffer_offsets,
+);

@@ -2,6 +2,7 @@
 //! size, NaN-prefilled outputs, guard bands, unaligned starts, in place and out of place, with
 //! and without the packed mask, forward and both backwards.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -81,7 +82,6 @@ fn check_all_entry_points(x: &[f32], params: &DropoutParams, misalign: usize, wh
     dx.assert_guards(what);
 }
 
-#[test]
 fn every_isa_matches_reference_bit_for_bit() {
     for_each_isa(|isa| {
         for n in lengths() {
@@ -98,7 +98,6 @@ fn every_isa_matches_reference_bit_for_bit() {
     });
 }
 
-#[test]
 fn eval_mode_and_p0_are_bit_exact_copies() {
     let mut x = data(1000, 5);
     x[3] = f32::from_bits(0x7F80_0001); // signalling NaN: any arithmetic would quiet it
@@ -119,7 +118,6 @@ fn eval_mode_and_p0_are_bit_exact_copies() {
     });
 }
 
-#[test]
 fn p1_gives_positive_zeros_and_dropped_specials_give_zero() {
     let x = vec![f32::INFINITY, f32::NAN, -1.0, f32::NEG_INFINITY, -0.0, 5.0];
     for_each_isa(|isa| {
@@ -145,7 +143,6 @@ fn p1_gives_positive_zeros_and_dropped_specials_give_zero() {
 
 /// Outputs of 36 MiB: past the non-temporal threshold, so the streaming-store path (with its
 /// alignment peeling) runs, on a misaligned window and a block-unaligned offset.
-#[test]
 fn non_temporal_path_matches_reference() {
     let n = (testing::NT_MIN_BYTES / 4) + 4 * BLOCK + 13;
     let x = data(n, 7);
@@ -167,3 +164,10 @@ fn non_temporal_path_matches_reference() {
         });
     }
 }
+
+main_thread_checks!(
+    every_isa_matches_reference_bit_for_bit,
+    eval_mode_and_p0_are_bit_exact_copies,
+    p1_gives_positive_zeros_and_dropped_specials_give_zero,
+    non_temporal_path_matches_reference,
+);

@@ -1,5 +1,7 @@
 //! Bad input gets a typed error naming the argument, and nothing is written.
 
+#[macro_use]
+mod common;
 use dropnorm::*;
 
 const S: f32 = 7.5;
@@ -8,7 +10,6 @@ fn untouched(v: &[f32]) -> bool {
     v.iter().all(|&x| x == S)
 }
 
-#[test]
 fn invalid_probability() {
     let x = vec![1.0f32; 40];
     for p in [f32::NAN, -0.0001, 1.0001, f32::INFINITY, -1.0] {
@@ -35,7 +36,6 @@ fn invalid_probability() {
     }
 }
 
-#[test]
 fn length_mismatch_names_the_argument() {
     let x = vec![1.0f32; 10];
     let mut y = vec![S; 9];
@@ -59,7 +59,6 @@ fn length_mismatch_names_the_argument() {
     assert!(untouched(&y));
 }
 
-#[test]
 fn mask_too_short() {
     let x = vec![1.0f32; 17];
     let mut y = vec![S; 17];
@@ -80,7 +79,6 @@ fn mask_too_short() {
     assert!(untouched(&y));
 }
 
-#[test]
 fn offset_overflow() {
     let x = vec![1.0f32; 4];
     let mut y = vec![S; 4];
@@ -93,7 +91,6 @@ fn offset_overflow() {
     dropout(&x, &mut y, &params).unwrap();
 }
 
-#[test]
 fn shape_errors() {
     let x = vec![1.0f32; 12];
     let mut y = vec![S; 12];
@@ -125,7 +122,6 @@ fn shape_errors() {
     assert!(untouched(&y));
 }
 
-#[test]
 fn zero_sized_shapes_are_fine() {
     let params = DropoutParams::new(0.5, 1);
     dropout(&[], &mut [], &params).unwrap();
@@ -141,7 +137,6 @@ fn zero_sized_shapes_are_fine() {
     }
 }
 
-#[test]
 fn unavailable_isa() {
     for isa in Isa::ALL {
         assert_eq!(with_isa(isa, || 1).is_ok(), isa.is_available());
@@ -151,3 +146,13 @@ fn unavailable_isa() {
     assert_eq!("AVX2".parse::<Isa>(), Ok(Isa::Avx2));
     assert!("sse9".parse::<Isa>().is_err());
 }
+
+main_thread_checks!(
+    invalid_probability,
+    length_mismatch_names_the_argument,
+    mask_too_short,
+    offset_overflow,
+    shape_errors,
+    zero_sized_shapes_are_fine,
+    unavailable_isa,
+);

@@ -1,6 +1,8 @@
 //! Replays the cargo-fuzz corpus (and any saved crash artifacts) through the same checks the
 //! fuzz targets run, so CI exercises them on stable without libFuzzer.
 
+#[macro_use]
+mod common;
 use std::path::Path;
 
 type Check = fn(&[u8]);
@@ -12,7 +14,6 @@ const TARGETS: [(&str, Check); 4] = [
     ("bn_backward", dropnorm::testing::fuzz_bn_backward),
 ];
 
-#[test]
 fn replay_fuzz_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     if !root.join("Cargo.toml").exists() {
@@ -40,3 +41,5 @@ fn replay_fuzz_corpus() {
         assert!(replayed > 0, "no corpus for fuzz target {target}");
     }
 }
+
+main_thread_checks!(replay_fuzz_corpus,);

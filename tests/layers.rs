@@ -1,6 +1,7 @@
 //! The `BatchNorm` and `Dropout` layers: several training steps and an eval step, with the
 //! running statistics checked against hand computation in both conventions.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -18,7 +19,6 @@ fn column_stats(x: &[f32], c: usize) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-#[test]
 fn batch_norm_layer_running_statistics_in_every_convention() {
     let c = 3;
     let shape = Shape::nc(5, c);
@@ -94,7 +94,6 @@ fn batch_norm_layer_running_statistics_in_every_convention() {
     }
 }
 
-#[test]
 fn batch_norm_layer_backward_equals_the_function() {
     let shape = Shape::nchw(2, 3, 4, 4);
     let x: Vec<f32> = normals(96, 1).iter().map(|v| *v as f32).collect();
@@ -156,7 +155,6 @@ fn batch_norm_layer_backward_equals_the_function() {
     ));
 }
 
-#[test]
 fn dropout_layer_fresh_masks_and_matching_backward() {
     let mut d = Dropout::new(0.4, 99);
     let x = vec![1.0f32; 4096];
@@ -183,3 +181,9 @@ fn dropout_layer_fresh_masks_and_matching_backward() {
     assert_eq!(y, x);
     assert_eq!(d.steps(), 3);
 }
+
+main_thread_checks!(
+    batch_norm_layer_running_statistics_in_every_convention,
+    batch_norm_layer_backward_equals_the_function,
+    dropout_layer_fresh_masks_and_matching_backward,
+);

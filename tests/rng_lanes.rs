@@ -1,6 +1,7 @@
 //! The SIMD xoshiro128++ lanes equal `rand_xoshiro`'s scalar generator bit for bit, on every
 //! ISA this CPU has, and the fast lane seeding equals `seed_from_u64`.
 
+#[macro_use]
 mod common;
 
 use dropnorm::rng::{self, StreamState, Threshold};
@@ -15,7 +16,6 @@ fn lane_seeds(base: u64) -> impl Fn(usize) -> u64 {
     }
 }
 
-#[test]
 fn lane_seeding_matches_rand_xoshiro() {
     for base in [0u64, 1, 42, u64::MAX, 0xDEAD_BEEF_0000_0001] {
         let st = StreamState::from_lane_seeds(lane_seeds(base));
@@ -29,7 +29,6 @@ fn lane_seeding_matches_rand_xoshiro() {
     }
 }
 
-#[test]
 fn every_isa_lane_equals_rand_xoshiro() {
     let draws = 1000;
     for isa in Isa::available() {
@@ -48,7 +47,6 @@ fn every_isa_lane_equals_rand_xoshiro() {
     }
 }
 
-#[test]
 fn unavailable_isa_is_an_error() {
     for isa in Isa::ALL.into_iter().filter(|i| !i.is_available()) {
         let st = StreamState::from_lane_seeds(|l| l as u64);
@@ -56,7 +54,6 @@ fn unavailable_isa_is_an_error() {
     }
 }
 
-#[test]
 fn threshold_is_round_p_times_2_pow_32() {
     assert_eq!(rng::threshold(0.0), Threshold::KeepAll);
     assert_eq!(rng::threshold(1.0), Threshold::DropAll);
@@ -74,7 +71,6 @@ fn threshold_is_round_p_times_2_pow_32() {
     assert!((t as f64 / 4_294_967_296.0 - p as f64).abs() <= 2f64.powi(-33));
 }
 
-#[test]
 fn lane_seeds_differ_across_blocks_and_lanes() {
     let mut seen = std::collections::HashSet::new();
     for block in 0..64u64 {
@@ -86,3 +82,11 @@ fn lane_seeds_differ_across_blocks_and_lanes() {
         }
     }
 }
+
+main_thread_checks!(
+    lane_seeding_matches_rand_xoshiro,
+    every_isa_lane_equals_rand_xoshiro,
+    unavailable_isa_is_an_error,
+    threshold_is_round_p_times_2_pow_32,
+    lane_seeds_differ_across_blocks_and_lanes,
+);

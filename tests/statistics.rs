@@ -2,6 +2,9 @@
 //! within 6 standard deviations of their expectation under independent Bernoulli(1-p)
 //! decisions (a false alarm has probability < 2e-9 per check).
 
+#[macro_use]
+mod common;
+
 use dropnorm::rng::BLOCK;
 use dropnorm::{DropoutParams, dropout, dropout_with_mask, mask_len};
 
@@ -33,7 +36,6 @@ fn assert_binomial(count: usize, n: usize, q: f64, what: &str) {
     );
 }
 
-#[test]
 fn kept_fraction_within_6_sigma() {
     for p in [0.1f32, 0.5, 0.9] {
         for seed in [1u64, 2] {
@@ -44,7 +46,6 @@ fn kept_fraction_within_6_sigma() {
     }
 }
 
-#[test]
 fn mean_of_output_is_the_input_within_6_sigma() {
     let p = 0.3f32;
     let x = vec![1.0f32; N];
@@ -59,7 +60,6 @@ fn mean_of_output_is_the_input_within_6_sigma() {
 /// Adjacent lanes (lag 1), adjacent streams (lag 16), the next draw of the same lane (lag 64)
 /// and other small lags: each of the four (keep_i, keep_i+lag) cells is within 6σ of the count
 /// independence predicts.
-#[test]
 fn pairs_at_small_lags_are_independent() {
     for p in [0.5f32, 0.1] {
         let k = keeps(7, p, 0, N);
@@ -86,7 +86,6 @@ fn pairs_at_small_lags_are_independent() {
 
 /// The same position in neighbouring blocks, and the pairs that straddle each block boundary,
 /// agree as often as independent decisions would.
-#[test]
 fn blocks_are_independent() {
     let blocks = 128;
     let k = keeps(11, 0.5, 0, blocks * BLOCK);
@@ -113,7 +112,6 @@ fn blocks_are_independent() {
     assert_binomial(straddle, pairs, 0.5, "pairs straddling block boundaries");
 }
 
-#[test]
 fn different_seeds_give_different_masks() {
     let n = 1 << 18;
     let base = keeps(1000, 0.5, 0, n);
@@ -137,3 +135,11 @@ fn different_seeds_give_different_masks() {
         "offset 1 is the same stream shifted"
     );
 }
+
+main_thread_checks!(
+    kept_fraction_within_6_sigma,
+    mean_of_output_is_the_input_within_6_sigma,
+    pairs_at_small_lags_are_independent,
+    blocks_are_independent,
+    different_seeds_give_different_masks,
+);

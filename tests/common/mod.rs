@@ -157,3 +157,26 @@ pub fn run_bn(
 pub fn shape_with_at_least(min: usize) -> dropnorm::Shape {
     dropnorm::Shape::nchw(8, 16, min.div_ceil(8 * 16 * 130), 130)
 }
+
+/// Registers checks (plain `fn()`s of the calling file) that need no second thread: each
+/// becomes a libtest test (`main_thread_tests::NAME`), and `MAIN_THREAD` lists them for
+/// `tests/main_thread.rs`, which runs them where libtest cannot (aarch64 under qemu: no thread
+/// starts there). One list, so a check cannot be in one and missing from the other.
+#[allow(unused_macros)]
+macro_rules! main_thread_checks {
+    ($($name:ident),* $(,)?) => {
+        /// The checks of this file that run on the main thread alone.
+        #[allow(dead_code)]
+        pub const MAIN_THREAD: &[(&str, fn())] = &[$((stringify!($name), $name as fn())),*];
+
+        #[cfg(test)]
+        mod main_thread_tests {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name()
+                }
+            )*
+        }
+    };
+}
