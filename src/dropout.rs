@@ -2,11 +2,11 @@
 //!
 //! Semantics and numerics are documented in the crate docs (`src/lib.rs`).
 
+use crate::dispatch::active_kernels;
+use crate::dispatch::{Kernels, Src};
 use crate::error::{check_len, check_min_len};
-use crate::isa::active_kernels;
 use crate::parallel::{Par, for_each_chunk, for_each_chunk2};
 use crate::rng::{self, BLOCK, GROUP, Threshold};
-use crate::simd::{Kernels, Src};
 use crate::{Error, Layout, Shape};
 
 /// Elements per unit of parallel work (and per stack buffer of keep bits).

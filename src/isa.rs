@@ -17,7 +17,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::Error;
-use crate::simd::Kernels;
 
 /// An instruction set the kernels are compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -211,10 +210,4 @@ pub fn active_isa() -> Isa {
         .or_else(|| from_code(FORCED.load(Ordering::Relaxed)))
         .or_else(env_isa)
         .unwrap_or_else(Isa::best)
-}
-
-/// The kernel table of [`active_isa`].
-pub(crate) fn active_kernels() -> &'static Kernels {
-    // Every path above yields an available ISA, and Portable always is.
-    Kernels::for_isa(active_isa()).unwrap_or(&crate::simd::portable::KERNELS)
 }

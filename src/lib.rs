@@ -160,6 +160,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod batch_norm;
+mod dispatch;
 mod dropout;
 mod error;
 mod isa;

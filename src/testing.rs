@@ -1,8 +1,8 @@
 //! Hooks for tests, benches and the roofline example: direct access to per-ISA kernels that
 //! the public API only reaches through dispatch. Not part of the stable API.
 
+use crate::dispatch::Kernels;
 use crate::rng::StreamState;
-use crate::simd::Kernels;
 use crate::{Error, Isa};
 
 fn kernels(isa: Isa) -> Result<&'static Kernels, Error> {
@@ -31,7 +31,7 @@ pub fn has_nt(isa: Isa) -> bool {
 }
 
 /// Output size (bytes) from which the kernels switch to non-temporal stores.
-pub const NT_MIN_BYTES: usize = crate::simd::NT_MIN_BYTES;
+pub const NT_MIN_BYTES: usize = crate::dispatch::NT_MIN_BYTES;
 
 /// Little reader over fuzzer bytes: missing bytes read as zero.
 struct Bytes<'a>(&'a [u8]);

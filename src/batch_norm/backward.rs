@@ -14,13 +14,13 @@ use super::moments::{
 use super::rows::{aligned_like, blocks_last_first, tile_layout, tile_task};
 use super::scratch::{scratch_f32, scratch_f64};
 use super::{BnParams, check_eps, inv_std};
+use crate::dispatch::active_kernels;
+use crate::dispatch::channels::for_each_bwd_block;
+use crate::dispatch::{Kernels, NT_MIN_BYTES_HEAVY, Src};
 use crate::error::check_len;
-use crate::isa::active_kernels;
 use crate::kernels::bn_backward::BwdConsts;
 use crate::kernels::sums::ROW_SEGMENT;
 use crate::parallel::{Par, for_each_chunk};
-use crate::simd::channels::for_each_bwd_block;
-use crate::simd::{Kernels, NT_MIN_BYTES_HEAVY, Src};
 use crate::{Error, Layout, Shape};
 
 /// The batch statistics the training forward saved ([`SavedStatsMut`](super::SavedStatsMut)), read

@@ -4,12 +4,12 @@
 use super::moments::{Geometry, block_width, geometry};
 use super::rows::normalize_rows;
 use super::{BnParams, check_eps, inv_std};
+use crate::dispatch::active_kernels;
+use crate::dispatch::channels::for_each_block_res;
+use crate::dispatch::{NT_MIN_BYTES_HEAVY, Src};
 use crate::error::check_len;
-use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
-use crate::simd::channels::for_each_block_res;
-use crate::simd::{NT_MIN_BYTES_HEAVY, Src};
 use crate::{Error, Layout, Shape};
 
 /// The statistics inference normalizes with (a layer's running mean and variance).

@@ -10,10 +10,10 @@
 use core::ops::Range;
 
 use super::scratch::{scratch_f32, scratch_f64};
+use crate::dispatch::Kernels;
+use crate::dispatch::channels::{Block, Runs};
 use crate::kernels::sums::ROW_SEGMENT;
 use crate::parallel::{Par, for_each_chunk};
-use crate::simd::Kernels;
-use crate::simd::channels::{Block, Runs};
 use crate::{Error, Layout, Shape};
 
 /// Channels per block at most (the column kernels' 64 lanes).

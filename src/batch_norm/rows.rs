@@ -4,9 +4,9 @@
 use core::ops::Range;
 
 use super::scratch::scratch_tiles;
+use crate::dispatch::{Kernels, Src};
 use crate::kernels::bn::Affine;
 use crate::parallel::{Par, for_each_chunk};
-use crate::simd::{Kernels, Src};
 
 /// `y = (x − k)·a + b` by rows for an NC/NHWC tensor of `c` columns, with `consts(ch)` per
 /// column, plus the residual `res` before the ReLU when given; tasks as `par` says. With

@@ -3,10 +3,10 @@
 use super::moments::{
     Geometry, MAX_BLOCK, block_width, count_per_channel, geometry, moments, row_moments_alone,
 };
+use crate::dispatch::active_kernels;
+use crate::dispatch::channels::for_each_block_read;
 use crate::error::check_len;
-use crate::isa::active_kernels;
 use crate::parallel::Par;
-use crate::simd::channels::for_each_block_read;
 use crate::{Error, Layout, Shape};
 
 /// Count, mean and sum of squared deviations (`m2`) of one channel: the statistics of a shard

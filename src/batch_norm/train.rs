@@ -4,12 +4,12 @@ use super::moments::{Geometry, block_width, count_per_channel, from_sums, geomet
 use super::rows::normalize_rows;
 use super::scratch::scratch_f32;
 use super::{BnParams, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
+use crate::dispatch::active_kernels;
+use crate::dispatch::channels::for_each_block;
+use crate::dispatch::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
 use crate::error::check_len;
-use crate::isa::active_kernels;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
-use crate::simd::channels::for_each_block;
-use crate::simd::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
 use crate::{Error, Layout, Shape};
 
 /// Training-mode batch norm, out of place: computes each channel's batch mean and biased

@@ -313,6 +313,36 @@ impl<S: Simd, const RELU: bool> StoreAt<S> for NormalizeStore<S, RELU> {
     }
 }
 
+/// [`normalize_sum_runs`] with the ReLU chosen at run time (the entry point's signature).
+///
+/// # Safety
+/// As [`normalize_sum_runs`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn normalize_sum_runs_relu<S: Simd>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    f: Affine,
+    res: *const f32,
+    relu: bool,
+    nt: bool,
+    xs: *const f32,
+    pivot: f32,
+) -> [f64; 2] {
+    // SAFETY: forwarded.
+    unsafe {
+        if relu {
+            normalize_sum_runs::<S, true>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
+        } else {
+            normalize_sum_runs::<S, false>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
+        }
+    }
+}
+
 /// Normalizes one NCHW channel (runs at `x`/`y`) and, in the same loop, takes the shifted sums
 /// of another channel (runs at `xs`, pivot `pivot`) — bit for bit what [`sums_runs`] returns
 /// for it. Overlapping the next channel's reads with this one's stores is what keeps the

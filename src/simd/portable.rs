@@ -4,7 +4,7 @@
 
 use wide::{f32x16, u32x16};
 
-use super::{Simd, entry_points};
+use super::Simd;
 
 /// Token for the portable backend. Always available.
 #[derive(Clone, Copy)]
@@ -169,5 +169,3 @@ impl Simd for Portable {
         a.simd_ge(b).to_bitmask() as u16
     }
 }
-
-entry_points!(Portable,);

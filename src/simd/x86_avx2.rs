@@ -2,7 +2,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Simd, entry_points};
+use super::Simd;
 
 /// Token proving the CPU has AVX2 and FMA (see [`Isa::Avx2`]).
 #[derive(Clone, Copy)]
@@ -297,7 +297,3 @@ unsafe fn ge_half(a: __m256i, b: __m256i) -> u16 {
         _mm256_movemask_ps(_mm256_castsi256_ps(ge)) as u16
     }
 }
-
-entry_points!(Avx2,
-    #[target_feature(enable = "avx2,fma")]
-);

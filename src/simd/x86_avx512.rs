@@ -2,7 +2,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Simd, entry_points};
+use super::Simd;
 
 /// Token proving the CPU has AVX-512 F/BW/DQ/VL (see [`Isa::Avx512`]).
 #[derive(Clone, Copy)]
@@ -238,7 +238,3 @@ impl Simd for Avx512 {
         unsafe { _mm512_cmpge_epu32_mask(a, b) }
     }
 }
-
-entry_points!(Avx512,
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-);

@@ -1,98 +1,32 @@
-//! The per-ISA table of kernel entry points and its safe, slice-based wrappers.
+//! The table type of kernel entry points and its safe, slice-based wrappers.
 //!
 //! The wrappers are the boundary of the unsafe layer: they check every length the entry point
 //! relies on (an internal invariant — public functions have validated their arguments already,
 //! so these asserts never fire on user input) and then call through the function pointer.
 
 use crate::Isa;
-use crate::kernels::bn::Affine;
-use crate::kernels::bn_backward::{BwdConsts, BwdIn};
+use crate::kernels::bn_backward::BwdIn;
 use crate::rng::{BLOCK, STREAMS, StreamState};
 
-/// Function pointers to one ISA's instantiation of every kernel. `Copy + Send + Sync`, so a
-/// rayon closure can capture it.
-#[derive(Clone, Copy)]
-pub(crate) struct Kernels {
-    /// Whether this ISA has real non-temporal stores.
-    pub nt: bool,
-    pub(super) keep_bits: unsafe fn(&[StreamState; STREAMS], usize, usize, u32, *mut u16),
-    // The raw lanes, for the stream-layout tests only (`testing::xoshiro_lanes`).
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(super) random_u32: unsafe fn(&StreamState, usize, *mut u32),
-    pub(super) apply_mask: unsafe fn(*const f32, *mut f32, usize, *const u16, f32, bool),
-    #[allow(clippy::type_complexity)]
-    pub(super) dropout_segment: unsafe fn(
-        &[StreamState; STREAMS],
-        usize,
-        *const f32,
-        *mut f32,
-        usize,
-        *mut u16,
-        u32,
-        f32,
-        bool,
-    ),
-    #[allow(clippy::type_complexity)]
-    pub(super) scale_planes: unsafe fn(*const f32, *mut f32, usize, usize, *const u16, f32, bool),
-    pub(super) copy: unsafe fn(*const f32, *mut f32, usize, bool),
-    pub(super) fill: unsafe fn(*mut f32, usize, f32, bool),
-    #[allow(clippy::type_complexity)]
-    pub(super) bn_sums_runs:
-        unsafe fn(*const f32, usize, usize, usize, usize, *const f32, *mut f64),
-    #[allow(clippy::type_complexity)]
-    pub(super) bn_normalize_runs: unsafe fn(
-        *const f32,
-        *mut f32,
-        usize,
-        usize,
-        usize,
-        usize,
-        *const Affine,
-        *const f32,
-        bool,
-        bool,
-        usize,
-    ),
-    #[allow(clippy::type_complexity)]
-    pub(super) bn_normalize_sum_runs: unsafe fn(
-        *const f32,
-        *mut f32,
-        usize,
-        usize,
-        usize,
-        Affine,
-        *const f32,
-        bool,
-        bool,
-        *const f32,
-        f32,
-    ) -> [f64; 2],
-    pub(super) bn_sums_rows: unsafe fn(*const f32, usize, usize, usize, *const f32, *mut f64),
-    #[allow(clippy::type_complexity)]
-    pub(super) bn_normalize_tiled:
-        unsafe fn(*const f32, *mut f32, usize, *const f32, usize, *const f32, bool, bool),
-    pub(super) bn_bwd_sums_runs: unsafe fn(BwdIn, usize, usize, usize, f32) -> [f64; 2],
-    #[allow(clippy::type_complexity)]
-    pub(super) bn_bwd_dx_runs:
-        unsafe fn(BwdIn, *mut f32, *mut f32, usize, usize, usize, BwdConsts, bool),
-    #[allow(clippy::type_complexity)]
-    pub(super) bn_bwd_dx_sums_runs: unsafe fn(
-        BwdIn,
-        *mut f32,
-        *mut f32,
-        usize,
-        usize,
-        usize,
-        BwdConsts,
-        bool,
-        BwdIn,
-        f32,
-    ) -> [f64; 2],
-    pub(super) bn_bwd_sums_rows: unsafe fn(BwdIn, usize, usize, usize, *const f32, *mut f64),
-    #[allow(clippy::type_complexity)]
-    pub(super) bn_bwd_dx_tiled:
-        unsafe fn(BwdIn, *mut f32, *mut f32, usize, *const f32, usize, bool),
+/// `kernel_list!(kernel_table)`: the table type, a function pointer per kernel.
+macro_rules! kernel_table {
+    (; $( $(#[$field:meta])* $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?
+        => $kernel:path ; )*) => {
+        /// Function pointers to one ISA's instantiation of every kernel. `Copy + Send + Sync`,
+        /// so a rayon closure can capture it.
+        #[derive(Clone, Copy)]
+        pub(crate) struct Kernels {
+            /// Whether this ISA has real non-temporal stores.
+            pub nt: bool,
+            $(
+                $(#[$field])*
+                #[allow(clippy::type_complexity)]
+                pub(super) $name: unsafe fn($($ty),*) $(-> $ret)?,
+            )*
+        }
+    };
 }
+kernel_list!(kernel_table);
 
 /// Where an elementwise kernel reads its input: another slice, or the output itself.
 #[derive(Clone, Copy)]
@@ -155,11 +89,11 @@ impl Kernels {
             return None;
         }
         match isa {
-            Isa::Portable => Some(&super::portable::KERNELS),
+            Isa::Portable => Some(&super::entry::portable::KERNELS),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Some(&super::x86_avx2::KERNELS),
+            Isa::Avx2 => Some(&super::entry::avx2::KERNELS),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => Some(&super::x86_avx512::KERNELS),
+            Isa::Avx512 => Some(&super::entry::avx512::KERNELS),
             #[cfg(not(target_arch = "x86_64"))]
             _ => None,
         }

@@ -1,0 +1,59 @@
+//! Each ISA's `#[target_feature]` entry points and its static table, stamped out from
+//! [`super::list`]. An entry point only instantiates its kernel's generic body for the
+//! backend, so with every body `#[inline(always)]` the whole kernel is compiled with the ISA's
+//! features (`.ci/run` checks that no `dropnorm::kernels::` symbol is left out of line).
+
+use super::Kernels;
+
+/// `item` with the attributes in brackets before it (a macro of its own: the bracketed list
+/// repeats apart from the kernels in `entry_points!`).
+macro_rules! with_attrs {
+    ([$(#[$attr:meta])*] $item:item) => {
+        $(#[$attr])*
+        $item
+    };
+}
+
+/// `entry_points! { Backend, [attributes of every entry point]; list }`: the entry points of
+/// one backend and `KERNELS`, its table.
+macro_rules! entry_points {
+    ($backend:ty, $attrs:tt ;
+     $( $(#[$field:meta])* $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?
+        => $kernel:path ; )*) => {
+        $(
+            with_attrs! { $attrs
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+                    // SAFETY: the callers are the safe wrappers of `Kernels`, which hold this
+                    // table only where `Kernels::for_isa` found the backend's CPU features,
+                    // and which check the kernel's contract before they call.
+                    unsafe { $kernel(<$backend>::new(), $($arg),*) }
+                }
+            }
+        )*
+
+        pub(crate) static KERNELS: Kernels = Kernels {
+            nt: <$backend as crate::simd::Simd>::NT,
+            $($name),*
+        };
+    };
+}
+
+pub(super) mod portable {
+    use super::Kernels;
+    kernel_list!(entry_points crate::simd::portable::Portable, []);
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx2 {
+    use super::Kernels;
+    kernel_list!(entry_points crate::simd::x86_avx2::Avx2,
+        [#[target_feature(enable = "avx2,fma")]]);
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512 {
+    use super::Kernels;
+    kernel_list!(entry_points crate::simd::x86_avx512::Avx512,
+        [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]]);
+}

@@ -1,0 +1,162 @@
+//! Every kernel, once: `name(entry-point arguments) -> result => body`, where the body is a
+//! function in `crate::kernels`, generic over the backend, taking the backend token and then
+//! the entry point's arguments in order. `kernel_list!(m extra..)` calls `m! { extra..; list }`:
+//! [`super::table`] makes the [`super::Kernels`] fields of it, [`super::entry`] the entry
+//! points and a table per ISA. Attributes before an entry apply to its table field.
+
+macro_rules! kernel_list {
+    ($then:ident $($extra:tt)*) => {
+        $then! { $($extra)* ;
+            keep_bits(
+                st: &[crate::rng::StreamState; crate::rng::STREAMS],
+                first: usize,
+                groups: usize,
+                thresh: u32,
+                out: *mut u16,
+            ) => crate::kernels::bits::keep_bits;
+
+            // The raw lanes, for the stream-layout tests only (`testing::xoshiro_lanes`).
+            #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+            random_u32(st: &crate::rng::StreamState, draws: usize, out: *mut u32)
+                => crate::kernels::bits::random_u32;
+
+            apply_mask(x: *const f32, y: *mut f32, n: usize, bits: *const u16, scale: f32, nt: bool)
+                => crate::kernels::stream::apply_mask;
+
+            dropout_segment(
+                st: &[crate::rng::StreamState; crate::rng::STREAMS],
+                j0: usize,
+                x: *const f32,
+                y: *mut f32,
+                n: usize,
+                bits: *mut u16,
+                thresh: u32,
+                scale: f32,
+                nt: bool,
+            ) => crate::kernels::stream::dropout_segment;
+
+            scale_planes(
+                x: *const f32,
+                y: *mut f32,
+                planes: usize,
+                len: usize,
+                bits: *const u16,
+                s: f32,
+                nt: bool,
+            ) => crate::kernels::stream::scale_planes;
+
+            copy(x: *const f32, y: *mut f32, n: usize, nt: bool) => crate::kernels::stream::copy;
+
+            fill(y: *mut f32, n: usize, v: f32, nt: bool) => crate::kernels::stream::fill;
+
+            bn_sums_runs(
+                x: *const f32,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                g: usize,
+                pivots: *const f32,
+                out: *mut f64,
+            ) => crate::kernels::bn::sums_runs;
+
+            bn_normalize_runs(
+                x: *const f32,
+                y: *mut f32,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                g: usize,
+                aff: *const crate::kernels::bn::Affine,
+                res: *const f32,
+                relu: bool,
+                nt: bool,
+                prefetch: usize,
+            ) => crate::kernels::bn::normalize_runs;
+
+            bn_normalize_sum_runs(
+                x: *const f32,
+                y: *mut f32,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                f: crate::kernels::bn::Affine,
+                res: *const f32,
+                relu: bool,
+                nt: bool,
+                xs: *const f32,
+                pivot: f32,
+            ) -> [f64; 2] => crate::kernels::bn::normalize_sum_runs_relu;
+
+            bn_sums_rows(
+                x: *const f32,
+                rows: usize,
+                stride: usize,
+                w: usize,
+                pivots: *const f32,
+                out: *mut f64,
+            ) => crate::kernels::bn::sums_rows;
+
+            bn_normalize_tiled(
+                x: *const f32,
+                y: *mut f32,
+                n: usize,
+                aff: *const f32,
+                l: usize,
+                res: *const f32,
+                relu: bool,
+                nt: bool,
+            ) => crate::kernels::bn::normalize_tiled;
+
+            bn_bwd_sums_runs(
+                inp: crate::kernels::bn_backward::BwdIn,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                mean: f32,
+            ) -> [f64; 2] => crate::kernels::bn_backward::sums_runs;
+
+            bn_bwd_dx_runs(
+                inp: crate::kernels::bn_backward::BwdIn,
+                dx: *mut f32,
+                dr: *mut f32,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                c: crate::kernels::bn_backward::BwdConsts,
+                nt: bool,
+            ) => crate::kernels::bn_backward::dx_runs;
+
+            bn_bwd_dx_sums_runs(
+                inp: crate::kernels::bn_backward::BwdIn,
+                dx: *mut f32,
+                dr: *mut f32,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                c: crate::kernels::bn_backward::BwdConsts,
+                nt: bool,
+                next: crate::kernels::bn_backward::BwdIn,
+                mean_next: f32,
+            ) -> [f64; 2] => crate::kernels::bn_backward::dx_sums_runs;
+
+            bn_bwd_sums_rows(
+                inp: crate::kernels::bn_backward::BwdIn,
+                rows: usize,
+                stride: usize,
+                w: usize,
+                mean: *const f32,
+                out: *mut f64,
+            ) => crate::kernels::bn_backward::sums_rows;
+
+            bn_bwd_dx_tiled(
+                inp: crate::kernels::bn_backward::BwdIn,
+                dx: *mut f32,
+                dr: *mut f32,
+                n: usize,
+                aff: *const f32,
+                l: usize,
+                nt: bool,
+            ) => crate::kernels::bn_backward::dx_tiled;
+        }
+    };
+}
