@@ -2,47 +2,13 @@
 //! counts this thread's allocations over repeated calls of every kernel family at sizes below
 //! the parallel threshold. (The first call of each may allocate its thread-local scratch.)
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::cell::Cell;
+mod counting_alloc;
 
 use dropnorm::*;
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; the bookkeeping touches only const-initialized
-// thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            COUNT.with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn allocations(mut f: impl FnMut()) -> usize {
-    f(); // warm: thread-local scratch
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|c| c.set(true));
-    for _ in 0..10 {
-        f();
-    }
-    COUNTING.with(|c| c.set(false));
-    COUNT.with(|c| c.get())
+/// Allocations made by `f` on this thread over ten calls, after one to warm its scratch.
+fn allocations(f: impl FnMut()) -> usize {
+    counting_alloc::on_this_thread(1, 10, f)
 }
 
 #[test]

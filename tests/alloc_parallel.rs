@@ -9,49 +9,16 @@
 //! `join` inside the pool.
 #![cfg(feature = "rayon")]
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod counting_alloc;
 
 use dropnorm::*;
 use rayon::prelude::*;
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator; the bookkeeping is two atomics.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const CALLS: usize = 200;
 
 /// Allocations on any thread during `CALLS` calls of `f`, after a few warm ones.
 fn allocations(f: &mut (dyn FnMut() + Send)) -> usize {
-    for _ in 0..5 {
-        f();
-    }
-    COUNT.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for _ in 0..CALLS {
-        f();
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    COUNT.load(Ordering::SeqCst)
+    counting_alloc::on_any_thread(5, CALLS, f)
 }
 
 /// One test, so that no other test's allocations run concurrently with the counting.
