@@ -137,11 +137,11 @@ fn bench(c: &mut Criterion) {
                             black_box(&x),
                             &res,
                             None,
+                            grads,
                             shape,
                             layout,
                             &params,
                             &saved,
-                            grads,
                         )
                     })
                 })

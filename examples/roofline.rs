@@ -423,7 +423,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             let mut st = vec![dropnorm::ChannelStats::default(); 64];
             let flat = Shape::nchw(1, 64, 1, n / 64);
             let read = time(budget, || {
-                dropnorm::channel_stats(&x, flat, Layout::Nchw, &mut st).expect("valid")
+                dropnorm::channel_stats(&x, &mut st, flat, Layout::Nchw).expect("valid")
             });
             let copy = 8.0 * n as f64 / copy_gbps.max(copy_nt_gbps) / 1e9;
             row(
@@ -482,7 +482,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
                 dgamma: &mut dg,
                 dbeta: &mut db,
             };
-            dropnorm::batch_norm_backward(&x, &dy, None, shape, layout, &params, &saved, grads)
+            dropnorm::batch_norm_backward(&x, &dy, None, grads, shape, layout, &params, &saved)
                 .expect("valid")
         });
         row("bn_backward", d.as_secs_f64(), bytes, naive).print(o.json);

@@ -244,13 +244,13 @@ pub fn dropout_backward_inplace(dy: &mut [f32], params: &DropoutParams) -> Resul
 /// use dropnorm::{DropoutParams, dropout_backward_with_mask};
 /// let dy = [1.0f32, 2.0, 3.0, 4.0];
 /// let mut dx = [0.0f32; 4];
-/// dropout_backward_with_mask(&dy, &mut dx, &[0b0101], &DropoutParams::new(0.5, 0)).unwrap();
+/// dropout_backward_with_mask(&dy, &[0b0101], &mut dx, &DropoutParams::new(0.5, 0)).unwrap();
 /// assert_eq!(dx, [2.0, 0.0, 6.0, 0.0]);
 /// ```
 pub fn dropout_backward_with_mask(
     dy: &[f32],
-    dx: &mut [f32],
     mask: &[u8],
+    dx: &mut [f32],
     params: &DropoutParams,
 ) -> Result<(), Error> {
     check_len("dx", dy.len(), dx.len())?;

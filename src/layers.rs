@@ -11,28 +11,6 @@ use crate::batch_norm::{
 };
 use crate::{DropoutParams, Error, Layout, Shape, dropout, dropout_backward};
 
-/// How a [`BatchNorm`] layer's running statistics follow the batches.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Convention {
-    /// PyTorch with `momentum` (0.1 by default): unbiased running variance.
-    PyTorch(f32),
-    /// PyTorch with `momentum = None`: cumulative average over the batches seen.
-    PyTorchCumulative,
-    /// ONNX / MXNet / d2l with `momentum` (0.9 by default): biased running variance.
-    Onnx(f32),
-}
-
-impl Default for Convention {
-    /// PyTorch's default, `momentum = 0.1`.
-    ///
-    /// ```
-    /// assert_eq!(dropnorm::Convention::default(), dropnorm::Convention::PyTorch(0.1));
-    /// ```
-    fn default() -> Self {
-        Convention::PyTorch(0.1)
-    }
-}
-
 /// A batch-normalization layer over `channels` channels of tensors in `layout`.
 ///
 /// ```
@@ -62,8 +40,8 @@ pub struct BatchNorm {
     pub dbeta: Vec<f32>,
     /// Added to the variance (1e-5 by default).
     pub eps: f32,
-    /// Running-statistics convention (PyTorch, momentum 0.1, by default).
-    pub convention: Convention,
+    /// How the running statistics follow the batches (PyTorch, momentum 0.1, by default).
+    pub momentum: Momentum,
     /// Fused ReLU after the normalization.
     pub relu: bool,
     layout: Layout,
@@ -79,9 +57,9 @@ impl BatchNorm {
     /// A layer in training mode with PyTorch's defaults (eps 1e-5, momentum 0.1).
     ///
     /// ```
-    /// use dropnorm::{BatchNorm, Convention, Layout};
+    /// use dropnorm::{BatchNorm, Layout, Momentum};
     /// let mut bn = BatchNorm::new(64, Layout::Nchw);
-    /// bn.convention = Convention::Onnx(0.9); // ONNX/MXNet running statistics instead
+    /// bn.momentum = Momentum::Onnx(0.9); // ONNX/MXNet running statistics instead
     /// bn.relu = true;
     /// assert_eq!((bn.gamma.len(), bn.eps), (64, 1e-5));
     /// ```
@@ -94,7 +72,7 @@ impl BatchNorm {
             dgamma: vec![0.0; channels],
             dbeta: vec![0.0; channels],
             eps: 1e-5,
-            convention: Convention::PyTorch(0.1),
+            momentum: Momentum::PyTorch(0.1),
             relu: false,
             layout,
             training: true,
@@ -182,13 +160,6 @@ impl BatchNorm {
             };
             return batch_norm_infer(x, y, shape, self.layout, &self.params(), &stats);
         }
-        let momentum = match self.convention {
-            Convention::PyTorch(m) => Momentum::PyTorch(m),
-            Convention::PyTorchCumulative => Momentum::PyTorchCumulative {
-                batches: self.batches + 1,
-            },
-            Convention::Onnx(m) => Momentum::Onnx(m),
-        };
         let params = BnParams::new(self.eps)
             .with_affine(&self.gamma, &self.beta)
             .with_relu(self.relu);
@@ -199,10 +170,10 @@ impl BatchNorm {
         let running = RunningStatsMut {
             mean: &mut self.running_mean,
             var: &mut self.running_var,
-            momentum,
+            batches: &mut self.batches,
         };
-        batch_norm_train(x, y, shape, self.layout, &params, saved, Some(running))?;
-        self.batches += 1;
+        let running = Some((running, self.momentum));
+        batch_norm_train(x, y, shape, self.layout, &params, saved, running)?;
         self.saved_valid = true;
         Ok(())
     }
@@ -252,7 +223,7 @@ impl BatchNorm {
                 mean: &self.running_mean,
                 var: &self.running_var,
             };
-            return batch_norm_backward_eval(x, dy, y, shape, self.layout, &params, &stats, grads);
+            return batch_norm_backward_eval(x, dy, y, grads, shape, self.layout, &params, &stats);
         }
         if !self.saved_valid {
             return Err(Error::BackwardBeforeForward);
@@ -261,7 +232,7 @@ impl BatchNorm {
             mean: &self.saved_mean,
             invstd: &self.saved_invstd,
         };
-        batch_norm_backward(x, dy, y, shape, self.layout, &params, &saved, grads)
+        batch_norm_backward(x, dy, y, grads, shape, self.layout, &params, &saved)
     }
 }
 

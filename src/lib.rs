@@ -186,8 +186,8 @@ pub mod reference;
 pub mod testing;
 
 pub use batch_norm::{
-    BnGrads, BnParams, ChannelStats, Momentum, RunningStats, RunningStatsMut, SavedStats,
-    SavedStatsMut, batch_norm_add_relu_backward, batch_norm_add_relu_infer,
+    AddReluGrads, BnGrads, BnParams, ChannelStats, Momentum, RunningStats, RunningStatsMut,
+    SavedStats, SavedStatsMut, batch_norm_add_relu_backward, batch_norm_add_relu_infer,
     batch_norm_add_relu_train, batch_norm_backward, batch_norm_backward_eval, batch_norm_infer,
     batch_norm_infer_inplace, batch_norm_train, batch_norm_train_inplace, channel_stats, fold,
     fold_into,
@@ -199,5 +199,5 @@ pub use dropout::{
 };
 pub use error::Error;
 pub use isa::{Isa, UnknownIsa, active_isa, force_isa, with_isa};
-pub use layers::{BatchNorm, Convention, Dropout};
+pub use layers::{BatchNorm, Dropout};
 pub use shape::{Layout, Shape};

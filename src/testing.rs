@@ -161,7 +161,7 @@ pub fn fuzz_dropout(data: &[u8]) {
                 );
             }
             let mut dx = vec![0.0f32; n];
-            crate::dropout_backward_with_mask(&x, &mut dx, &mask, &params).unwrap();
+            crate::dropout_backward_with_mask(&x, &mask, &mut dx, &params).unwrap();
             if params.training && p > 0.0 {
                 assert!(same_bits(&dx, &y), "{isa}: backward from mask");
             }
@@ -248,13 +248,12 @@ pub fn fuzz_bn_train(data: &[u8]) {
         _ => 1e-5,
     };
     let m = b.f32();
-    let momentum = match b.u8() % 4 {
-        0 => Momentum::PyTorch(m),
-        1 => Momentum::Onnx(m),
-        2 => Momentum::PyTorchCumulative {
-            batches: b.u8() as u64,
-        },
-        _ => Momentum::PyTorch(0.1),
+    // Batches seen before the call: any count, for the cumulative average.
+    let (momentum, batches) = match b.u8() % 4 {
+        0 => (Momentum::PyTorch(m), 0),
+        1 => (Momentum::Onnx(m), 0),
+        2 => (Momentum::PyTorchCumulative, b.u8() as u64),
+        _ => (Momentum::PyTorch(0.1), 0),
     };
     let len_delta = (b.u8() % 3) as isize - 1; // -1, 0, +1: wrong lengths too
     let rest: Vec<f32> = b.floats(8192);
@@ -291,6 +290,7 @@ pub fn fuzz_bn_train(data: &[u8]) {
                 vec![0.0f32; c],
                 vec![1.0f32; c],
             );
+            let mut nb = batches;
             let r = crate::batch_norm_train(
                 &x,
                 &mut y,
@@ -301,17 +301,20 @@ pub fn fuzz_bn_train(data: &[u8]) {
                     mean: &mut sm,
                     invstd: &mut si,
                 },
-                Some(RunningStatsMut {
-                    mean: &mut rm,
-                    var: &mut rv,
+                Some((
+                    RunningStatsMut {
+                        mean: &mut rm,
+                        var: &mut rv,
+                        batches: &mut nb,
+                    },
                     momentum,
-                }),
+                )),
             );
             let valid = xlen == numel
                 && shape.numel().is_ok()
                 && eps.is_finite()
                 && eps >= 0.0
-                && momentum.weights().is_ok()
+                && momentum.weights(batches + 1).is_ok()
                 && (c == 0 || numel / c >= 2);
             assert_eq!(
                 r.is_ok(),
@@ -324,9 +327,11 @@ pub fn fuzz_bn_train(data: &[u8]) {
                     "{isa}: written on error"
                 );
                 assert!(rm.iter().all(|&v| v == 0.0) && rv.iter().all(|&v| v == 1.0));
+                assert_eq!(nb, batches, "{isa}: batches counted on error");
                 return;
             }
-            if all_moderate && momentum.weights().is_ok_and(|w| w.0.is_finite()) {
+            assert_eq!(nb, batches + 1, "{isa}: batches not counted");
+            if all_moderate && momentum.weights(batches + 1).is_ok_and(|w| w.0.is_finite()) {
                 assert!(
                     y.iter().all(|v| v.is_finite()),
                     "{isa}: non-finite y from finite input"
@@ -343,6 +348,7 @@ pub fn fuzz_bn_train(data: &[u8]) {
             let mut z = x.clone();
             let (mut sm2, mut si2, mut rm2, mut rv2) =
                 (fresh(c), fresh(c), vec![0.0f32; c], vec![1.0f32; c]);
+            let mut nb2 = batches;
             crate::batch_norm_train_inplace(
                 &mut z,
                 shape,
@@ -352,11 +358,14 @@ pub fn fuzz_bn_train(data: &[u8]) {
                     mean: &mut sm2,
                     invstd: &mut si2,
                 },
-                Some(RunningStatsMut {
-                    mean: &mut rm2,
-                    var: &mut rv2,
+                Some((
+                    RunningStatsMut {
+                        mean: &mut rm2,
+                        var: &mut rv2,
+                        batches: &mut nb2,
+                    },
                     momentum,
-                }),
+                )),
             )
             .expect("valid in place");
             assert!(
@@ -575,11 +584,11 @@ pub fn fuzz_bn_backward(data: &[u8]) {
                 &cs.x,
                 &cs.other[..n],
                 yy,
+                grads,
                 cs.shape,
                 cs.layout,
                 &cs.params(),
                 &saved,
-                grads,
             );
             assert_eq!(r.is_ok(), valid, "{isa}: backward {r:?}");
             if r.is_err() {
@@ -599,8 +608,9 @@ pub fn fuzz_bn_backward(data: &[u8]) {
                 );
             }
             let (mut dr, mut dx2, mut dg2, mut db2) = (fresh(n), fresh(n), fresh(c), fresh(c));
-            let grads = BnGrads {
+            let grads = crate::AddReluGrads {
                 dx: &mut dx2,
+                dr: &mut dr,
                 dgamma: &mut dg2,
                 dbeta: &mut db2,
             };
@@ -608,12 +618,11 @@ pub fn fuzz_bn_backward(data: &[u8]) {
                 &cs.x,
                 &cs.other[..n],
                 &y,
-                &mut dr,
+                grads,
                 cs.shape,
                 cs.layout,
                 &cs.params(),
                 &saved,
-                grads,
             )
             .expect("valid");
             for i in 0..n {

@@ -71,9 +71,10 @@ fn run_all(isa: Isa) {
                 let running = RunningStatsMut {
                     mean: &mut rm,
                     var: &mut rv,
-                    momentum: Momentum::PyTorch(0.1),
+                    batches: &mut 0,
                 };
-                batch_norm_train(&x, &mut y, shape, layout, &params, saved, Some(running)).unwrap()
+                let running = Some((running, Momentum::PyTorch(0.1)));
+                batch_norm_train(&x, &mut y, shape, layout, &params, saved, running).unwrap()
             }),
         );
         let stats = RunningStats {
@@ -96,7 +97,7 @@ fn run_all(isa: Isa) {
                     dgamma: &mut dg,
                     dbeta: &mut db,
                 };
-                batch_norm_backward(&x, &dy, None, shape, layout, &params, &saved, grads).unwrap()
+                batch_norm_backward(&x, &dy, None, grads, shape, layout, &params, &saved).unwrap()
             }),
         );
         check(
@@ -107,13 +108,13 @@ fn run_all(isa: Isa) {
                     dgamma: &mut dg,
                     dbeta: &mut db,
                 };
-                batch_norm_backward_eval(&x, &dy, None, shape, layout, &params, &stats, grads)
+                batch_norm_backward_eval(&x, &dy, None, grads, shape, layout, &params, &stats)
                     .unwrap()
             }),
         );
         check(
             "channel_stats",
-            allocations(|| channel_stats(&x, shape, layout, &mut st).unwrap()),
+            allocations(|| channel_stats(&x, &mut st, shape, layout).unwrap()),
         );
     }
 }

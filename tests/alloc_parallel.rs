@@ -94,7 +94,7 @@ fn parallel_calls_allocate_no_more_than_rayon() {
                         dgamma: &mut dg,
                         dbeta: &mut db,
                     };
-                    batch_norm_backward(&x, &dy, None, shape, layout, &params, &saved, grads)
+                    batch_norm_backward(&x, &dy, None, grads, shape, layout, &params, &saved)
                         .unwrap()
                 }),
             );

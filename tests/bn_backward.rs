@@ -116,16 +116,22 @@ fn run(
             x,
             dy,
             relu.then_some(&y[..]),
+            grads,
             shape,
             layout,
             &params,
             &saved,
-            grads,
         )
         .unwrap(),
         Some(_) => {
-            batch_norm_add_relu_backward(x, dy, &y, &mut dr, shape, layout, &params, &saved, grads)
-                .unwrap()
+            let BnGrads { dx, dgamma, dbeta } = grads;
+            let grads = AddReluGrads {
+                dx,
+                dr: &mut dr,
+                dgamma,
+                dbeta,
+            };
+            batch_norm_add_relu_backward(x, dy, &y, grads, shape, layout, &params, &saved).unwrap()
         }
     }
     Run {
@@ -406,7 +412,7 @@ fn eval_backward_matches_pytorch_eval_gradients() {
                 };
                 let yr = relu.then_some(&y[..]);
                 with_isa(isa, || {
-                    batch_norm_backward_eval(&x, &dy, yr, shape, layout, &params, &stats, grads)
+                    batch_norm_backward_eval(&x, &dy, yr, grads, shape, layout, &params, &stats)
                 })
                 .unwrap()
                 .unwrap();
@@ -462,11 +468,11 @@ fn eval_backward_reference_case() {
         &x,
         &dy,
         None,
+        grads,
         Shape::nc(3, 1),
         Layout::Nc,
         &params,
         &stats,
-        grads,
     )
     .unwrap();
     // x̂ = (x − 0.5)/2 = [0.25, 0.75, 1.75]; Σdy·x̂ = 0.25 − 0.75 + 0.875.
@@ -488,15 +494,15 @@ fn errors_name_the_argument_and_write_nothing() {
         &x,
         &x,
         None,
-        shape,
-        Layout::Nchw,
-        &relu,
-        &saved,
         BnGrads {
             dx: &mut dx,
             dgamma: &mut dg,
             dbeta: &mut db,
         },
+        shape,
+        Layout::Nchw,
+        &relu,
+        &saved,
     )
     .unwrap_err();
     assert_eq!(e, Error::MissingArgument { arg: "y" });
@@ -504,15 +510,15 @@ fn errors_name_the_argument_and_write_nothing() {
         &x,
         &x[..20],
         None,
-        shape,
-        Layout::Nchw,
-        &BnParams::new(1e-5),
-        &saved,
         BnGrads {
             dx: &mut dx,
             dgamma: &mut dg,
             dbeta: &mut db,
         },
+        shape,
+        Layout::Nchw,
+        &BnParams::new(1e-5),
+        &saved,
     )
     .unwrap_err();
     assert!(e.to_string().contains("`dy`"), "{e}");
@@ -524,15 +530,15 @@ fn errors_name_the_argument_and_write_nothing() {
         &x,
         &x,
         None,
-        shape,
-        Layout::Nchw,
-        &BnParams::new(1e-5),
-        &other,
         BnGrads {
             dx: &mut dx,
             dgamma: &mut dg,
             dbeta: &mut db,
         },
+        shape,
+        Layout::Nchw,
+        &BnParams::new(1e-5),
+        &other,
     )
     .unwrap_err();
     assert!(e.to_string().contains("`saved.mean`"), "{e}");
@@ -541,19 +547,19 @@ fn errors_name_the_argument_and_write_nothing() {
         &x,
         &x,
         &x,
-        &mut dr,
+        AddReluGrads {
+            dx: &mut dx,
+            dr: &mut dr,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        },
         shape,
         Layout::Nchw,
         &BnParams::new(1e-5),
         &saved,
-        BnGrads {
-            dx: &mut dx,
-            dgamma: &mut dg,
-            dbeta: &mut db,
-        },
     )
     .unwrap_err();
-    assert!(e.to_string().contains("`dr`"), "{e}");
+    assert!(e.to_string().contains("`grads.dr`"), "{e}");
     assert!(
         dx.iter()
             .chain(&dg)
@@ -612,11 +618,14 @@ fn check_add_relu_train(shape: Shape, layout: Layout) {
                 mean: &mut m1,
                 invstd: &mut s1,
             },
-            Some(RunningStatsMut {
-                mean: &mut rm1,
-                var: &mut rv1,
-                momentum: Momentum::PyTorch(0.1),
-            }),
+            Some((
+                RunningStatsMut {
+                    mean: &mut rm1,
+                    var: &mut rv1,
+                    batches: &mut 0,
+                },
+                Momentum::PyTorch(0.1),
+            )),
         )
         .unwrap();
         let (mut m2, mut s2, mut rm2, mut rv2) = mk();
@@ -631,11 +640,14 @@ fn check_add_relu_train(shape: Shape, layout: Layout) {
                 mean: &mut m2,
                 invstd: &mut s2,
             },
-            Some(RunningStatsMut {
-                mean: &mut rm2,
-                var: &mut rv2,
-                momentum: Momentum::PyTorch(0.1),
-            }),
+            Some((
+                RunningStatsMut {
+                    mean: &mut rm2,
+                    var: &mut rv2,
+                    batches: &mut 0,
+                },
+                Momentum::PyTorch(0.1),
+            )),
         )
         .unwrap();
         for (v, rr) in y2.iter_mut().zip(&r) {

@@ -176,7 +176,7 @@ fn fold_matches_inference() {
         };
         let params = BnParams::new(1e-3).with_affine(&cs.gamma, &cs.beta);
         let (mut a, mut b) = (vec![0.0f32; shape.c], vec![0.0f32; shape.c]);
-        fold(&params, &stats, &mut a, &mut b).unwrap();
+        fold(&mut a, &mut b, &params, &stats).unwrap();
         let mut y = vec![0.0f32; cs.x.len()];
         batch_norm_infer(&cs.x, &mut y, shape, layout, &params, &stats).unwrap();
         for ch in 0..shape.c {
@@ -338,7 +338,7 @@ fn errors_name_the_argument_and_write_nothing() {
     assert!(e.to_string().contains("`r`"), "{e}");
     assert!(y.iter().all(|&v| v == 7.0));
     let (mut a, mut b) = ([9.0f32; 3], [9.0f32; 2]);
-    assert!(fold(&BnParams::new(1e-5), &good, &mut a, &mut b).is_err());
+    assert!(fold(&mut a, &mut b, &BnParams::new(1e-5), &good).is_err());
     assert_eq!(a, [9.0; 3]);
     let mut w = [1.0f32; 7];
     let mut bias = [0.0f32; 3];

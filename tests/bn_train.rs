@@ -72,9 +72,10 @@ fn check_against_reference(x: &[f32], shape: Shape, layout: Layout, params: &BnP
     for momentum in [
         Momentum::PyTorch(0.1),
         Momentum::Onnx(0.9),
-        Momentum::PyTorchCumulative { batches: 3 },
+        Momentum::PyTorchCumulative,
     ] {
-        let o = run_bn(x, shape, layout, params, momentum);
+        // After two batches: the cumulative average weights this one 1/3.
+        let o = run_bn_after(x, shape, layout, params, momentum, 2);
         for (i, (&y, &w)) in o.y.iter().zip(&want_y).enumerate() {
             let ch = (0..c)
                 .find(|&ch| {
@@ -111,8 +112,8 @@ fn check_against_reference(x: &[f32], shape: Shape, layout: Layout, params: &BnP
                         (1.0 - m) * 2.0 + m * var * count / (count - 1.0),
                     )
                 }
-                Momentum::PyTorchCumulative { batches } => {
-                    let m = 1.0 / batches as f64;
+                Momentum::PyTorchCumulative => {
+                    let m = 1.0 / 3.0;
                     (
                         (1.0 - m) * 0.5 + m * mean,
                         (1.0 - m) * 2.0 + m * var * count / (count - 1.0),
@@ -184,11 +185,14 @@ fn in_place_equals_out_of_place_and_guards_hold() {
                         mean: &mut m,
                         invstd: &mut s,
                     },
-                    Some(RunningStatsMut {
-                        mean: &mut rm,
-                        var: &mut rv,
-                        momentum: Momentum::Onnx(0.9),
-                    }),
+                    Some((
+                        RunningStatsMut {
+                            mean: &mut rm,
+                            var: &mut rv,
+                            batches: &mut 0,
+                        },
+                        Momentum::Onnx(0.9),
+                    )),
                 )
                 .unwrap();
                 g.assert_guards("bn in place");
@@ -306,7 +310,7 @@ fn channel_with_more_than_2_pow_24_values() {
     let x: Vec<f32> = z.iter().map(|v| (1e4 + v) as f32).collect();
     let (mean, var) = reference::mean_var(&x.iter().map(|&v| v as f64).collect::<Vec<_>>());
     let mut st = [ChannelStats::default()];
-    channel_stats(&x, shape, Layout::Nc, &mut st).unwrap();
+    channel_stats(&x, &mut st, shape, Layout::Nc).unwrap();
     assert_eq!(st[0].count, n as u64);
     assert!((st[0].mean - mean).abs() <= 1e-6 * mean.abs());
     assert!(
@@ -348,13 +352,7 @@ fn hand_computed_conventions() {
     let o = run_bn(&x, shape, Layout::Nc, &params, Momentum::PyTorch(0.1));
     assert!((o.running_var[0] as f64 - (1.8 + 0.5 / 3.0)).abs() < 1e-6);
     // PyTorch momentum None, first batch: the running stats become the batch's.
-    let o = run_bn(
-        &x,
-        shape,
-        Layout::Nc,
-        &params,
-        Momentum::PyTorchCumulative { batches: 1 },
-    );
+    let o = run_bn(&x, shape, Layout::Nc, &params, Momentum::PyTorchCumulative);
     assert_eq!(o.running_mean, [2.5]);
     assert!((o.running_var[0] as f64 - 5.0 / 3.0).abs() < 1e-6);
     // Momentum 0 (PyTorch) keeps the running values; 1 (ONNX) too.
@@ -372,14 +370,14 @@ fn merged_shard_stats_equal_whole_batch_stats() {
         };
         let x = data_for(whole, 3, 50.0, 4.0);
         let mut all = vec![ChannelStats::default(); 7];
-        channel_stats(&x, whole, layout, &mut all).unwrap();
+        channel_stats(&x, &mut all, whole, layout).unwrap();
         let mut merged = vec![ChannelStats::default(); 7];
         let per_n = x.len() / whole.n;
         let mut at = 0;
         for n in parts {
             let shape = Shape { n, ..whole };
             let mut st = vec![ChannelStats::default(); 7];
-            channel_stats(&x[at..at + n * per_n], shape, layout, &mut st).unwrap();
+            channel_stats(&x[at..at + n * per_n], &mut st, shape, layout).unwrap();
             for (m, s) in merged.iter_mut().zip(&st) {
                 *m = m.merge(s).unwrap();
             }
@@ -431,11 +429,14 @@ fn errors_name_the_argument_and_write_nothing() {
                 mean: &mut m,
                 invstd: &mut s,
             },
-            Some(RunningStatsMut {
-                mean: &mut rm,
-                var: &mut rv,
+            Some((
+                RunningStatsMut {
+                    mean: &mut rm,
+                    var: &mut rv,
+                    batches: &mut 0,
+                },
                 momentum,
-            }),
+            )),
         );
         assert!(
             [&y, &m, &s, &rm, &rv]
@@ -479,7 +480,6 @@ fn errors_name_the_argument_and_write_nothing() {
         Momentum::PyTorch(-0.1),
         Momentum::PyTorch(f32::NAN),
         Momentum::Onnx(1.5),
-        Momentum::PyTorchCumulative { batches: 0 },
     ] {
         let e = check(&ok, shape, 24, 3, 3, m);
         assert!(matches!(e, Error::InvalidMomentum { .. }), "{m:?}: {e:?}");

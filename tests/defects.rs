@@ -95,11 +95,11 @@ fn eval_backward_relu_and_argument_names() {
         &x,
         &dy,
         None,
+        g,
         Shape::nc(2, 1),
         Layout::Nc,
         &params,
         &stats,
-        g,
     );
     assert_eq!(r, Err(Error::MissingArgument { arg: "y" }));
     let g = BnGrads {
@@ -111,11 +111,11 @@ fn eval_backward_relu_and_argument_names() {
         &x,
         &dy,
         Some(&y),
+        g,
         Shape::nc(2, 1),
         Layout::Nc,
         &params,
         &stats,
-        g,
     )
     .unwrap();
     assert_eq!(dx, [0.0, 1.0], "the ReLU masks where y <= 0");
@@ -132,11 +132,11 @@ fn eval_backward_relu_and_argument_names() {
         &x,
         &dy[..1],
         None,
+        g,
         Shape::nc(2, 1),
         Layout::Nc,
         &nr,
         &stats,
-        g,
     );
     assert!(
         matches!(e, Err(Error::LengthMismatch { arg: "dy", .. })),
@@ -148,7 +148,7 @@ fn eval_backward_relu_and_argument_names() {
         dgamma: &mut dg,
         dbeta: &mut db,
     };
-    let e = batch_norm_backward_eval(&x, &dy, None, Shape::nc(2, 1), Layout::Nc, &nr, &stats, g);
+    let e = batch_norm_backward_eval(&x, &dy, None, g, Shape::nc(2, 1), Layout::Nc, &nr, &stats);
     assert!(
         matches!(
             e,
@@ -190,21 +190,21 @@ fn per_channel_count_overflow_is_an_error() {
                 dgamma: &mut dg,
                 dbeta: &mut db,
             };
-            let r = batch_norm_backward(&x, &x, Some(&x), shape, layout, p, &saved, g);
+            let r = batch_norm_backward(&x, &x, Some(&x), g, shape, layout, p, &saved);
             assert!(is_overflow(r), "backward {layout:?} relu={}", p.relu);
         }
         let (mut dg, mut db) = ([0.0f32; 0], [0.0f32; 0]);
-        let g = BnGrads {
+        let g = AddReluGrads {
             dx: &mut dx,
+            dr: &mut dr,
             dgamma: &mut dg,
             dbeta: &mut db,
         };
-        let r =
-            batch_norm_add_relu_backward(&x, &x, &x, &mut dr, shape, layout, &params, &saved, g);
+        let r = batch_norm_add_relu_backward(&x, &x, &x, g, shape, layout, &params, &saved);
         assert!(is_overflow(r), "add_relu_backward {layout:?}");
         let mut out: [ChannelStats; 0] = [];
         assert!(
-            is_overflow(channel_stats(&x, shape, layout, &mut out)),
+            is_overflow(channel_stats(&x, &mut out, shape, layout)),
             "channel_stats"
         );
     }
@@ -253,7 +253,7 @@ fn negative_running_variance_is_an_error() {
         assert!(want(r));
         assert_eq!(y, [SENTINEL; 4]);
         let (mut a, mut b) = ([SENTINEL; 2], [SENTINEL; 2]);
-        assert!(want(fold(&params, &stats, &mut a, &mut b)));
+        assert!(want(fold(&mut a, &mut b, &params, &stats)));
         assert_eq!((a, b), ([SENTINEL; 2], [SENTINEL; 2]));
         let (mut w, mut bias) = ([SENTINEL; 4], [SENTINEL; 2]);
         assert!(want(fold_into(&mut w, &mut bias, &params, &stats)));
@@ -264,7 +264,7 @@ fn negative_running_variance_is_an_error() {
             dgamma: &mut dg,
             dbeta: &mut db,
         };
-        let r = batch_norm_backward_eval(&x, &x, None, shape, Layout::Nc, &params, &stats, g);
+        let r = batch_norm_backward_eval(&x, &x, None, g, shape, Layout::Nc, &params, &stats);
         assert!(want(r));
         assert_eq!((dx, dg, db), ([SENTINEL; 4], [SENTINEL; 2], [SENTINEL; 2]));
     }
@@ -355,7 +355,7 @@ fn mean_accurate_when_spread_dwarfs_mean() {
                 let x = g.window();
                 let o = run_bn(x, *shape, *layout, &params, Momentum::PyTorch(1.0));
                 let mut st = vec![ChannelStats::default(); c];
-                channel_stats(x, *shape, *layout, &mut st).unwrap();
+                channel_stats(x, &mut st, *shape, *layout).unwrap();
                 for (ch, stat) in st.iter().enumerate() {
                     let exact = exact_mean(&channel(x, *shape, *layout, ch));
                     let bound = 1e-6 + 2e-6 * exact.abs();

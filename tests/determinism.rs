@@ -145,12 +145,12 @@ fn batch_norm_identical_bits_for_1_2_3_threads() {
             let mut st1 = vec![ChannelStats::default(); shape.c];
             let mut st3 = vec![ChannelStats::default(); shape.c];
             in_pool(1, || {
-                with_isa(isa, || channel_stats(&x, shape, layout, &mut st1))
+                with_isa(isa, || channel_stats(&x, &mut st1, shape, layout))
                     .unwrap()
                     .unwrap()
             });
             in_pool(3, || {
-                with_isa(isa, || channel_stats(&x, shape, layout, &mut st3))
+                with_isa(isa, || channel_stats(&x, &mut st3, shape, layout))
                     .unwrap()
                     .unwrap()
             });
@@ -212,11 +212,11 @@ fn bn_at_offsets(
         xg.window(),
         dyg.window(),
         None,
+        grads,
         shape,
         layout,
         params,
         &saved,
-        grads,
     )
     .unwrap();
     y.assert_guards("backward");

@@ -63,7 +63,7 @@ fn check_all_entry_points(x: &[f32], params: &DropoutParams, misalign: usize, wh
     dropout_backward_inplace(d.window_mut(), params).unwrap();
     assert_eq!(bits(d.window()), bits(&want_dx), "{what}: backward_inplace");
     let mut dx = Guarded::new(n, misalign, f32::NAN);
-    dropout_backward_with_mask(&dy, dx.window_mut(), &mask, params).unwrap();
+    dropout_backward_with_mask(&dy, &mask, dx.window_mut(), params).unwrap();
     if params.p > 0.0 || !params.training {
         assert_eq!(
             bits(dx.window()),

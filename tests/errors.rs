@@ -26,7 +26,7 @@ fn invalid_probability() {
         assert!(dropout_with_mask(&x, &mut y, &mut m, &params).is_err());
         assert!(untouched(&y) && m.iter().all(|&b| b == 0x11));
         assert!(dropout_backward(&x, &mut y, &params).is_err());
-        assert!(dropout_backward_with_mask(&x, &mut y, &m, &params).is_err());
+        assert!(dropout_backward_with_mask(&x, &m, &mut y, &params).is_err());
         assert!(
             dropout_channels(&x, &mut y, Shape::nchw(2, 2, 2, 5), Layout::Nchw, &params).is_err()
         );
@@ -54,7 +54,7 @@ fn length_mismatch_names_the_argument() {
     let e = dropout_backward(&x, &mut y, &params).unwrap_err();
     assert!(e.to_string().contains("`dx`"), "{e}");
     let mut m = [0u8; 2];
-    assert!(dropout_backward_with_mask(&x, &mut y, &m, &params).is_err());
+    assert!(dropout_backward_with_mask(&x, &m, &mut y, &params).is_err());
     assert!(dropout_with_mask(&x, &mut y, &mut m, &params).is_err());
     assert!(untouched(&y));
 }
@@ -75,7 +75,7 @@ fn mask_too_short() {
     );
     assert!(e.to_string().contains("`mask`"));
     assert!(untouched(&y) && m == [0x33, 0x33]);
-    assert!(dropout_backward_with_mask(&x, &mut y, &m, &params).is_err());
+    assert!(dropout_backward_with_mask(&x, &m, &mut y, &params).is_err());
     assert!(untouched(&y));
 }
 

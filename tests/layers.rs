@@ -31,29 +31,29 @@ fn batch_norm_layer_running_statistics_in_every_convention() {
         })
         .collect();
     for conv in [
-        Convention::PyTorch(0.1),
-        Convention::Onnx(0.9),
-        Convention::PyTorchCumulative,
+        Momentum::PyTorch(0.1),
+        Momentum::Onnx(0.9),
+        Momentum::PyTorchCumulative,
     ] {
         let mut bn = BatchNorm::new(c, Layout::Nc);
-        bn.convention = conv;
+        bn.momentum = conv;
         let (mut rm, mut rv) = (vec![0.0f64; c], vec![1.0f64; c]);
         let mut y = vec![0.0f32; 15];
         for (t, x) in batches.iter().enumerate() {
             bn.forward(x, &mut y, shape).unwrap();
             for (ch, (mean, var, unbiased)) in column_stats(x, c).into_iter().enumerate() {
                 match conv {
-                    Convention::PyTorch(m) => {
+                    Momentum::PyTorch(m) => {
                         let m = m as f64;
                         rm[ch] = (1.0 - m) * rm[ch] + m * mean;
                         rv[ch] = (1.0 - m) * rv[ch] + m * unbiased;
                     }
-                    Convention::PyTorchCumulative => {
+                    Momentum::PyTorchCumulative => {
                         let m = 1.0 / (t + 1) as f64;
                         rm[ch] = (1.0 - m) * rm[ch] + m * mean;
                         rv[ch] = (1.0 - m) * rv[ch] + m * unbiased;
                     }
-                    Convention::Onnx(m) => {
+                    Momentum::Onnx(m) => {
                         let m = m as f64;
                         rm[ch] = m * rm[ch] + (1.0 - m) * mean;
                         rv[ch] = m * rv[ch] + (1.0 - m) * var;
@@ -134,15 +134,15 @@ fn batch_norm_layer_backward_equals_the_function() {
         &x,
         &dy,
         Some(&y2),
-        shape,
-        Layout::Nchw,
-        &params,
-        &saved,
         BnGrads {
             dx: &mut dx2,
             dgamma: &mut dg,
             dbeta: &mut db,
         },
+        shape,
+        Layout::Nchw,
+        &params,
+        &saved,
     )
     .unwrap();
     assert_eq!(bits(&dx), bits(&dx2));

@@ -92,7 +92,7 @@ proptest! {
             let (mut dg, mut db) = (vec![f32::NAN; c], vec![f32::NAN; c]);
             let eval = BnParams { relu: false, ..params };
             let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
-            with_isa(isa, || batch_norm_backward_eval(&x, &dy, None, shape, layout, &eval, &stats, grads)).unwrap().unwrap();
+            with_isa(isa, || batch_norm_backward_eval(&x, &dy, None, grads, shape, layout, &eval, &stats)).unwrap().unwrap();
             for ch in 0..c {
                 let a = gamma[ch] as f64 / (var[ch] as f64 + 1e-5).sqrt();
                 for j in 0..n / c {
@@ -107,8 +107,7 @@ proptest! {
             let o = with_isa(isa, || run_bn(&x, shape, layout, &BnParams::new(1e-5), Momentum::PyTorch(0.1))).unwrap();
             let (mut dxt, mut dg, mut db) = (vec![0.0f32; n], vec![0.0f32; c], vec![0.0f32; c]);
             let saved = SavedStats { mean: &o.mean, invstd: &o.invstd };
-            with_isa(isa, || batch_norm_backward(&x, &dy, None, shape, layout, &BnParams::new(1e-5), &saved,
-                BnGrads { dx: &mut dxt, dgamma: &mut dg, dbeta: &mut db })).unwrap().unwrap();
+            with_isa(isa, || batch_norm_backward(&x, &dy, None, BnGrads { dx: &mut dxt, dgamma: &mut dg, dbeta: &mut db }, shape, layout, &BnParams::new(1e-5), &saved)).unwrap().unwrap();
             for ch in 0..c {
                 let s: f64 = (0..n / c).map(|j| dy[reference::channel_index(shape, layout, ch, j)] as f64).sum();
                 prop_assert!((db[ch] as f64 - s).abs() <= 1e-4 * (1.0 + s.abs()), "{} dbeta", isa);

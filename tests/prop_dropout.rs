@@ -50,7 +50,7 @@ proptest! {
                 let mut a = vec![f32::NAN; x.len()];
                 let mut b = vec![f32::NAN; x.len()];
                 dropout_backward(&dy, &mut a, &params).unwrap();
-                dropout_backward_with_mask(&dy, &mut b, &mask, &params).unwrap();
+                dropout_backward_with_mask(&dy, &mask, &mut b, &params).unwrap();
                 if p > 0.0 {
                     prop_assert_eq!(bits(&a), bits(&b));
                 }

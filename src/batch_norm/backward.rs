@@ -44,6 +44,20 @@ pub struct BnGrads<'a> {
     pub dbeta: &'a mut [f32],
 }
 
+/// Where the add+ReLU backward writes: the batch-norm gradients and the residual's. All are
+/// overwritten (not accumulated into).
+#[derive(Debug)]
+pub struct AddReluGrads<'a> {
+    /// Gradient of the input, as long as `x`.
+    pub dx: &'a mut [f32],
+    /// Gradient of the residual `r` (`dy` where `y > 0`), as long as `x`.
+    pub dr: &'a mut [f32],
+    /// Gradient of γ, one per channel.
+    pub dgamma: &'a mut [f32],
+    /// Gradient of β, one per channel.
+    pub dbeta: &'a mut [f32],
+}
+
 /// Backward of [`batch_norm_train`](super::batch_norm_train).
 ///
 /// `params` are the forward's (γ is used; β and eps are not needed); with `params.relu`, `y`
@@ -58,7 +72,7 @@ pub struct BnGrads<'a> {
 /// let saved = SavedStats { mean: &[2.5], invstd: &[1.0 / 1.25f32.sqrt()] };
 /// let (mut dx, mut dg, mut db) = ([9.0f32; 4], [0.0f32], [0.0f32]);
 /// let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
-/// batch_norm_backward(&x, &dy, None, Shape::nc(4, 1), Layout::Nc, &BnParams::new(0.0), &saved, grads)?;
+/// batch_norm_backward(&x, &dy, None, grads, Shape::nc(4, 1), Layout::Nc, &BnParams::new(0.0), &saved)?;
 /// assert!(dx.iter().all(|v| v.abs() < 1e-6));
 /// assert_eq!(db, [4.0]);
 /// # Ok::<(), dropnorm::Error>(())
@@ -68,11 +82,11 @@ pub fn batch_norm_backward(
     x: &[f32],
     dy: &[f32],
     y: Option<&[f32]>,
+    grads: BnGrads,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
     saved: &SavedStats,
-    grads: BnGrads,
 ) -> Result<(), Error> {
     check_len("dy", x.len(), dy.len())?;
     run(
@@ -95,7 +109,7 @@ pub fn batch_norm_backward(
 /// the forward output.
 ///
 /// ```
-/// use dropnorm::{BnGrads, BnParams, Layout, SavedStatsMut, SavedStats, Shape};
+/// use dropnorm::{AddReluGrads, BnParams, Layout, SavedStatsMut, SavedStats, Shape};
 /// use dropnorm::{batch_norm_add_relu_backward, batch_norm_add_relu_train};
 /// let shape = Shape::nc(4, 1);
 /// let (x, r) = ([1.0f32, 2.0, 3.0, 4.0], [0.0f32; 4]);
@@ -106,8 +120,8 @@ pub fn batch_norm_backward(
 /// let dy = [1.0f32; 4];
 /// let (mut dx, mut dr, mut dg, mut db) = ([0.0f32; 4], [0.0f32; 4], [0.0f32], [0.0f32]);
 /// let saved = SavedStats { mean: &mean, invstd: &invstd };
-/// let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
-/// batch_norm_add_relu_backward(&x, &dy, &y, &mut dr, shape, Layout::Nc, &params, &saved, grads)?;
+/// let grads = AddReluGrads { dx: &mut dx, dr: &mut dr, dgamma: &mut dg, dbeta: &mut db };
+/// batch_norm_add_relu_backward(&x, &dy, &y, grads, shape, Layout::Nc, &params, &saved)?;
 /// assert_eq!(dr, [0.0, 0.0, 1.0, 1.0]); // the ReLU passed the two positive outputs
 /// assert_eq!(db, [2.0]);
 /// # Ok::<(), dropnorm::Error>(())
@@ -117,15 +131,21 @@ pub fn batch_norm_add_relu_backward(
     x: &[f32],
     dy: &[f32],
     y: &[f32],
-    dr: &mut [f32],
+    grads: AddReluGrads,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
     saved: &SavedStats,
-    grads: BnGrads,
 ) -> Result<(), Error> {
     check_len("dy", x.len(), dy.len())?;
-    check_len("dr", x.len(), dr.len())?;
+    check_len("grads.dr", x.len(), grads.dr.len())?;
+    let AddReluGrads {
+        dx,
+        dr,
+        dgamma,
+        dbeta,
+    } = grads;
+    let grads = BnGrads { dx, dgamma, dbeta };
     run(
         x,
         dy,
@@ -154,7 +174,7 @@ pub fn batch_norm_add_relu_backward(
 /// let (mut dx, mut dg, mut db) = ([0.0f32; 2], [0.0f32], [0.0f32]);
 /// let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
 /// let params = BnParams::new(0.0);
-/// batch_norm_backward_eval(&x, &dy, None, Shape::nc(2, 1), Layout::Nc, &params, &stats, grads)?;
+/// batch_norm_backward_eval(&x, &dy, None, grads, Shape::nc(2, 1), Layout::Nc, &params, &stats)?;
 /// assert_eq!(dx, [0.5, 1.0]);
 /// assert_eq!(db, [3.0]); // Σdy
 /// assert_eq!(dg, [-1.0]); // 1·(7−5)·0.5 + 2·(3−5)·0.5
@@ -165,11 +185,11 @@ pub fn batch_norm_backward_eval(
     x: &[f32],
     dy: &[f32],
     y: Option<&[f32]>,
+    grads: BnGrads,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
     stats: &RunningStats,
-    grads: BnGrads,
 ) -> Result<(), Error> {
     check_len("dy", x.len(), dy.len())?;
     let norm = Norm::Running(stats, params.eps);

@@ -221,15 +221,15 @@ fn run(
 /// use dropnorm::{BnParams, RunningStats, fold};
 /// let (mut a, mut b) = ([0.0f32; 1], [0.0f32; 1]);
 /// let stats = RunningStats { mean: &[2.0], var: &[4.0] };
-/// fold(&BnParams::new(0.0), &stats, &mut a, &mut b)?;
+/// fold(&mut a, &mut b, &BnParams::new(0.0), &stats)?;
 /// assert_eq!((a[0], b[0]), (0.5, -1.0));
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 pub fn fold(
-    params: &BnParams,
-    stats: &RunningStats,
     a: &mut [f32],
     b: &mut [f32],
+    params: &BnParams,
+    stats: &RunningStats,
 ) -> Result<(), Error> {
     let c = stats.mean.len();
     validate(params, stats, c)?;

@@ -11,7 +11,7 @@ mod stats;
 mod train;
 
 pub use backward::{
-    BnGrads, SavedStats, batch_norm_add_relu_backward, batch_norm_backward,
+    AddReluGrads, BnGrads, SavedStats, batch_norm_add_relu_backward, batch_norm_backward,
     batch_norm_backward_eval,
 };
 pub use infer::{
@@ -97,21 +97,20 @@ impl<'a> BnParams<'a> {
     }
 }
 
-/// How running statistics follow the batch statistics. The two conventions differ in which
-/// term the momentum weights and in the variance they keep; normalization always uses the
-/// biased batch variance.
+/// How running statistics follow the batch statistics — one enum for the functions and the
+/// [`BatchNorm`](crate::BatchNorm) layer. The conventions differ in which term the momentum
+/// weights and in the variance they keep; normalization always uses the biased batch variance.
+/// A training call takes it beside the buffers it updates ([`RunningStatsMut`]), never inside
+/// them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Momentum {
     /// PyTorch `BatchNorm(momentum = m)` (default 0.1):
     /// `running = (1 − m)·running + m·batch`, running variance **unbiased** (`Σ(x − mean)²/(n − 1)`).
     PyTorch(f32),
-    /// PyTorch `momentum = None`: cumulative moving average, `m = 1/batches` where `batches`
-    /// counts the batches seen including this one (PyTorch's `num_batches_tracked` after
-    /// its increment); otherwise as [`Momentum::PyTorch`].
-    PyTorchCumulative {
-        /// Batches seen, including this one (`>= 1`).
-        batches: u64,
-    },
+    /// PyTorch `momentum = None`: cumulative moving average, `m = 1/batches` where `batches` is
+    /// [`RunningStatsMut::batches`] after this call's increment (PyTorch's
+    /// `num_batches_tracked`); otherwise as [`Momentum::PyTorch`].
+    PyTorchCumulative,
     /// ONNX `BatchNormalization` / MXNet / the d2l text (default 0.9):
     /// `running = m·running + (1 − m)·batch`, running variance **biased**.
     Onnx(f32),
@@ -129,12 +128,12 @@ impl Default for Momentum {
 }
 
 impl Momentum {
-    /// `(weight of the running value, weight of the batch value, unbiased variance?)`.
-    pub(crate) fn weights(&self) -> Result<(f64, f64, bool), crate::Error> {
+    /// `(weight of the running value, weight of the batch value, unbiased variance?)` for the
+    /// update that makes `batches` batches seen (this one included).
+    pub(crate) fn weights(&self, batches: u64) -> Result<(f64, f64, bool), crate::Error> {
         let (m, onnx) = match *self {
             Momentum::PyTorch(m) => (m as f64, false),
-            Momentum::PyTorchCumulative { batches: 0 } => (f64::INFINITY, false),
-            Momentum::PyTorchCumulative { batches } => (1.0 / batches as f64, false),
+            Momentum::PyTorchCumulative => (1.0 / batches as f64, false),
             Momentum::Onnx(m) => (m as f64, true),
         };
         if !(0.0..=1.0).contains(&m) {
@@ -148,15 +147,16 @@ impl Momentum {
     }
 }
 
-/// Running statistics updated by a training-mode call.
+/// The running statistics a training-mode call updates: PyTorch's three buffers.
 #[derive(Debug)]
 pub struct RunningStatsMut<'a> {
     /// Running mean, one per channel.
     pub mean: &'a mut [f32],
     /// Running variance, one per channel.
     pub var: &'a mut [f32],
-    /// The update rule.
-    pub momentum: Momentum,
+    /// Batches seen (PyTorch's `num_batches_tracked`): every successful update adds one
+    /// (saturating), and [`Momentum::PyTorchCumulative`] weights by it.
+    pub batches: &'a mut u64,
 }
 
 /// Where a training-mode call saves the batch statistics that backward needs.

@@ -119,15 +119,15 @@ impl ChannelStats {
 /// use dropnorm::{ChannelStats, Layout, Shape, channel_stats};
 /// let x = [1.0f32, 2.0, 10.0, 20.0]; // NC (2, 2): channel 0 = [1, 10], channel 1 = [2, 20]
 /// let mut out = [ChannelStats::default(); 2];
-/// channel_stats(&x, Shape::nc(2, 2), Layout::Nc, &mut out).unwrap();
+/// channel_stats(&x, &mut out, Shape::nc(2, 2), Layout::Nc).unwrap();
 /// assert_eq!(out[0].mean, 5.5);
 /// assert_eq!(out[1].var(), 81.0);
 /// ```
 pub fn channel_stats(
     x: &[f32],
+    out: &mut [ChannelStats],
     shape: Shape,
     layout: Layout,
-    out: &mut [ChannelStats],
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("out", shape.c, out.len())?;

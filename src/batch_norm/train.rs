@@ -3,7 +3,7 @@
 use super::moments::{Geometry, block_width, count_per_channel, from_sums, geometry, row_moments};
 use super::rows::normalize_rows;
 use super::scratch::scratch_f32;
-use super::{BnParams, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
+use super::{BnParams, Momentum, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
 use crate::dispatch::active_kernels;
 use crate::dispatch::channels::for_each_block;
 use crate::dispatch::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
@@ -14,7 +14,8 @@ use crate::{Error, Layout, Shape};
 
 /// Training-mode batch norm, out of place: computes each channel's batch mean and biased
 /// variance, writes `y = γ·(x − mean)/sqrt(var + eps) + β` (then ReLU if `params.relu`),
-/// saves the mean and `invstd` for backward, and updates `running` if given.
+/// saves the mean and `invstd` for backward, and updates `running` if given: the running
+/// statistics with the given [`Momentum`], and their batch count.
 ///
 /// Each channel (NCHW) or block of up to 64 adjacent channels (NC, NHWC) is read for its
 /// statistics and normalized right after, while it is still in cache, so each element crosses
@@ -26,7 +27,7 @@ use crate::{Error, Layout, Shape};
 /// let x = [1.0f32, 2.0, 3.0, 4.0];
 /// let mut y = [0.0f32; 4];
 /// let (mut mean, mut invstd) = ([0.0f32], [0.0f32]);
-/// let (mut rm, mut rv) = ([0.0f32], [1.0f32]);
+/// let (mut rm, mut rv, mut batches) = ([0.0f32], [1.0f32], 0u64);
 /// batch_norm_train(
 ///     &x,
 ///     &mut y,
@@ -34,8 +35,9 @@ use crate::{Error, Layout, Shape};
 ///     Layout::Nchw,
 ///     &BnParams::new(0.0),
 ///     SavedStatsMut { mean: &mut mean, invstd: &mut invstd },
-///     Some(RunningStatsMut { mean: &mut rm, var: &mut rv, momentum: Momentum::PyTorch(0.1) }),
+///     Some((RunningStatsMut { mean: &mut rm, var: &mut rv, batches: &mut batches }, Momentum::PyTorch(0.1))),
 /// )?;
+/// assert_eq!(batches, 1); // PyTorch's num_batches_tracked
 /// assert_eq!(mean, [2.5]);
 /// assert!((y[0] + 1.3416408).abs() < 1e-6); // (1 − 2.5)/sqrt(1.25)
 /// assert!((rm[0] - 0.25).abs() < 1e-7);
@@ -50,7 +52,7 @@ pub fn batch_norm_train(
     layout: Layout,
     params: &BnParams,
     saved: SavedStatsMut,
-    running: Option<RunningStatsMut>,
+    running: Option<(RunningStatsMut, Momentum)>,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("y", x.len(), y.len())?;
@@ -91,7 +93,7 @@ pub fn batch_norm_add_relu_train(
     layout: Layout,
     params: &BnParams,
     saved: SavedStatsMut,
-    running: Option<RunningStatsMut>,
+    running: Option<(RunningStatsMut, Momentum)>,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("r", x.len(), r.len())?;
@@ -117,9 +119,11 @@ pub fn batch_norm_add_relu_train(
 /// let (mut mean, mut invstd) = ([0.0f32; 2], [0.0f32; 2]);
 /// let (mut rmean, mut rvar) = ([0.0f32; 2], [1.0f32; 2]);
 /// let saved = SavedStatsMut { mean: &mut mean, invstd: &mut invstd };
-/// let running = RunningStatsMut { mean: &mut rmean, var: &mut rvar, momentum: Momentum::PyTorch(0.1) };
+/// let mut batches = 0;
+/// let running = RunningStatsMut { mean: &mut rmean, var: &mut rvar, batches: &mut batches };
+/// let running = Some((running, Momentum::PyTorch(0.1)));
 /// let shape = Shape::nchw(1, 2, 2, 1);
-/// dropnorm::batch_norm_train_inplace(&mut x, shape, Layout::Nhwc, &BnParams::new(0.0), saved, Some(running))?;
+/// dropnorm::batch_norm_train_inplace(&mut x, shape, Layout::Nhwc, &BnParams::new(0.0), saved, running)?;
 /// assert_eq!(x, [-1.0, -1.0, 1.0, 1.0]);
 /// assert_eq!(mean, [3.0, 5.0]);
 /// assert_eq!(rmean, [0.3, 0.5]);
@@ -131,7 +135,7 @@ pub fn batch_norm_train_inplace(
     layout: Layout,
     params: &BnParams,
     saved: SavedStatsMut,
-    running: Option<RunningStatsMut>,
+    running: Option<(RunningStatsMut, Momentum)>,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
     run(Src::InPlace, None, x, shape, layout, params, saved, running)
@@ -146,7 +150,7 @@ fn run(
     layout: Layout,
     params: &BnParams,
     saved: SavedStatsMut,
-    running: Option<RunningStatsMut>,
+    running: Option<(RunningStatsMut, Momentum)>,
 ) -> Result<(), Error> {
     // Validate everything before writing anything.
     let c = shape.c;
@@ -160,10 +164,10 @@ fn run(
     check_len("saved.mean", c, saved.mean.len())?;
     check_len("saved.invstd", c, saved.invstd.len())?;
     let weights = match &running {
-        Some(r) => {
+        Some((r, momentum)) => {
             check_len("running.mean", c, r.mean.len())?;
             check_len("running.var", c, r.var.len())?;
-            Some(r.momentum.weights()?)
+            Some(momentum.weights(r.batches.saturating_add(1))?)
         }
         None => None,
     };
@@ -171,6 +175,11 @@ fn run(
     if count < 2 && c > 0 {
         return Err(Error::TooFewValuesPerChannel { count });
     }
+    let mut running = running.map(|(r, _)| {
+        // Validated: from here on the call succeeds.
+        *r.batches = r.batches.saturating_add(1);
+        r
+    });
     if c == 0 {
         return Ok(());
     }
@@ -253,7 +262,6 @@ fn run(
 
     // Running statistics from the saved ones, then the variance becomes invstd.
     let unbias = count as f64 / (count as f64 - 1.0);
-    let mut running = running;
     for ch in 0..c {
         let var = saved.invstd[ch];
         if let (Some(r), Some((w_run, w_batch, unbiased))) = (running.as_mut(), weights) {

@@ -116,7 +116,7 @@ impl BnOut {
 }
 
 /// Runs `batch_norm_train` (out of place, NaN-prefilled output) with running statistics
-/// starting at mean 0.5, var 2.0.
+/// starting at mean 0.5, var 2.0, as the first batch.
 pub fn run_bn(
     x: &[f32],
     shape: dropnorm::Shape,
@@ -124,6 +124,20 @@ pub fn run_bn(
     params: &dropnorm::BnParams,
     momentum: dropnorm::Momentum,
 ) -> BnOut {
+    run_bn_after(x, shape, layout, params, momentum, 0)
+}
+
+/// [`run_bn`] after `before` batches (the running statistics' batch count; checks that the
+/// call adds one).
+pub fn run_bn_after(
+    x: &[f32],
+    shape: dropnorm::Shape,
+    layout: dropnorm::Layout,
+    params: &dropnorm::BnParams,
+    momentum: dropnorm::Momentum,
+    before: u64,
+) -> BnOut {
+    let mut batches = before;
     let c = shape.c;
     let mut o = BnOut {
         y: vec![f32::NAN; x.len()],
@@ -142,13 +156,17 @@ pub fn run_bn(
             mean: &mut o.mean,
             invstd: &mut o.invstd,
         },
-        Some(dropnorm::RunningStatsMut {
-            mean: &mut o.running_mean,
-            var: &mut o.running_var,
+        Some((
+            dropnorm::RunningStatsMut {
+                mean: &mut o.running_mean,
+                var: &mut o.running_var,
+                batches: &mut batches,
+            },
             momentum,
-        }),
+        )),
     )
     .unwrap();
+    assert_eq!(batches, before + 1, "the batch count");
     o
 }
 
