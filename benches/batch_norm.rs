@@ -49,7 +49,16 @@ fn bench(c: &mut Criterion) {
                             mean: &mut mean,
                             invstd: &mut invstd,
                         };
-                        batch_norm_train(black_box(&x), &mut y, shape, layout, &params, saved, None)
+                        batch_norm_train(
+                            black_box(&x),
+                            &mut y,
+                            shape,
+                            layout,
+                            &params,
+                            dropnorm::Epilogue::None,
+                            saved,
+                            None,
+                        )
                     })
                 })
             });
@@ -85,7 +94,15 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("forward", isa), |b| {
                 b.iter(|| {
                     with_isa(isa, || {
-                        batch_norm_infer(black_box(&x), &mut y, shape, layout, &params, &stats)
+                        batch_norm_infer(
+                            black_box(&x),
+                            &mut y,
+                            shape,
+                            layout,
+                            &params,
+                            dropnorm::Epilogue::None,
+                            &stats,
+                        )
                     })
                 })
             });

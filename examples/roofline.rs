@@ -397,8 +397,17 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
                 mean: &mut mean,
                 invstd: &mut invstd,
             };
-            dropnorm::batch_norm_train(&x, &mut y, shape, layout, &params, saved, None)
-                .expect("valid")
+            dropnorm::batch_norm_train(
+                &x,
+                &mut y,
+                shape,
+                layout,
+                &params,
+                dropnorm::Epilogue::None,
+                saved,
+                None,
+            )
+            .expect("valid")
         });
         let row = |kernel, secs: f64, bytes: f64, naive: Option<f64>| Row {
             kernel,
@@ -452,7 +461,16 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             reference::batch_norm_infer_naive(&x, None, &mut y, c, hw, &a, &b)
         });
         let d = time(budget, || {
-            dropnorm::batch_norm_infer(&x, &mut y, shape, layout, &params, &stats).expect("valid")
+            dropnorm::batch_norm_infer(
+                &x,
+                &mut y,
+                shape,
+                layout,
+                &params,
+                dropnorm::Epilogue::None,
+                &stats,
+            )
+            .expect("valid")
         });
         let bytes = 8.0 * n as f64;
         row("bn_infer", d.as_secs_f64(), bytes, naive).print(o.json);

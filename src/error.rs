@@ -73,6 +73,12 @@ pub enum Error {
         /// The argument.
         arg: &'static str,
     },
+    /// An optional argument given where the settings have no use for it (e.g. the forward
+    /// output `y` to the backward of a layer without a fused ReLU).
+    UnexpectedArgument {
+        /// The argument.
+        arg: &'static str,
+    },
     /// A combination of options this version does not implement.
     Unsupported {
         /// What.
@@ -143,6 +149,12 @@ impl fmt::Display for Error {
             ),
             Error::MissingArgument { arg } => {
                 write!(f, "missing argument `{arg}`: required by these parameters")
+            }
+            Error::UnexpectedArgument { arg } => {
+                write!(
+                    f,
+                    "unexpected argument `{arg}`: these settings do not use it"
+                )
             }
             Error::Unsupported { what } => write!(f, "not supported: {what}"),
             Error::CountOverflow => write!(f, "merged value count overflows u64"),

@@ -6,8 +6,9 @@
 //! `dy`, `dx`). Gradients are **overwritten** by each backward, not accumulated.
 
 use crate::batch_norm::{
-    BnGrads, BnParams, Momentum, RunningStats, RunningStatsMut, SavedStats, SavedStatsMut,
-    batch_norm_backward, batch_norm_backward_eval, batch_norm_infer, batch_norm_train,
+    BnGrads, BnParams, Epilogue, Momentum, RunningStats, RunningStatsMut, SavedStats,
+    SavedStatsMut, batch_norm_backward, batch_norm_backward_eval, batch_norm_infer,
+    batch_norm_train,
 };
 use crate::{DropoutParams, Error, Layout, Shape, dropout, dropout_backward};
 
@@ -42,8 +43,9 @@ pub struct BatchNorm {
     pub eps: f32,
     /// How the running statistics follow the batches (PyTorch, momentum 0.1, by default).
     pub momentum: Momentum,
-    /// Fused ReLU after the normalization.
-    pub relu: bool,
+    /// What the forward applies after the normalization (nothing by default); with
+    /// [`Epilogue::Relu`], backward needs the forward's output.
+    pub epilogue: Epilogue,
     layout: Layout,
     training: bool,
     batches: u64,
@@ -57,10 +59,10 @@ impl BatchNorm {
     /// A layer in training mode with PyTorch's defaults (eps 1e-5, momentum 0.1).
     ///
     /// ```
-    /// use dropnorm::{BatchNorm, Layout, Momentum};
+    /// use dropnorm::{BatchNorm, Epilogue, Layout, Momentum};
     /// let mut bn = BatchNorm::new(64, Layout::Nchw);
     /// bn.momentum = Momentum::Onnx(0.9); // ONNX/MXNet running statistics instead
-    /// bn.relu = true;
+    /// bn.epilogue = Epilogue::Relu;
     /// assert_eq!((bn.gamma.len(), bn.eps), (64, 1e-5));
     /// ```
     pub fn new(channels: usize, layout: Layout) -> Self {
@@ -73,7 +75,7 @@ impl BatchNorm {
             dbeta: vec![0.0; channels],
             eps: 1e-5,
             momentum: Momentum::PyTorch(0.1),
-            relu: false,
+            epilogue: Epilogue::None,
             layout,
             training: true,
             batches: 0,
@@ -134,9 +136,7 @@ impl BatchNorm {
     }
 
     fn params(&self) -> BnParams<'_> {
-        BnParams::new(self.eps)
-            .with_affine(&self.gamma, &self.beta)
-            .with_relu(self.relu)
+        BnParams::new(self.eps).with_affine(&self.gamma, &self.beta)
     }
 
     /// `y = bn(x)`: batch statistics (and a running-statistics update) in training mode,
@@ -158,11 +158,10 @@ impl BatchNorm {
                 mean: &self.running_mean,
                 var: &self.running_var,
             };
-            return batch_norm_infer(x, y, shape, self.layout, &self.params(), &stats);
+            let params = self.params();
+            return batch_norm_infer(x, y, shape, self.layout, &params, self.epilogue, &stats);
         }
-        let params = BnParams::new(self.eps)
-            .with_affine(&self.gamma, &self.beta)
-            .with_relu(self.relu);
+        let params = BnParams::new(self.eps).with_affine(&self.gamma, &self.beta);
         let saved = SavedStatsMut {
             mean: &mut self.saved_mean,
             invstd: &mut self.saved_invstd,
@@ -173,13 +172,23 @@ impl BatchNorm {
             batches: &mut self.batches,
         };
         let running = Some((running, self.momentum));
-        batch_norm_train(x, y, shape, self.layout, &params, saved, running)?;
+        batch_norm_train(
+            x,
+            y,
+            shape,
+            self.layout,
+            &params,
+            self.epilogue,
+            saved,
+            running,
+        )?;
         self.saved_valid = true;
         Ok(())
     }
 
     /// Backward of the last forward: writes `dx` and the layer's `dgamma`/`dbeta`. `x` is that
-    /// forward's input, and `y` its output (needed only with a fused ReLU).
+    /// forward's input, and `y` its output: `Some` exactly when [`BatchNorm::epilogue`] is
+    /// [`Epilogue::Relu`] (otherwise an error).
     ///
     /// In training mode this differentiates through the batch statistics of the last
     /// training-mode forward ([`Error::BackwardBeforeForward`] if there was none). In eval
@@ -196,7 +205,7 @@ impl BatchNorm {
     /// bn.forward(&x, &mut y, shape)?;
     /// let dy = [1.0f32, 0.0];
     /// let mut dx = [0.0f32; 2];
-    /// bn.backward(&x, &dy, None, &mut dx, shape)?; // y is needed only with a fused ReLU
+    /// bn.backward(&x, &dy, None, &mut dx, shape)?; // y: only with Epilogue::Relu
     /// assert_eq!(bn.dbeta, [1.0]); // Σdy
     /// assert!((bn.dgamma[0] + 1.0).abs() < 1e-4); // Σdy·x̂ = 1·(−1)
     /// assert!(dx[0].abs() < 1e-4 && dx[1].abs() < 1e-4);
@@ -210,9 +219,12 @@ impl BatchNorm {
         dx: &mut [f32],
         shape: Shape,
     ) -> Result<(), Error> {
-        let params = BnParams::new(self.eps)
-            .with_affine(&self.gamma, &self.beta)
-            .with_relu(self.relu);
+        let params = BnParams::new(self.eps).with_affine(&self.gamma, &self.beta);
+        match (self.epilogue, y) {
+            (Epilogue::Relu, None) => return Err(Error::MissingArgument { arg: "y" }),
+            (Epilogue::None, Some(_)) => return Err(Error::UnexpectedArgument { arg: "y" }),
+            _ => {}
+        }
         let grads = BnGrads {
             dx,
             dgamma: &mut self.dgamma,

@@ -270,7 +270,12 @@ pub fn fuzz_bn_train(data: &[u8]) {
         .collect();
     let gamma: Vec<f32> = (0..c).map(|i| pick(xlen + i)).collect();
     let beta: Vec<f32> = (0..c).map(|i| pick(xlen + c + i)).collect();
-    let mut params = BnParams::new(eps).with_relu(flags & 8 != 0);
+    let epilogue = if flags & 8 != 0 {
+        crate::Epilogue::Relu
+    } else {
+        crate::Epilogue::None
+    };
+    let mut params = BnParams::new(eps);
     if flags & 16 != 0 {
         params = params.with_affine(&gamma, &beta);
     }
@@ -297,6 +302,7 @@ pub fn fuzz_bn_train(data: &[u8]) {
                 shape,
                 layout,
                 &params,
+                epilogue,
                 SavedStatsMut {
                     mean: &mut sm,
                     invstd: &mut si,
@@ -354,6 +360,7 @@ pub fn fuzz_bn_train(data: &[u8]) {
                 shape,
                 layout,
                 &params,
+                epilogue,
                 SavedStatsMut {
                     mean: &mut sm2,
                     invstd: &mut si2,
@@ -455,11 +462,18 @@ fn bn_case(data: &[u8]) -> BnCase {
 
 impl BnCase {
     fn params(&self) -> crate::BnParams<'_> {
-        let p = crate::BnParams::new(self.eps).with_relu(self.relu);
+        let p = crate::BnParams::new(self.eps);
         if self.affine {
             p.with_affine(&self.gamma, &self.beta)
         } else {
             p
+        }
+    }
+    fn epilogue(&self) -> crate::Epilogue {
+        if self.relu {
+            crate::Epilogue::Relu
+        } else {
+            crate::Epilogue::None
         }
     }
     fn valid_shape(&self) -> bool {
@@ -489,8 +503,15 @@ pub fn fuzz_bn_infer(data: &[u8]) {
     for isa in crate::Isa::available() {
         crate::with_isa(isa, || {
             let mut y = vec![f32::from_bits(S); n];
-            let r =
-                crate::batch_norm_infer(&cs.x, &mut y, cs.shape, cs.layout, &cs.params(), &stats);
+            let r = crate::batch_norm_infer(
+                &cs.x,
+                &mut y,
+                cs.shape,
+                cs.layout,
+                &cs.params(),
+                cs.epilogue(),
+                &stats,
+            );
             assert_eq!(
                 r.is_ok(),
                 cs.valid_shape() && cs.valid_eps() && cs.valid_var(),
@@ -507,8 +528,15 @@ pub fn fuzz_bn_infer(data: &[u8]) {
                 assert!(y.iter().all(|v| v.is_finite()), "{isa}: non-finite output");
             }
             let mut z = cs.x.clone();
-            crate::batch_norm_infer_inplace(&mut z, cs.shape, cs.layout, &cs.params(), &stats)
-                .expect("valid");
+            crate::batch_norm_infer_inplace(
+                &mut z,
+                cs.shape,
+                cs.layout,
+                &cs.params(),
+                cs.epilogue(),
+                &stats,
+            )
+            .expect("valid");
             assert!(same_bits(&z, &y), "{isa}: in place differs");
             let mut w = vec![f32::from_bits(S); n];
             crate::batch_norm_add_relu_infer(
@@ -556,6 +584,7 @@ pub fn fuzz_bn_backward(data: &[u8]) {
                 cs.shape,
                 cs.layout,
                 &cs.params(),
+                cs.epilogue(),
                 SavedStatsMut {
                     mean: &mut m,
                     invstd: &mut s,

@@ -74,7 +74,17 @@ fn run_all(isa: Isa) {
                     batches: &mut 0,
                 };
                 let running = Some((running, Momentum::PyTorch(0.1)));
-                batch_norm_train(&x, &mut y, shape, layout, &params, saved, running).unwrap()
+                batch_norm_train(
+                    &x,
+                    &mut y,
+                    shape,
+                    layout,
+                    &params,
+                    dropnorm::Epilogue::None,
+                    saved,
+                    running,
+                )
+                .unwrap()
             }),
         );
         let stats = RunningStats {
@@ -83,7 +93,18 @@ fn run_all(isa: Isa) {
         };
         check(
             "batch_norm_infer",
-            allocations(|| batch_norm_infer(&x, &mut y, shape, layout, &params, &stats).unwrap()),
+            allocations(|| {
+                batch_norm_infer(
+                    &x,
+                    &mut y,
+                    shape,
+                    layout,
+                    &params,
+                    dropnorm::Epilogue::None,
+                    &stats,
+                )
+                .unwrap()
+            }),
         );
         let saved = SavedStats {
             mean: &mean,

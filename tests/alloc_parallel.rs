@@ -70,7 +70,18 @@ fn parallel_calls_allocate_no_more_than_rayon() {
             };
             check(
                 "batch_norm_infer",
-                run(&mut || batch_norm_infer(&x, &mut y, shape, layout, &params, &stats).unwrap()),
+                run(&mut || {
+                    batch_norm_infer(
+                        &x,
+                        &mut y,
+                        shape,
+                        layout,
+                        &params,
+                        dropnorm::Epilogue::None,
+                        &stats,
+                    )
+                    .unwrap()
+                }),
             );
             check(
                 "batch_norm_train",
@@ -79,7 +90,17 @@ fn parallel_calls_allocate_no_more_than_rayon() {
                         mean: &mut mean,
                         invstd: &mut invstd,
                     };
-                    batch_norm_train(&x, &mut y, shape, layout, &params, saved, None).unwrap()
+                    batch_norm_train(
+                        &x,
+                        &mut y,
+                        shape,
+                        layout,
+                        &params,
+                        dropnorm::Epilogue::None,
+                        saved,
+                        None,
+                    )
+                    .unwrap()
                 }),
             );
             let saved = SavedStats {

@@ -106,17 +106,31 @@ fn every_isa_and_layout_matches_f64_reference() {
                     };
                     let what = format!("{isa} {layout:?} {shape:?} offset {offset}");
                     for relu in [false, true] {
-                        let params = BnParams::new(1e-5)
-                            .with_affine(&cs.gamma, &cs.beta)
-                            .with_relu(relu);
+                        let params = BnParams::new(1e-5).with_affine(&cs.gamma, &cs.beta);
                         let want = reference(&cs, shape, layout, 1e-5, relu, false);
                         let mut y = Guarded::new(cs.x.len(), si % 3, f32::NAN);
-                        batch_norm_infer(&cs.x, y.window_mut(), shape, layout, &params, &stats)
-                            .unwrap();
+                        batch_norm_infer(
+                            &cs.x,
+                            y.window_mut(),
+                            shape,
+                            layout,
+                            &params,
+                            epilogue(relu),
+                            &stats,
+                        )
+                        .unwrap();
                         assert_close(y.window(), &want, &what);
                         y.assert_guards(&what);
                         let mut z = cs.x.clone();
-                        batch_norm_infer_inplace(&mut z, shape, layout, &params, &stats).unwrap();
+                        batch_norm_infer_inplace(
+                            &mut z,
+                            shape,
+                            layout,
+                            &params,
+                            epilogue(relu),
+                            &stats,
+                        )
+                        .unwrap();
                         assert_eq!(bits(&z), bits(y.window()), "{what}: in place");
                     }
                     let params = BnParams::new(1e-5).with_affine(&cs.gamma, &cs.beta);
@@ -178,7 +192,16 @@ fn fold_matches_inference() {
         let (mut a, mut b) = (vec![0.0f32; shape.c], vec![0.0f32; shape.c]);
         fold(&mut a, &mut b, &params, &stats).unwrap();
         let mut y = vec![0.0f32; cs.x.len()];
-        batch_norm_infer(&cs.x, &mut y, shape, layout, &params, &stats).unwrap();
+        batch_norm_infer(
+            &cs.x,
+            &mut y,
+            shape,
+            layout,
+            &params,
+            dropnorm::Epilogue::None,
+            &stats,
+        )
+        .unwrap();
         for ch in 0..shape.c {
             for j in 0..shape.n * shape.h * shape.w {
                 let i = reference::channel_index(shape, layout, ch, j);
@@ -242,7 +265,16 @@ fn folded_convolution_equals_convolution_then_bn() {
     let conv_out = conv(&weights, &bias);
     let shape = Shape::nchw(n, co, ho, wo);
     let mut want = vec![0.0f32; conv_out.len()];
-    batch_norm_infer(&conv_out, &mut want, shape, Layout::Nchw, &params, &stats).unwrap();
+    batch_norm_infer(
+        &conv_out,
+        &mut want,
+        shape,
+        Layout::Nchw,
+        &params,
+        dropnorm::Epilogue::None,
+        &stats,
+    )
+    .unwrap();
     let (mut wf, mut bf) = (weights.clone(), bias.to_vec());
     fold_into(&mut wf, &mut bf, &params, &stats).unwrap();
     let got = conv(&wf, &bf);
@@ -305,6 +337,7 @@ fn errors_name_the_argument_and_write_nothing() {
         shape,
         Layout::Nchw,
         &BnParams::new(1e-5),
+        dropnorm::Epilogue::None,
         &good,
     )
     .unwrap_err();
@@ -315,6 +348,7 @@ fn errors_name_the_argument_and_write_nothing() {
         shape,
         Layout::Nchw,
         &BnParams::new(1e-5),
+        dropnorm::Epilogue::None,
         &RunningStats {
             mean: &m2,
             var: &v3,
@@ -322,8 +356,16 @@ fn errors_name_the_argument_and_write_nothing() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("`stats.mean`"), "{e}");
-    let e =
-        batch_norm_infer(&x, &mut y, shape, Layout::Nchw, &BnParams::new(-1.0), &good).unwrap_err();
+    let e = batch_norm_infer(
+        &x,
+        &mut y,
+        shape,
+        Layout::Nchw,
+        &BnParams::new(-1.0),
+        dropnorm::Epilogue::None,
+        &good,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::InvalidEps { .. }));
     let e = batch_norm_add_relu_infer(
         &x,

@@ -57,7 +57,14 @@ fn data_for(shape: Shape, salt: u64, offset: f64, scale: f64) -> Vec<f32> {
         .collect()
 }
 
-fn check_against_reference(x: &[f32], shape: Shape, layout: Layout, params: &BnParams, what: &str) {
+fn check_against_reference(
+    x: &[f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    relu: bool,
+    what: &str,
+) {
     let c = shape.c;
     let count = (shape.n * shape.h * shape.w) as f64;
     let (want_y, stats) = reference::batch_norm_train(
@@ -67,7 +74,7 @@ fn check_against_reference(x: &[f32], shape: Shape, layout: Layout, params: &BnP
         params.eps,
         params.gamma,
         params.beta,
-        params.relu,
+        relu,
     );
     for momentum in [
         Momentum::PyTorch(0.1),
@@ -75,7 +82,7 @@ fn check_against_reference(x: &[f32], shape: Shape, layout: Layout, params: &BnP
         Momentum::PyTorchCumulative,
     ] {
         // After two batches: the cumulative average weights this one 1/3.
-        let o = run_bn_after(x, shape, layout, params, momentum, 2);
+        let o = run_bn_after(x, shape, layout, params, epilogue(relu), momentum, 2);
         for (i, (&y, &w)) in o.y.iter().zip(&want_y).enumerate() {
             let ch = (0..c)
                 .find(|&ch| {
@@ -146,16 +153,17 @@ fn every_isa_and_layout_matches_f64_reference() {
                 let gamma: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 * 0.25).collect();
                 let beta: Vec<f32> = (0..c).map(|i| i as f32 * 0.1 - 1.0).collect();
                 let what = format!("{isa} {layout:?} {shape:?}");
-                check_against_reference(&x, shape, layout, &BnParams::new(1e-5), &what);
+                check_against_reference(&x, shape, layout, &BnParams::new(1e-5), false, &what);
                 let affine = BnParams::new(1e-3).with_affine(&gamma, &beta);
-                check_against_reference(&x, shape, layout, &affine, &format!("{what} affine"));
                 check_against_reference(
                     &x,
                     shape,
                     layout,
-                    &affine.with_relu(true),
-                    &format!("{what} relu"),
+                    &affine,
+                    false,
+                    &format!("{what} affine"),
                 );
+                check_against_reference(&x, shape, layout, &affine, true, &format!("{what} relu"));
             }
         }
     });
@@ -169,10 +177,15 @@ fn in_place_equals_out_of_place_and_guards_hold() {
                 let x = data_for(shape, 9, -1.0, 3.0);
                 let gamma = vec![1.5f32; c];
                 let beta = vec![0.25f32; c];
-                let params = BnParams::new(1e-5)
-                    .with_affine(&gamma, &beta)
-                    .with_relu(true);
-                let want = run_bn(&x, shape, layout, &params, Momentum::Onnx(0.9));
+                let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
+                let want = run_bn(
+                    &x,
+                    shape,
+                    layout,
+                    &params,
+                    Epilogue::Relu,
+                    Momentum::Onnx(0.9),
+                );
                 let mut g = Guarded::from(&x, 1 + c % 3);
                 let (mut m, mut s) = (vec![0.0f32; c], vec![0.0f32; c]);
                 let (mut rm, mut rv) = (vec![0.5f32; c], vec![2.0f32; c]);
@@ -181,6 +194,7 @@ fn in_place_equals_out_of_place_and_guards_hold() {
                     shape,
                     layout,
                     &params,
+                    Epilogue::Relu,
                     SavedStatsMut {
                         mean: &mut m,
                         invstd: &mut s,
@@ -228,6 +242,7 @@ fn large_offsets_keep_full_precision() {
                     shape,
                     layout,
                     &BnParams::new(1e-5),
+                    dropnorm::Epilogue::None,
                     Momentum::PyTorch(0.1),
                 );
                 for ch in 0..shape.c {
@@ -282,6 +297,7 @@ fn constant_channels_give_exactly_beta() {
                     shape,
                     layout,
                     &BnParams::new(eps).with_affine(&gamma, &beta),
+                    dropnorm::Epilogue::None,
                     Momentum::PyTorch(0.1),
                 );
                 for (i, &y) in o.y.iter().enumerate() {
@@ -323,6 +339,7 @@ fn channel_with_more_than_2_pow_24_values() {
         shape,
         Layout::Nc,
         &BnParams::new(0.0),
+        dropnorm::Epilogue::None,
         Momentum::Onnx(0.9),
     );
     let got_var = 1.0 / (o.invstd[0] as f64).powi(2);
@@ -339,7 +356,14 @@ fn hand_computed_conventions() {
     let params = BnParams::new(0.0);
     // ONNX BatchNormalization (training_mode = 1), momentum 0.9:
     // running_mean = 0.9·0.5 + 0.1·2.5 = 0.7, running_var = 0.9·2 + 0.1·1.25 = 1.925.
-    let o = run_bn(&x, shape, Layout::Nc, &params, Momentum::Onnx(0.9));
+    let o = run_bn(
+        &x,
+        shape,
+        Layout::Nc,
+        &params,
+        dropnorm::Epilogue::None,
+        Momentum::Onnx(0.9),
+    );
     assert_eq!(o.mean, [2.5]);
     assert!((o.running_mean[0] - 0.7).abs() < 1e-7);
     assert!((o.running_var[0] - 1.925).abs() < 1e-6);
@@ -349,15 +373,29 @@ fn hand_computed_conventions() {
     }
     // PyTorch momentum 0.1: running_mean = 0.9·0.5 + 0.1·2.5 = 0.7 (same), but the unbiased
     // variance: 0.9·2 + 0.1·5/3.
-    let o = run_bn(&x, shape, Layout::Nc, &params, Momentum::PyTorch(0.1));
+    let o = run_bn(
+        &x,
+        shape,
+        Layout::Nc,
+        &params,
+        dropnorm::Epilogue::None,
+        Momentum::PyTorch(0.1),
+    );
     assert!((o.running_var[0] as f64 - (1.8 + 0.5 / 3.0)).abs() < 1e-6);
     // PyTorch momentum None, first batch: the running stats become the batch's.
-    let o = run_bn(&x, shape, Layout::Nc, &params, Momentum::PyTorchCumulative);
+    let o = run_bn(
+        &x,
+        shape,
+        Layout::Nc,
+        &params,
+        dropnorm::Epilogue::None,
+        Momentum::PyTorchCumulative,
+    );
     assert_eq!(o.running_mean, [2.5]);
     assert!((o.running_var[0] as f64 - 5.0 / 3.0).abs() < 1e-6);
     // Momentum 0 (PyTorch) keeps the running values; 1 (ONNX) too.
     for m in [Momentum::PyTorch(0.0), Momentum::Onnx(1.0)] {
-        let o = run_bn(&x, shape, Layout::Nc, &params, m);
+        let o = run_bn(&x, shape, Layout::Nc, &params, dropnorm::Epilogue::None, m);
         assert_eq!((o.running_mean[0], o.running_var[0]), (0.5, 2.0), "{m:?}");
     }
 }
@@ -425,6 +463,7 @@ fn errors_name_the_argument_and_write_nothing() {
             shape,
             Layout::Nchw,
             params,
+            dropnorm::Epilogue::None,
             SavedStatsMut {
                 mean: &mut m,
                 invstd: &mut s,
@@ -528,6 +567,7 @@ fn nan_and_inf_propagate() {
             shape,
             Layout::Nchw,
             &BnParams::new(1e-5),
+            dropnorm::Epilogue::None,
             Momentum::PyTorch(0.1),
         );
         assert!(o.mean[0].is_nan() && o.running_mean[0].is_nan(), "{isa}");
@@ -558,7 +598,14 @@ fn non_temporal_paths_match_reference() {
         let (want, _) =
             reference::batch_norm_train(&x, shape, layout, 1e-5, Some(&gamma), Some(&beta), false);
         for_each_isa(|isa| {
-            let o = run_bn(&x, shape, layout, &params, Momentum::PyTorch(0.1));
+            let o = run_bn(
+                &x,
+                shape,
+                layout,
+                &params,
+                dropnorm::Epilogue::None,
+                Momentum::PyTorch(0.1),
+            );
             let err =
                 o.y.iter()
                     .zip(&want)
@@ -572,6 +619,7 @@ fn non_temporal_paths_match_reference() {
                 shape,
                 layout,
                 &params,
+                dropnorm::Epilogue::None,
                 SavedStatsMut {
                     mean: &mut m,
                     invstd: &mut s,

@@ -82,26 +82,22 @@ fn eval_backward_relu_and_argument_names() {
     };
     let x = [-1.0f32, 2.0];
     let dy = [1.0f32, 1.0];
-    let params = BnParams::new(0.0).with_relu(true);
+    // A fused ReLU is now an epilogue of the forward, and the backward sees it as the
+    // forward's output `y`: a ReLU flag without `y` (the defect) cannot be written.
+    let params = BnParams::new(0.0);
     let mut y = [0.0f32; 2];
-    batch_norm_infer(&x, &mut y, Shape::nc(2, 1), Layout::Nc, &params, &stats).unwrap();
-    let (mut dx, mut dg, mut db) = ([SENTINEL; 2], [0.0f32], [0.0f32]);
-    let g = BnGrads {
-        dx: &mut dx,
-        dgamma: &mut dg,
-        dbeta: &mut db,
-    };
-    let r = batch_norm_backward_eval(
+    let shape = Shape::nc(2, 1);
+    batch_norm_infer(
         &x,
-        &dy,
-        None,
-        g,
-        Shape::nc(2, 1),
+        &mut y,
+        shape,
         Layout::Nc,
         &params,
+        Epilogue::Relu,
         &stats,
-    );
-    assert_eq!(r, Err(Error::MissingArgument { arg: "y" }));
+    )
+    .unwrap();
+    let (mut dx, mut dg, mut db) = ([SENTINEL; 2], [0.0f32], [0.0f32]);
     let g = BnGrads {
         dx: &mut dx,
         dgamma: &mut dg,
@@ -169,12 +165,28 @@ fn per_channel_count_overflow_is_an_error() {
     let shape = Shape::nchw(usize::MAX, 0, 2, 1);
     let is_overflow = |r: Result<(), Error>| matches!(r, Err(Error::ShapeOverflow { .. }));
     let params = BnParams::new(1e-5);
-    let relu = BnParams::new(1e-5).with_relu(true);
     for layout in [Layout::Nchw, Layout::Nhwc] {
         let (x, mut y, mut dx, mut dr) = ([0.0f32; 0], [0.0f32; 0], [0.0f32; 0], [0.0f32; 0]);
-        let r = batch_norm_train(&x, &mut y, shape, layout, &params, empty_saved(), None);
+        let r = batch_norm_train(
+            &x,
+            &mut y,
+            shape,
+            layout,
+            &params,
+            dropnorm::Epilogue::None,
+            empty_saved(),
+            None,
+        );
         assert!(is_overflow(r), "train {layout:?}");
-        let r = batch_norm_train_inplace(&mut y, shape, layout, &params, empty_saved(), None);
+        let r = batch_norm_train_inplace(
+            &mut y,
+            shape,
+            layout,
+            &params,
+            dropnorm::Epilogue::None,
+            empty_saved(),
+            None,
+        );
         assert!(is_overflow(r), "train_inplace {layout:?}");
         let r =
             batch_norm_add_relu_train(&x, &x, &mut y, shape, layout, &params, empty_saved(), None);
@@ -183,15 +195,15 @@ fn per_channel_count_overflow_is_an_error() {
             mean: &[],
             invstd: &[],
         };
-        for p in [&params, &relu] {
+        for y in [None, Some(&x[..])] {
             let (mut dg, mut db) = ([0.0f32; 0], [0.0f32; 0]);
             let g = BnGrads {
                 dx: &mut dx,
                 dgamma: &mut dg,
                 dbeta: &mut db,
             };
-            let r = batch_norm_backward(&x, &x, Some(&x), g, shape, layout, p, &saved);
-            assert!(is_overflow(r), "backward {layout:?} relu={}", p.relu);
+            let r = batch_norm_backward(&x, &x, y, g, shape, layout, &params, &saved);
+            assert!(is_overflow(r), "backward {layout:?} relu={}", y.is_some());
         }
         let (mut dg, mut db) = ([0.0f32; 0], [0.0f32; 0]);
         let g = AddReluGrads {
@@ -247,6 +259,7 @@ fn negative_running_variance_is_an_error() {
             shape,
             Layout::Nc,
             &params,
+            dropnorm::Epilogue::None,
             &stats
         )));
         let r = batch_norm_add_relu_infer(&x, &x, &mut y, shape, Layout::Nc, &params, &stats);
@@ -353,7 +366,14 @@ fn mean_accurate_when_spread_dwarfs_mean() {
             for misalign in [0, 1] {
                 let g = Guarded::from(x, misalign);
                 let x = g.window();
-                let o = run_bn(x, *shape, *layout, &params, Momentum::PyTorch(1.0));
+                let o = run_bn(
+                    x,
+                    *shape,
+                    *layout,
+                    &params,
+                    dropnorm::Epilogue::None,
+                    Momentum::PyTorch(1.0),
+                );
                 let mut st = vec![ChannelStats::default(); c];
                 channel_stats(x, &mut st, *shape, *layout).unwrap();
                 for (ch, stat) in st.iter().enumerate() {

@@ -117,7 +117,14 @@ fn batch_norm_identical_bits_for_1_2_3_threads() {
                 .map(|t| {
                     in_pool(t, || {
                         with_isa(isa, || {
-                            run_bn(&x, shape, layout, &params, Momentum::PyTorch(0.1))
+                            run_bn(
+                                &x,
+                                shape,
+                                layout,
+                                &params,
+                                dropnorm::Epilogue::None,
+                                Momentum::PyTorch(0.1),
+                            )
                         })
                         .unwrap()
                     })
@@ -134,7 +141,14 @@ fn batch_norm_identical_bits_for_1_2_3_threads() {
             // From a thread outside any pool (this test's): below 256 Ki elements such a call
             // runs on the caller's thread, where inside a pool it forks — the same bits.
             let outside = with_isa(isa, || {
-                run_bn(&x, shape, layout, &params, Momentum::PyTorch(0.1))
+                run_bn(
+                    &x,
+                    shape,
+                    layout,
+                    &params,
+                    dropnorm::Epilogue::None,
+                    Momentum::PyTorch(0.1),
+                )
             })
             .unwrap();
             assert_eq!(
@@ -184,6 +198,7 @@ fn bn_at_offsets(
         shape,
         layout,
         params,
+        dropnorm::Epilogue::None,
         saved,
         None,
     )
@@ -195,7 +210,16 @@ fn bn_at_offsets(
         mean: &mean,
         var: &var,
     };
-    batch_norm_infer(xg.window(), y.window_mut(), shape, layout, params, &running).unwrap();
+    batch_norm_infer(
+        xg.window(),
+        y.window_mut(),
+        shape,
+        layout,
+        params,
+        dropnorm::Epilogue::None,
+        &running,
+    )
+    .unwrap();
     y.assert_guards("infer");
     out.push(bits(y.window()));
     let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);

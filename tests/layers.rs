@@ -100,15 +100,13 @@ fn batch_norm_layer_backward_equals_the_function() {
     let dy: Vec<f32> = normals(96, 2).iter().map(|v| *v as f32).collect();
     let mut bn = BatchNorm::new(3, Layout::Nchw);
     bn.gamma = vec![1.5, 0.5, 2.0];
-    bn.relu = true;
+    bn.epilogue = Epilogue::Relu;
     let mut y = vec![0.0f32; 96];
     bn.forward(&x, &mut y, shape).unwrap();
     let mut dx = vec![0.0f32; 96];
     bn.backward(&x, &dy, Some(&y), &mut dx, shape).unwrap();
     // Direct calls with the same statistics.
-    let params = BnParams::new(1e-5)
-        .with_affine(&bn.gamma, &bn.beta)
-        .with_relu(true);
+    let params = BnParams::new(1e-5).with_affine(&bn.gamma, &bn.beta);
     let (mut m, mut s) = (vec![0.0f32; 3], vec![0.0f32; 3]);
     let mut y2 = vec![0.0f32; 96];
     batch_norm_train(
@@ -117,6 +115,7 @@ fn batch_norm_layer_backward_equals_the_function() {
         shape,
         Layout::Nchw,
         &params,
+        Epilogue::Relu,
         SavedStatsMut {
             mean: &mut m,
             invstd: &mut s,
@@ -148,10 +147,15 @@ fn batch_norm_layer_backward_equals_the_function() {
     assert_eq!(bits(&dx), bits(&dx2));
     assert_eq!(bits(&bn.dgamma), bits(&dg));
     assert_eq!(bits(&bn.dbeta), bits(&db));
-    // Without y a fused ReLU cannot be differentiated.
+    // Without y a fused ReLU cannot be differentiated; with y and no ReLU, y is a mistake.
     assert!(matches!(
         bn.backward(&x, &dy, None, &mut dx, shape),
         Err(Error::MissingArgument { .. })
+    ));
+    bn.epilogue = Epilogue::None;
+    assert!(matches!(
+        bn.backward(&x, &dy, Some(&y), &mut dx, shape),
+        Err(Error::UnexpectedArgument { .. })
     ));
 }
 

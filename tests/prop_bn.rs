@@ -42,13 +42,13 @@ proptest! {
         let c = shape.c;
         let gamma: Vec<f32> = (0..c).map(|i| ((salt >> (i % 60)) & 7) as f32 * 0.5 - 1.5).collect();
         let beta: Vec<f32> = (0..c).map(|i| i as f32 * 0.3 - 2.0).collect();
-        let mut params = BnParams::new(eps).with_relu(relu);
+        let mut params = BnParams::new(eps);
         if affine {
             params = params.with_affine(&gamma, &beta);
         }
         let (want, _) = reference::batch_norm_train(&x, shape, layout, eps, params.gamma, params.beta, relu);
         for isa in Isa::available() {
-            let o = with_isa(isa, || run_bn(&x, shape, layout, &params, Momentum::PyTorch(0.1))).unwrap();
+            let o = with_isa(isa, || run_bn(&x, shape, layout, &params, epilogue(relu), Momentum::PyTorch(0.1))).unwrap();
             for ch in 0..c {
                 let g = params.gamma.map_or(1.0, |g| g[ch].abs() as f64).max(1.0);
                 let b = params.beta.map_or(0.0, |b| b[ch].abs() as f64);
@@ -83,14 +83,14 @@ proptest! {
         let var: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 * 0.1).collect();
         let gamma: Vec<f32> = (0..c).map(|i| 1.0 + (i % 3) as f32 * 0.5).collect();
         let beta: Vec<f32> = (0..c).map(|i| (i % 2) as f32 * 0.5).collect();
-        let params = BnParams::new(1e-5).with_affine(&gamma, &beta).with_relu(relu);
+        let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
         let stats = RunningStats { mean: &mean, var: &var };
         for isa in Isa::available() {
             let mut y = vec![f32::NAN; n];
-            with_isa(isa, || batch_norm_infer(&x, &mut y, shape, layout, &params, &stats)).unwrap().unwrap();
+            with_isa(isa, || batch_norm_infer(&x, &mut y, shape, layout, &params, epilogue(relu), &stats)).unwrap().unwrap();
             let mut dx = vec![f32::NAN; n];
             let (mut dg, mut db) = (vec![f32::NAN; c], vec![f32::NAN; c]);
-            let eval = BnParams { relu: false, ..params };
+            let eval = params;
             let grads = BnGrads { dx: &mut dx, dgamma: &mut dg, dbeta: &mut db };
             with_isa(isa, || batch_norm_backward_eval(&x, &dy, None, grads, shape, layout, &eval, &stats)).unwrap().unwrap();
             for ch in 0..c {
@@ -104,7 +104,7 @@ proptest! {
                     prop_assert!((dx[i] as f64 - g).abs() <= 2e-6 * (1.0 + g.abs()), "{} eval backward", isa);
                 }
             }
-            let o = with_isa(isa, || run_bn(&x, shape, layout, &BnParams::new(1e-5), Momentum::PyTorch(0.1))).unwrap();
+            let o = with_isa(isa, || run_bn(&x, shape, layout, &BnParams::new(1e-5), dropnorm::Epilogue::None, Momentum::PyTorch(0.1))).unwrap();
             let (mut dxt, mut dg, mut db) = (vec![0.0f32; n], vec![0.0f32; c], vec![0.0f32; c]);
             let saved = SavedStats { mean: &o.mean, invstd: &o.invstd };
             with_isa(isa, || batch_norm_backward(&x, &dy, None, BnGrads { dx: &mut dxt, dgamma: &mut dg, dbeta: &mut db }, shape, layout, &BnParams::new(1e-5), &saved)).unwrap().unwrap();
@@ -133,7 +133,7 @@ proptest! {
         let x: Vec<f32> = normals(n, salt).iter().map(|v| (mean + spread * v) as f32).collect();
         let c = shape.c;
         for isa in Isa::available() {
-            let o = with_isa(isa, || run_bn(&x, shape, layout, &BnParams::default(), Momentum::PyTorch(0.1))).unwrap();
+            let o = with_isa(isa, || run_bn(&x, shape, layout, &BnParams::default(), dropnorm::Epilogue::None, Momentum::PyTorch(0.1))).unwrap();
             for ch in 0..c {
                 let exact = (0..n / c)
                     .map(|j| x[reference::channel_index(shape, layout, ch, j)] as f64)

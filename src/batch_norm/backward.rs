@@ -60,9 +60,9 @@ pub struct AddReluGrads<'a> {
 
 /// Backward of [`batch_norm_train`](super::batch_norm_train).
 ///
-/// `params` are the forward's (γ is used; β and eps are not needed); with `params.relu`, `y`
-/// must be the forward's output (the gradient flows where `y > 0`). `dx`, `dγ`, `dβ` are
-/// overwritten.
+/// `params` are the forward's (γ is used; β and eps are not needed). `y` is `Some` exactly
+/// when the forward fused a ReLU ([`Epilogue::Relu`](super::Epilogue)): its output, and the
+/// gradient flows where `y > 0`. `dx`, `dγ`, `dβ` are overwritten.
 ///
 /// ```
 /// use dropnorm::{SavedStats, BnGrads, BnParams, Layout, Shape, batch_norm_backward};
@@ -97,7 +97,6 @@ pub fn batch_norm_backward(
         shape,
         layout,
         params,
-        params.relu,
         Norm::Batch(saved),
         grads,
     )
@@ -154,7 +153,6 @@ pub fn batch_norm_add_relu_backward(
         shape,
         layout,
         params,
-        true,
         Norm::Batch(saved),
         grads,
     )
@@ -163,8 +161,8 @@ pub fn batch_norm_add_relu_backward(
 /// Eval-mode backward, as PyTorch computes it for a module in `eval()` whose parameters
 /// require gradients: the forward normalized with the running statistics, which are
 /// constants here, so with `x̂ = (x − running_mean)·invstd_running`:
-/// `dγ = Σdy·x̂`, `dβ = Σdy`, `dx = dy·γ·invstd_running`. With `params.relu`, `y` must be the
-/// eval forward's output and the gradient flows where `y > 0`. Everything in `grads` is
+/// `dγ = Σdy·x̂`, `dβ = Σdy`, `dx = dy·γ·invstd_running`. `y` is `Some` exactly when
+/// the eval forward fused a ReLU: its output, and the gradient flows where `y > 0`. Everything in `grads` is
 /// overwritten; nothing is written on error (a negative or NaN running variance included).
 ///
 /// ```
@@ -193,18 +191,7 @@ pub fn batch_norm_backward_eval(
 ) -> Result<(), Error> {
     check_len("dy", x.len(), dy.len())?;
     let norm = Norm::Running(stats, params.eps);
-    run(
-        x,
-        dy,
-        y,
-        None,
-        shape,
-        layout,
-        params,
-        params.relu,
-        norm,
-        grads,
-    )
+    run(x, dy, y, None, shape, layout, params, norm, grads)
 }
 
 /// The statistics a backward differentiates through.
@@ -260,7 +247,6 @@ fn run(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
-    relu: bool,
     norm: Norm,
     grads: BnGrads,
 ) -> Result<(), Error> {
@@ -275,14 +261,10 @@ fn run(
     norm.validate(c)?;
     check_len("grads.dgamma", c, grads.dgamma.len())?;
     check_len("grads.dbeta", c, grads.dbeta.len())?;
-    let y = match (relu, y) {
-        (true, None) => return Err(Error::MissingArgument { arg: "y" }),
-        (true, Some(y)) => {
-            check_len("y", n, y.len())?;
-            Some(y)
-        }
-        (false, _) => None,
-    };
+    // A forward output means the forward fused a ReLU: the gradient flows where y > 0.
+    if let Some(y) = y {
+        check_len("y", n, y.len())?;
+    }
     let count = count_per_channel(shape)?;
     if norm.is_batch() && count < 2 && c > 0 {
         return Err(Error::TooFewValuesPerChannel { count });

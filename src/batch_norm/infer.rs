@@ -3,7 +3,7 @@
 
 use super::moments::{Geometry, block_width, geometry};
 use super::rows::normalize_rows;
-use super::{BnParams, check_eps, inv_std};
+use super::{BnParams, Epilogue, check_eps, inv_std};
 use crate::dispatch::active_kernels;
 use crate::dispatch::channels::for_each_block_res;
 use crate::dispatch::{NT_MIN_BYTES_HEAVY, Src};
@@ -22,15 +22,16 @@ pub struct RunningStats<'a> {
 }
 
 /// Inference-mode batch norm: `y = (x − mean)·a + β` with `a = γ/sqrt(var + eps)`, per
-/// channel, from `stats` (then ReLU if `params.relu`). Centered like the training forward,
+/// channel, from `stats` (then ReLU with [`Epilogue::Relu`]). Centered like the training forward,
 /// never `x·a + b`: that form loses digits when the mean is large against the spread.
 ///
 /// ```
-/// use dropnorm::{BnParams, RunningStats, Layout, Shape, batch_norm_infer};
+/// use dropnorm::{BnParams, Epilogue, RunningStats, Layout, Shape, batch_norm_infer};
 /// let x = [1.0f32, 3.0, 5.0, 7.0]; // NC (2, 2)
 /// let mut y = [0.0f32; 4];
 /// let stats = RunningStats { mean: &[2.0, 4.0], var: &[4.0, 1.0] };
-/// batch_norm_infer(&x, &mut y, Shape::nc(2, 2), Layout::Nc, &BnParams::new(0.0), &stats)?;
+/// let params = BnParams::new(0.0);
+/// batch_norm_infer(&x, &mut y, Shape::nc(2, 2), Layout::Nc, &params, Epilogue::None, &stats)?;
 /// assert_eq!(y, [-0.5, -1.0, 1.5, 3.0]);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
@@ -40,6 +41,7 @@ pub fn batch_norm_infer(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
+    epilogue: Epilogue,
     stats: &RunningStats,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
@@ -52,18 +54,19 @@ pub fn batch_norm_infer(
         layout,
         params,
         stats,
-        params.relu,
+        epilogue.relu(),
     )
 }
 
 /// [`batch_norm_infer`] in place.
 ///
 /// ```
-/// use dropnorm::{BnParams, RunningStats, Layout, Shape, batch_norm_infer_inplace};
+/// use dropnorm::{BnParams, Epilogue, RunningStats, Layout, Shape, batch_norm_infer_inplace};
 /// let mut x = [1.0f32, 3.0, 5.0, 7.0]; // NCHW (1, 1, 2, 2)
 /// let stats = RunningStats { mean: &[4.0], var: &[4.0] };
-/// let params = BnParams::new(0.0).with_relu(true);
-/// batch_norm_infer_inplace(&mut x, Shape::nchw(1, 1, 2, 2), Layout::Nchw, &params, &stats)?;
+/// let params = BnParams::new(0.0);
+/// let shape = Shape::nchw(1, 1, 2, 2);
+/// batch_norm_infer_inplace(&mut x, shape, Layout::Nchw, &params, Epilogue::Relu, &stats)?;
 /// assert_eq!(x, [0.0, 0.0, 0.5, 1.5]);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
@@ -72,6 +75,7 @@ pub fn batch_norm_infer_inplace(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
+    epilogue: Epilogue,
     stats: &RunningStats,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
@@ -83,13 +87,13 @@ pub fn batch_norm_infer_inplace(
         layout,
         params,
         stats,
-        params.relu,
+        epilogue.relu(),
     )
 }
 
 /// The ResNet block tail in one pass: `y = relu(bn(x) + r)` in inference mode, `r` the
-/// residual (same shape and layout as `x`). The ReLU is always applied (`params.relu` is not
-/// consulted). 12 bytes of traffic per element instead of 20 for the three separate passes.
+/// residual (same shape and layout as `x`). The ReLU is always applied. 12 bytes of traffic
+/// per element instead of 20 for the three separate passes.
 ///
 /// ```
 /// use dropnorm::{BnParams, RunningStats, Layout, Shape, batch_norm_add_relu_infer};

@@ -19,15 +19,17 @@ pub use infer::{
     fold_into,
 };
 pub use stats::{ChannelStats, channel_stats};
+
 pub use train::{batch_norm_add_relu_train, batch_norm_train, batch_norm_train_inplace};
 
-/// Parameters of a batch-norm call: `eps`, the optional affine parameters and a fused ReLU.
+/// Parameters of a batch-norm call: `eps` and the optional affine parameters. (A fused ReLU
+/// is an [`Epilogue`], taken only by the functions that apply one.)
 ///
 /// ```
 /// use dropnorm::BnParams;
 /// let gamma = [1.0f32, 2.0];
 /// let beta = [0.0f32, 0.5];
-/// let params = BnParams::new(1e-5).with_affine(&gamma, &beta).with_relu(true);
+/// let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
 /// assert_eq!(params.eps, 1e-5);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,12 +40,28 @@ pub struct BnParams<'a> {
     pub gamma: Option<&'a [f32]>,
     /// Per-channel shift β (`None`: 0).
     pub beta: Option<&'a [f32]>,
-    /// Apply ReLU to the output.
-    pub relu: bool,
+}
+
+/// What a forward applies to the normalized values in the same pass. Taken by the training
+/// forward and inference (one call and in place); the add+ReLU functions always apply theirs,
+/// and a backward learns of a fused ReLU from the forward output it is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Epilogue {
+    /// `y = bn(x)`.
+    #[default]
+    None,
+    /// `y = max(bn(x), 0)` (a NaN stays NaN).
+    Relu,
+}
+
+impl Epilogue {
+    pub(crate) fn relu(self) -> bool {
+        self == Epilogue::Relu
+    }
 }
 
 impl Default for BnParams<'_> {
-    /// PyTorch's defaults: eps 1e-5; no affine parameters, no ReLU.
+    /// PyTorch's defaults: eps 1e-5; no affine parameters.
     ///
     /// ```
     /// use dropnorm::BnParams;
@@ -55,19 +73,18 @@ impl Default for BnParams<'_> {
 }
 
 impl<'a> BnParams<'a> {
-    /// No affine parameters, no ReLU.
+    /// No affine parameters.
     ///
     /// ```
     /// use dropnorm::BnParams;
     /// let p = BnParams::new(1e-5);
-    /// assert!(p.gamma.is_none() && p.beta.is_none() && !p.relu);
+    /// assert!(p.gamma.is_none() && p.beta.is_none());
     /// ```
     pub fn new(eps: f32) -> Self {
         BnParams {
             eps,
             gamma: None,
             beta: None,
-            relu: false,
         }
     }
 
@@ -84,16 +101,6 @@ impl<'a> BnParams<'a> {
             beta: Some(beta),
             ..self
         }
-    }
-
-    /// With or without a fused ReLU.
-    ///
-    /// ```
-    /// use dropnorm::BnParams;
-    /// assert!(BnParams::new(0.0).with_relu(true).relu);
-    /// ```
-    pub fn with_relu(self, relu: bool) -> Self {
-        BnParams { relu, ..self }
     }
 }
 

@@ -3,7 +3,7 @@
 use super::moments::{Geometry, block_width, count_per_channel, from_sums, geometry, row_moments};
 use super::rows::normalize_rows;
 use super::scratch::scratch_f32;
-use super::{BnParams, Momentum, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
+use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
 use crate::dispatch::active_kernels;
 use crate::dispatch::channels::for_each_block;
 use crate::dispatch::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
@@ -13,7 +13,7 @@ use crate::parallel::Par;
 use crate::{Error, Layout, Shape};
 
 /// Training-mode batch norm, out of place: computes each channel's batch mean and biased
-/// variance, writes `y = γ·(x − mean)/sqrt(var + eps) + β` (then ReLU if `params.relu`),
+/// variance, writes `y = γ·(x − mean)/sqrt(var + eps) + β` (then ReLU with [`Epilogue::Relu`]),
 /// saves the mean and `invstd` for backward, and updates `running` if given: the running
 /// statistics with the given [`Momentum`], and their batch count.
 ///
@@ -22,7 +22,8 @@ use crate::{Error, Layout, Shape};
 /// DRAM once each way; channels are spread over rayon's pool.
 ///
 /// ```
-/// use dropnorm::{BnParams, Layout, Momentum, RunningStatsMut, SavedStatsMut, Shape, batch_norm_train};
+/// use dropnorm::{BnParams, Epilogue, Layout, Momentum, RunningStatsMut, SavedStatsMut, Shape};
+/// use dropnorm::batch_norm_train;
 /// let shape = Shape::nchw(2, 1, 1, 2); // one channel, values 1 2 3 4
 /// let x = [1.0f32, 2.0, 3.0, 4.0];
 /// let mut y = [0.0f32; 4];
@@ -34,6 +35,7 @@ use crate::{Error, Layout, Shape};
 ///     shape,
 ///     Layout::Nchw,
 ///     &BnParams::new(0.0),
+///     Epilogue::None, // or Epilogue::Relu: y = max(bn(x), 0) in the same pass
 ///     SavedStatsMut { mean: &mut mean, invstd: &mut invstd },
 ///     Some((RunningStatsMut { mean: &mut rm, var: &mut rv, batches: &mut batches }, Momentum::PyTorch(0.1))),
 /// )?;
@@ -51,6 +53,7 @@ pub fn batch_norm_train(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
+    epilogue: Epilogue,
     saved: SavedStatsMut,
     running: Option<(RunningStatsMut, Momentum)>,
 ) -> Result<(), Error> {
@@ -63,6 +66,7 @@ pub fn batch_norm_train(
         shape,
         layout,
         params,
+        epilogue.relu(),
         saved,
         running,
     )
@@ -70,7 +74,7 @@ pub fn batch_norm_train(
 
 /// Training-mode batch norm followed by the residual add and ReLU in the same pass:
 /// `y = relu(bn(x) + r)` with the batch statistics (saved and running as in
-/// [`batch_norm_train`]). The ReLU is always applied (`params.relu` is not consulted).
+/// [`batch_norm_train`]). The ReLU is always applied.
 /// Backward: [`batch_norm_add_relu_backward`](super::batch_norm_add_relu_backward).
 ///
 /// ```
@@ -98,14 +102,14 @@ pub fn batch_norm_add_relu_train(
     check_len("x", shape.validate(layout)?, x.len())?;
     check_len("r", x.len(), r.len())?;
     check_len("y", x.len(), y.len())?;
-    let params = params.with_relu(true);
     run(
         Src::Slice(x),
         Some(r),
         y,
         shape,
         layout,
-        &params,
+        params,
+        true,
         saved,
         running,
     )
@@ -123,7 +127,9 @@ pub fn batch_norm_add_relu_train(
 /// let running = RunningStatsMut { mean: &mut rmean, var: &mut rvar, batches: &mut batches };
 /// let running = Some((running, Momentum::PyTorch(0.1)));
 /// let shape = Shape::nchw(1, 2, 2, 1);
-/// dropnorm::batch_norm_train_inplace(&mut x, shape, Layout::Nhwc, &BnParams::new(0.0), saved, running)?;
+/// let params = BnParams::new(0.0);
+/// let none = dropnorm::Epilogue::None;
+/// dropnorm::batch_norm_train_inplace(&mut x, shape, Layout::Nhwc, &params, none, saved, running)?;
 /// assert_eq!(x, [-1.0, -1.0, 1.0, 1.0]);
 /// assert_eq!(mean, [3.0, 5.0]);
 /// assert_eq!(rmean, [0.3, 0.5]);
@@ -134,11 +140,23 @@ pub fn batch_norm_train_inplace(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
+    epilogue: Epilogue,
     saved: SavedStatsMut,
     running: Option<(RunningStatsMut, Momentum)>,
 ) -> Result<(), Error> {
     check_len("x", shape.validate(layout)?, x.len())?;
-    run(Src::InPlace, None, x, shape, layout, params, saved, running)
+    let relu = epilogue.relu();
+    run(
+        Src::InPlace,
+        None,
+        x,
+        shape,
+        layout,
+        params,
+        relu,
+        saved,
+        running,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -149,6 +167,7 @@ fn run(
     shape: Shape,
     layout: Layout,
     params: &BnParams,
+    relu: bool,
     saved: SavedStatsMut,
     running: Option<(RunningStatsMut, Momentum)>,
 ) -> Result<(), Error> {
@@ -198,7 +217,7 @@ fn run(
         },
     );
     let eps = params.eps;
-    let (gamma, beta, relu) = (params.gamma, params.beta, params.relu);
+    let (gamma, beta) = (params.gamma, params.beta);
 
     let consts = |ch: usize, (pivot, mean, var): (f32, f64, f64)| {
         let var = var as f32;

@@ -122,9 +122,10 @@ pub fn run_bn(
     shape: dropnorm::Shape,
     layout: dropnorm::Layout,
     params: &dropnorm::BnParams,
+    epilogue: dropnorm::Epilogue,
     momentum: dropnorm::Momentum,
 ) -> BnOut {
-    run_bn_after(x, shape, layout, params, momentum, 0)
+    run_bn_after(x, shape, layout, params, epilogue, momentum, 0)
 }
 
 /// [`run_bn`] after `before` batches (the running statistics' batch count; checks that the
@@ -134,6 +135,7 @@ pub fn run_bn_after(
     shape: dropnorm::Shape,
     layout: dropnorm::Layout,
     params: &dropnorm::BnParams,
+    epilogue: dropnorm::Epilogue,
     momentum: dropnorm::Momentum,
     before: u64,
 ) -> BnOut {
@@ -152,6 +154,7 @@ pub fn run_bn_after(
         shape,
         layout,
         params,
+        epilogue,
         dropnorm::SavedStatsMut {
             mean: &mut o.mean,
             invstd: &mut o.invstd,
@@ -197,4 +200,13 @@ macro_rules! main_thread_checks {
             )*
         }
     };
+}
+
+/// The epilogue of a fused ReLU or none.
+pub fn epilogue(relu: bool) -> dropnorm::Epilogue {
+    if relu {
+        dropnorm::Epilogue::Relu
+    } else {
+        dropnorm::Epilogue::None
+    }
 }
