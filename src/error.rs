@@ -96,6 +96,16 @@ pub enum Error {
         /// The value.
         var: f32,
     },
+    /// Batch statistics given to a split-phase call that no batch can have: fewer than two
+    /// values, or a negative sum of squared deviations (statistics corrupted in transit?).
+    InvalidStats {
+        /// The argument holding them.
+        arg: &'static str,
+        /// The channel.
+        channel: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A layer's training-mode backward called before any training-mode forward, so there
     /// are no saved batch statistics to differentiate through.
     BackwardBeforeForward,
@@ -162,6 +172,11 @@ impl fmt::Display for Error {
                 f,
                 "invalid `{arg}`[{channel}] = {var}: a running variance must be >= 0 (corrupt statistics?)"
             ),
+            Error::InvalidStats {
+                arg,
+                channel,
+                reason,
+            } => write!(f, "invalid `{arg}`[{channel}]: {reason}"),
             Error::BackwardBeforeForward => write!(
                 f,
                 "training-mode backward before any training-mode forward: no saved batch statistics"

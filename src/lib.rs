@@ -186,11 +186,12 @@ pub mod reference;
 pub mod testing;
 
 pub use batch_norm::{
-    AddReluGrads, BnGrads, BnParams, ChannelStats, Epilogue, Momentum, RunningStats,
-    RunningStatsMut, SavedStats, SavedStatsMut, batch_norm_add_relu_backward,
-    batch_norm_add_relu_infer, batch_norm_add_relu_train, batch_norm_backward,
-    batch_norm_backward_eval, batch_norm_infer, batch_norm_infer_inplace, batch_norm_train,
-    batch_norm_train_inplace, channel_stats, fold, fold_into,
+    AddReluGrads, BnGrads, BnParams, ChannelStats, Epilogue, GradSums, Momentum, RunningStats,
+    RunningStatsMut, SavedStats, SavedStatsMut, batch_norm_add_relu_apply,
+    batch_norm_add_relu_backward, batch_norm_add_relu_infer, batch_norm_add_relu_train,
+    batch_norm_apply, batch_norm_apply_inplace, batch_norm_backward, batch_norm_backward_apply,
+    batch_norm_backward_eval, batch_norm_backward_sums, batch_norm_infer, batch_norm_infer_inplace,
+    batch_norm_train, batch_norm_train_inplace, channel_stats, fold, fold_into,
 };
 pub use dropout::{
     DropoutParams, dropout, dropout_backward, dropout_backward_inplace, dropout_backward_with_mask,

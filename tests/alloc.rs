@@ -137,5 +137,47 @@ fn run_all(isa: Isa) {
             "channel_stats",
             allocations(|| channel_stats(&x, &mut st, shape, layout).unwrap()),
         );
+        check(
+            "batch_norm_apply",
+            allocations(|| {
+                let saved = SavedStatsMut {
+                    mean: &mut mean,
+                    invstd: &mut invstd,
+                };
+                let running = RunningStatsMut {
+                    mean: &mut rm,
+                    var: &mut rv,
+                    batches: &mut 0,
+                };
+                let running = Some((running, Momentum::PyTorch(0.1)));
+                let ep = dropnorm::Epilogue::None;
+                batch_norm_apply(&x, &mut y, shape, layout, &params, ep, &st, saved, running)
+                    .unwrap()
+            }),
+        );
+        let saved = SavedStats {
+            mean: &mean,
+            invstd: &invstd,
+        };
+        let mut sums = vec![GradSums::default(); c];
+        check(
+            "batch_norm_backward_sums",
+            allocations(|| {
+                batch_norm_backward_sums(&x, &dy, None, &mut sums, shape, layout, &saved).unwrap()
+            }),
+        );
+        check(
+            "batch_norm_backward_apply",
+            allocations(|| {
+                let grads = BnGrads {
+                    dx: &mut dx,
+                    dgamma: &mut dg,
+                    dbeta: &mut db,
+                };
+                let p = &params;
+                batch_norm_backward_apply(&x, &dy, None, grads, shape, layout, p, &saved, &sums)
+                    .unwrap()
+            }),
+        );
     }
 }

@@ -39,6 +39,7 @@ suites!(
     bn_backward: "bn_backward.rs",
     defects: "defects.rs",
     layers: "layers.rs",
+    split_phase: "split_phase.rs",
     fuzz_corpus: "fuzz_corpus.rs",
 );
 

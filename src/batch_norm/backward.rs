@@ -196,7 +196,7 @@ pub fn batch_norm_backward_eval(
 
 /// The statistics a backward differentiates through.
 #[derive(Clone, Copy)]
-enum Norm<'a> {
+pub(crate) enum Norm<'a> {
     /// Training: the batch statistics the forward saved.
     Batch(&'a SavedStats<'a>),
     /// Eval: the running statistics (constants) and the forward's eps.
@@ -238,6 +238,66 @@ impl Norm<'_> {
     }
 }
 
+/// Checks a backward's tensors, parameters, statistics and the per-channel gradients'
+/// lengths; returns the tensor's length and its values per channel.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn validate(
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    dx_len: usize,
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    norm: Norm,
+    per_channel: [(&'static str, usize); 2],
+) -> Result<(usize, usize), Error> {
+    let n = shape.validate(layout)?;
+    check_len("x", n, x.len())?;
+    check_len("dy", n, dy.len())?;
+    check_len("grads.dx", n, dx_len)?;
+    let c = shape.c;
+    check_eps(params.eps)?;
+    if let Some(g) = params.gamma {
+        check_len("gamma", c, g.len())?;
+    }
+    norm.validate(c)?;
+    for (arg, len) in per_channel {
+        check_len(arg, c, len)?;
+    }
+    // A forward output means the forward fused a ReLU: the gradient flows where y > 0.
+    if let Some(y) = y {
+        check_len("y", n, y.len())?;
+    }
+    Ok((n, count_per_channel(shape)?))
+}
+
+/// The `dx` constants of channel `ch` and its `(dγ, dβ)`, from the sums `[Σdy, Σdy·(x − m)]`
+/// over `count` values: `a = γ·is`, and in training (`batch`) `c1 = −γ·is³·Σdy·(x − m)/n`,
+/// `c0 = −γ·is·Σdy/n` (in eval mode mean and invstd are constants: dx = dy·γ·invstd only).
+pub(crate) fn bwd_consts(
+    gamma: Option<&[f32]>,
+    norm: Norm,
+    ch: usize,
+    count: f64,
+    [s_dy, s_dyx]: [f64; 2],
+) -> (BwdConsts, f32, f32) {
+    let g = gamma.map_or(1.0, |g| g[ch]) as f64;
+    let (m, is) = (norm.mean()[ch], norm.invstd(ch));
+    let (c1, c0) = if norm.is_batch() {
+        (-g * is * is * is * s_dyx / count, -g * is * s_dy / count)
+    } else {
+        (0.0, 0.0)
+    };
+    let f = BwdConsts {
+        m,
+        a: (g * is) as f32,
+        c1: c1 as f32,
+        c0: c0 as f32,
+    };
+    (f, (s_dyx * is) as f32, s_dy as f32)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(
     x: &[f32],
@@ -250,23 +310,13 @@ fn run(
     norm: Norm,
     grads: BnGrads,
 ) -> Result<(), Error> {
-    let n = shape.validate(layout)?;
-    check_len("x", n, x.len())?;
-    check_len("grads.dx", n, grads.dx.len())?;
-    let c = shape.c;
-    check_eps(params.eps)?;
-    if let Some(g) = params.gamma {
-        check_len("gamma", c, g.len())?;
-    }
-    norm.validate(c)?;
-    check_len("grads.dgamma", c, grads.dgamma.len())?;
-    check_len("grads.dbeta", c, grads.dbeta.len())?;
-    // A forward output means the forward fused a ReLU: the gradient flows where y > 0.
-    if let Some(y) = y {
-        check_len("y", n, y.len())?;
-    }
-    let count = count_per_channel(shape)?;
-    if norm.is_batch() && count < 2 && c > 0 {
+    let per_channel = [
+        ("grads.dgamma", grads.dgamma.len()),
+        ("grads.dbeta", grads.dbeta.len()),
+    ];
+    let dx_len = grads.dx.len();
+    let (n, count) = validate(x, dy, y, dx_len, shape, layout, params, norm, per_channel)?;
+    if norm.is_batch() && count < 2 && shape.c > 0 {
         return Err(Error::TooFewValuesPerChannel { count });
     }
     if n == 0 {
@@ -279,26 +329,8 @@ fn run(
     let nt = k.use_nt_from(n, NT_MIN_BYTES_HEAVY);
     let par = Par::above_threshold(n, 1);
     let gamma = params.gamma;
-    let batch = norm.is_batch();
     let mean = norm.mean();
-    let consts = |ch: usize, [s_dy, s_dyx]: [f64; 2]| {
-        let g = gamma.map_or(1.0, |g| g[ch]) as f64;
-        let (m, is) = (mean[ch], norm.invstd(ch));
-        let nf = count as f64;
-        // In eval mode mean and invstd are constants: dx = dy·γ·invstd only.
-        let (c1, c0) = if batch {
-            (-g * is * is * is * s_dyx / nf, -g * is * s_dy / nf)
-        } else {
-            (0.0, 0.0)
-        };
-        let f = BwdConsts {
-            m,
-            a: (g * is) as f32,
-            c1: c1 as f32,
-            c0: c0 as f32,
-        };
-        (f, (s_dyx * is) as f32, s_dy as f32)
-    };
+    let consts = |ch: usize, sums: [f64; 2]| bwd_consts(gamma, norm, ch, count as f64, sums);
     let BnGrads { dx, dgamma, dbeta } = grads;
     match geometry(shape, layout) {
         Geometry::Runs(geo) => {
@@ -369,13 +401,31 @@ fn backward_rows(
     mut consts: impl FnMut(usize, [f64; 2]) -> BwdConsts,
     mean: &[f32],
 ) {
+    row_grad_sums(k, x, dy, y, c, mean, |sums| {
+        row_dx(k, x, dy, y, dx, dr, c, nt, true, |ch| {
+            let (i1, i2) = sum_index(ch, c);
+            consts(ch, [sums[i1], sums[i2]])
+        });
+    });
+}
+
+/// Calls `f(sums)` with `[Σdy; Σdy·(x − m)]` of every column of an NC/NHWC tensor of `c`
+/// columns (dy masked by `y > 0` when `y` is given), taken by row chunks merged in a fixed
+/// order, in the [`sum_index`] layout.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row_grad_sums(
+    k: &Kernels,
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    c: usize,
+    mean: &[f32],
+    f: impl FnOnce(&[f64]),
+) {
     let rows = x.len() / c;
     let chunks = stats_chunks(rows, c);
-    let (tile_rows, l) = tile_layout(c);
-    let r = l + 16;
     scratch_f64((1 + chunks) * 2 * c, |buf| {
         let (sums, partials) = buf.split_at_mut(2 * c);
-        // `[Σdy; Σdy·(x − m)]` per segment of columns, in the forward's layout.
         chunked_sums(rows, c, sums, partials, |rg, part| {
             let range = rg.start * c..rg.end * c;
             let (xr, dyr) = (&x[range.clone()], &dy[range.clone()]);
@@ -386,45 +436,64 @@ fn backward_rows(
                 k.bn_bwd_sums_rows(xr, dyr, yr, c, c0, w, &mean[c0..c0 + w], out);
             }
         });
-        scratch_f32(4 * r + 16, |buf| {
-            let aff = aligned_like(buf, dx.as_ptr(), 4 * r);
-            for ch in 0..c {
-                let (i1, i2) = sum_index(ch, c);
-                let s = [sums[i1], sums[i2]];
-                let f = consts(ch, s);
-                for t in 0..tile_rows {
-                    let at = t * c + ch;
-                    (aff[at], aff[r + at], aff[2 * r + at], aff[3 * r + at]) =
-                        (f.m, f.a, f.c1, f.c0);
-                }
+        f(sums);
+    });
+}
+
+/// `dx` (and `dr`) of an NC/NHWC tensor of `c` columns by rows, with `consts(ch)` tiled.
+/// `after_sums`: a sums pass over the same rows just ran, so blocks go last to first (see
+/// [`blocks_last_first`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row_dx(
+    k: &Kernels,
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    dx: &mut [f32],
+    dr: Option<&mut [f32]>,
+    c: usize,
+    nt: bool,
+    after_sums: bool,
+    mut consts: impl FnMut(usize) -> BwdConsts,
+) {
+    let (tile_rows, l) = tile_layout(c);
+    let r = l + 16;
+    let fwd = nt || !after_sums;
+    scratch_f32(4 * r + 16, |buf| {
+        let aff = aligned_like(buf, dx.as_ptr(), 4 * r);
+        for ch in 0..c {
+            let f = consts(ch);
+            for t in 0..tile_rows {
+                let at = t * c + ch;
+                (aff[at], aff[r + at], aff[2 * r + at], aff[3 * r + at]) = (f.m, f.a, f.c1, f.c0);
             }
-            for row in 0..4 {
-                aff.copy_within(row * r..row * r + 16, row * r + l);
-            }
-            let aff: &[f32] = aff;
-            let task = tile_task(dx.len(), l);
-            let par = Par::above_threshold(dx.len(), 1);
-            match dr {
-                None => for_each_chunk(dx, task, par, |ti, dxc| {
-                    blocks_last_first(dxc.len(), l, nt, |b| {
+        }
+        for row in 0..4 {
+            aff.copy_within(row * r..row * r + 16, row * r + l);
+        }
+        let aff: &[f32] = aff;
+        let task = tile_task(dx.len(), l);
+        let par = Par::above_threshold(dx.len(), 1);
+        match dr {
+            None => for_each_chunk(dx, task, par, |ti, dxc| {
+                blocks_last_first(dxc.len(), l, fwd, |b| {
+                    let rg = ti * task + b.start..ti * task + b.end;
+                    let yr = y.map(|y| &y[rg.clone()]);
+                    let dyr = Src::Slice(&dy[rg.clone()]);
+                    k.bn_bwd_dx_tiled(&x[rg], dyr, yr, &mut dxc[b], None, aff, l, nt);
+                });
+            }),
+            Some(dr) => {
+                crate::parallel::for_each_chunk2(dx, task, dr, task, par, |ti, dxc, drc| {
+                    blocks_last_first(dxc.len(), l, fwd, |b| {
                         let rg = ti * task + b.start..ti * task + b.end;
                         let yr = y.map(|y| &y[rg.clone()]);
                         let dyr = Src::Slice(&dy[rg.clone()]);
-                        k.bn_bwd_dx_tiled(&x[rg], dyr, yr, &mut dxc[b], None, aff, l, nt);
+                        let (dxb, drb) = (&mut dxc[b.clone()], Some(&mut drc[b]));
+                        k.bn_bwd_dx_tiled(&x[rg], dyr, yr, dxb, drb, aff, l, nt);
                     });
-                }),
-                Some(dr) => {
-                    crate::parallel::for_each_chunk2(dx, task, dr, task, par, |ti, dxc, drc| {
-                        blocks_last_first(dxc.len(), l, nt, |b| {
-                            let rg = ti * task + b.start..ti * task + b.end;
-                            let yr = y.map(|y| &y[rg.clone()]);
-                            let dyr = Src::Slice(&dy[rg.clone()]);
-                            let (dxb, drb) = (&mut dxc[b.clone()], Some(&mut drc[b]));
-                            k.bn_bwd_dx_tiled(&x[rg], dyr, yr, dxb, drb, aff, l, nt);
-                        });
-                    })
-                }
+                })
             }
-        });
+        }
     });
 }

@@ -179,8 +179,26 @@ fn run(
     relu: bool,
 ) -> Result<(), Error> {
     validate(params, stats, shape.c)?;
+    normalize(x, res, y, shape, layout, relu, |ch| {
+        affine(params, stats, ch)
+    });
+    Ok(())
+}
+
+/// `y = (x − k)·a + b` per channel with the constants `consts(ch)` (then `+ res` and ReLU as
+/// asked), in one pass over a validated tensor: inference, and the training forward's apply
+/// phase.
+pub(crate) fn normalize(
+    x: Src,
+    res: Option<&[f32]>,
+    y: &mut [f32],
+    shape: Shape,
+    layout: Layout,
+    relu: bool,
+    consts: impl Fn(usize) -> Affine + Sync,
+) {
     if y.is_empty() {
-        return Ok(());
+        return;
     }
     let k = active_kernels();
     // With a residual (a second input) streaming stores pay off from a smaller size.
@@ -201,19 +219,16 @@ fn run(
                 }; super::moments::MAX_BLOCK];
                 let chans = block.channels();
                 for (i, ch) in chans.clone().enumerate() {
-                    aff[i] = affine(params, stats, ch);
+                    aff[i] = consts(ch);
                 }
                 block.normalize_all(k, &aff[..chans.len()], relu, nt);
             });
         }
         Geometry::Rows { c, .. } => {
             let res = res.map(Src::Slice);
-            normalize_rows(k, x, y, c, res, relu, nt, par, false, |ch| {
-                affine(params, stats, ch)
-            });
+            normalize_rows(k, x, y, c, res, relu, nt, par, false, consts);
         }
     }
-    Ok(())
 }
 
 /// Folds batch norm into per-channel `(a, b)` such that `bn(x) = x·a + b`:

@@ -2,7 +2,9 @@
 //!
 //! Semantics and numerics are documented in the crate docs (`src/lib.rs`).
 
+mod apply;
 mod backward;
+mod backward_split;
 mod infer;
 mod moments;
 mod rows;
@@ -10,10 +12,12 @@ mod scratch;
 mod stats;
 mod train;
 
+pub use apply::{batch_norm_add_relu_apply, batch_norm_apply, batch_norm_apply_inplace};
 pub use backward::{
     AddReluGrads, BnGrads, SavedStats, batch_norm_add_relu_backward, batch_norm_backward,
     batch_norm_backward_eval,
 };
+pub use backward_split::{GradSums, batch_norm_backward_apply, batch_norm_backward_sums};
 pub use infer::{
     RunningStats, batch_norm_add_relu_infer, batch_norm_infer, batch_norm_infer_inplace, fold,
     fold_into,

@@ -53,6 +53,17 @@ impl ChannelStats {
         s
     }
 
+    /// From the mean and biased variance of `count` values, as the kernels compute them (the
+    /// one-call training forward goes through this too, so its constants are those of
+    /// `channel_stats` + `apply`).
+    pub(crate) fn from_moments(count: usize, mean: f64, var: f64) -> Self {
+        ChannelStats {
+            count: count as u64,
+            mean,
+            m2: var * count as f64,
+        }
+    }
+
     /// The statistics of the union of both shards (Chan et al.'s parallel combination);
     /// [`Error::CountOverflow`] when the total count does not fit in `u64`.
     ///
@@ -140,11 +151,7 @@ pub fn channel_stats(
         return Ok(());
     }
     let k = active_kernels();
-    let stats = |(_, mean, var): (f32, f64, f64)| ChannelStats {
-        count: count as u64,
-        mean,
-        m2: var * count as f64,
-    };
+    let stats = |(_, mean, var): (f32, f64, f64)| ChannelStats::from_moments(count, mean, var);
     match geometry(shape, layout) {
         Geometry::Runs(geo) => {
             let par = Par::above_threshold(x.len(), 1);

@@ -1,9 +1,11 @@
 //! Training-mode forward: batch statistics fused with normalization, running statistics.
 
+use super::apply::{channel_consts, finish_channel, validate_train};
 use super::moments::{Geometry, block_width, count_per_channel, from_sums, geometry, row_moments};
 use super::rows::normalize_rows;
 use super::scratch::scratch_f32;
-use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
+use super::stats::ChannelStats;
+use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut};
 use crate::dispatch::active_kernels;
 use crate::dispatch::channels::for_each_block;
 use crate::dispatch::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
@@ -168,28 +170,12 @@ fn run(
     layout: Layout,
     params: &BnParams,
     relu: bool,
-    saved: SavedStatsMut,
+    mut saved: SavedStatsMut,
     running: Option<(RunningStatsMut, Momentum)>,
 ) -> Result<(), Error> {
     // Validate everything before writing anything.
     let c = shape.c;
-    check_eps(params.eps)?;
-    if let Some(g) = params.gamma {
-        check_len("gamma", c, g.len())?;
-    }
-    if let Some(b) = params.beta {
-        check_len("beta", c, b.len())?;
-    }
-    check_len("saved.mean", c, saved.mean.len())?;
-    check_len("saved.invstd", c, saved.invstd.len())?;
-    let weights = match &running {
-        Some((r, momentum)) => {
-            check_len("running.mean", c, r.mean.len())?;
-            check_len("running.var", c, r.var.len())?;
-            Some(momentum.weights(r.batches.saturating_add(1))?)
-        }
-        None => None,
-    };
+    let weights = validate_train(c, params, &saved, &running)?;
     let count = count_per_channel(shape)?;
     if count < 2 && c > 0 {
         return Err(Error::TooFewValuesPerChannel { count });
@@ -216,21 +202,9 @@ fn run(
             NT_MIN_BYTES
         },
     );
-    let eps = params.eps;
-    let (gamma, beta) = (params.gamma, params.beta);
-
-    let consts = |ch: usize, (pivot, mean, var): (f32, f64, f64)| {
-        let var = var as f32;
-        let g = gamma.map_or(1.0, |g| g[ch]);
-        let a = (g as f64 * inv_std(var, eps) as f64) as f32;
-        let f = Affine {
-            k: pivot,
-            a,
-            // β − (mean − K)·a folded in f64: |mean − K| is a few σ at most, so no
-            // cancellation; exactly β for a constant channel (mean = K).
-            b: (beta.map_or(0.0, |b| b[ch]) as f64 - (mean - pivot as f64) * a as f64) as f32,
-        };
-        (f, mean as f32, var)
+    // The constants of `channel_stats` + `apply`: the same bits as the split phase.
+    let consts = |ch: usize, (_pivot, mean, var): (f32, f64, f64)| {
+        channel_consts(&ChannelStats::from_moments(count, mean, var), params, ch)
     };
     let par = Par::above_threshold(n, 1);
     // Each block saves its channels' mean and (provisionally, in `invstd`) biased variance.
@@ -280,19 +254,19 @@ fn run(
     }
 
     // Running statistics from the saved ones, then the variance becomes invstd.
-    let unbias = count as f64 / (count as f64 - 1.0);
     for ch in 0..c {
-        let var = saved.invstd[ch];
-        if let (Some(r), Some((w_run, w_batch, unbiased))) = (running.as_mut(), weights) {
-            let v = if unbiased {
-                var as f64 * unbias
-            } else {
-                var as f64
-            };
-            r.mean[ch] = (w_run * r.mean[ch] as f64 + w_batch * saved.mean[ch] as f64) as f32;
-            r.var[ch] = (w_run * r.var[ch] as f64 + w_batch * v) as f32;
-        }
-        saved.invstd[ch] = inv_std(var, eps);
+        let (mean, var) = (saved.mean[ch], saved.invstd[ch]);
+        let r = running.as_mut();
+        finish_channel(
+            &mut saved,
+            r,
+            weights,
+            ch,
+            mean,
+            var,
+            count as u64,
+            params.eps,
+        );
     }
     Ok(())
 }

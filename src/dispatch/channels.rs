@@ -359,6 +359,7 @@ impl BwdBlock<'_> {
 
     /// `dx` (and `dr`) of channel `ch` with constants `f`.
     pub(crate) fn dx(&mut self, k: &Kernels, ch: usize, f: BwdConsts, nt: bool) {
+        assert!(!self.base.dx.is_null(), "dx on a read-only block");
         let (inp, at) = self.inputs(ch);
         let Runs { n, c, hw } = self.geo;
         let dx = self.base.dx.wrapping_add(at);
@@ -385,6 +386,7 @@ impl BwdBlock<'_> {
         next: usize,
         mean_next: f32,
     ) -> [f64; 2] {
+        assert!(!self.base.dx.is_null(), "dx on a read-only block");
         let (inp, at) = self.inputs(ch);
         let (inp_next, _) = self.inputs(next);
         let Runs { n, c, hw } = self.geo;
@@ -433,4 +435,46 @@ pub(crate) fn for_each_bwd_block<A: Send, B: Send>(
         dr: dr.map_or(core::ptr::null_mut(), |d| d.as_mut_ptr()),
     };
     spread(base, geo, width, par, a, b, f);
+}
+
+/// Like [`for_each_bwd_block`] for reading only (the split-phase backward's sums): blocks of
+/// the inputs `x`, `dy`, `y`, with one per-channel output `a`. The blocks' `dx` methods must
+/// not be called (they assert).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn for_each_bwd_block_read<A: Send>(
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    geo: Runs,
+    width: usize,
+    par: Par,
+    a: &mut [A],
+    f: impl Fn(BwdBlock<'_>, &mut [A]) + Sync + Send,
+) {
+    let n = geo.numel();
+    assert!(width > 0 && x.len() == n && dy.len() == n && a.len() == geo.c);
+    assert!(y.is_none_or(|y| y.len() == n));
+    if n == 0 {
+        return;
+    }
+    let base = BwdBase {
+        inp: BwdIn {
+            x: x.as_ptr(),
+            dy: dy.as_ptr(),
+            y: y.map_or(core::ptr::null(), |y| y.as_ptr()),
+        },
+        dx: core::ptr::null_mut(),
+        dr: core::ptr::null_mut(),
+    };
+    crate::parallel::for_each_chunk(a, width, par, |bi, ac| {
+        let c0 = bi * width;
+        let block = ChannelBlock {
+            base,
+            geo,
+            c0,
+            c1: c0 + ac.len(),
+            _borrow: PhantomData,
+        };
+        f(block, ac)
+    });
 }
