@@ -19,6 +19,11 @@
 //! against the naive scalar version (one `rand_xoshiro` call and a branch per element, one
 //! thread).
 //!
+//! Split phase: `bn_stats` is [`channel_stats`](dropnorm::channel_stats) alone (a read of `x`,
+//! 4 B/element), `bn_apply` the forward's one-pass second phase (8 B/element) and
+//! `bn_backward_apply` the backward's (12 B/element): with the statistics of a tensor at hand
+//! (merged from shards, or computed by the kernel that produced it), each crosses memory once.
+//!
 //! `two_pass_bound` (NC and NHWC shapes) is no kernel: a statistics pass over `x` plus the
 //! faster of the two copies, timed in the same run — the best any training forward that reads
 //! `x` twice can do there. NC and NHWC read twice: a block of columns over all rows, which a
@@ -367,9 +372,12 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
         let (lname, sname) = (layout_name(layout), shape_name(shape, layout));
         if ![
             "bn_train",
+            "bn_stats",
+            "bn_apply",
             "bn_infer",
             "bn_add_relu",
             "bn_backward",
+            "bn_backward_apply",
             "two_pass_bound",
         ]
         .iter()
@@ -423,6 +431,24 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             naive_secs: naive,
         };
         row("bn_train", d.as_secs_f64(), 8.0 * n as f64, naive).print(o.json);
+
+        // Split phase: the statistics alone (a read of x, 4 B/element), then `apply` with
+        // them (read x, write y: one pass, what a synchronized batch norm runs per shard).
+        let mut st = vec![dropnorm::ChannelStats::default(); c];
+        let d = time(budget, || {
+            dropnorm::channel_stats(&x, &mut st, shape, layout).expect("valid")
+        });
+        row("bn_stats", d.as_secs_f64(), 4.0 * n as f64, None).print(o.json);
+        let d = time(budget, || {
+            let saved = SavedStatsMut {
+                mean: &mut mean,
+                invstd: &mut invstd,
+            };
+            let ep = dropnorm::Epilogue::None;
+            dropnorm::batch_norm_apply(&x, &mut y, shape, layout, &params, ep, &st, saved, None)
+                .expect("valid")
+        });
+        row("bn_apply", d.as_secs_f64(), 8.0 * n as f64, None).print(o.json);
 
         // The ceiling of any kernel that reads x twice (statistics, then normalization): this
         // crate's statistics loop over x (as 64 NCHW channels, so every thread reads) plus
@@ -504,6 +530,24 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
                 .expect("valid")
         });
         row("bn_backward", d.as_secs_f64(), bytes, naive).print(o.json);
+
+        // The split backward's second phase: dx from merged sums, one pass over x and dy.
+        let mut sums = vec![dropnorm::GradSums::default(); c];
+        dropnorm::batch_norm_backward_sums(&x, &dy, None, &mut sums, shape, layout, &saved)
+            .expect("valid");
+        let d = time(budget, || {
+            let grads = dropnorm::BnGrads {
+                dx: &mut y,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            };
+            let p = &params;
+            dropnorm::batch_norm_backward_apply(
+                &x, &dy, None, grads, shape, layout, p, &saved, &sums,
+            )
+            .expect("valid")
+        });
+        row("bn_backward_apply", d.as_secs_f64(), bytes, None).print(o.json);
     }
 }
 

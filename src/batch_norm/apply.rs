@@ -7,6 +7,7 @@
 //! same batch the two give the same bits.
 
 use super::infer::normalize;
+use super::scratch::scratch_f32;
 use super::stats::ChannelStats;
 use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
 use crate::dispatch::Src;
@@ -45,36 +46,34 @@ pub(crate) fn validate_train(
     }
 }
 
-/// Channel `ch`'s normalization constants from its batch statistics, with the mean and the
-/// biased variance as saved (f32): `k` = the mean rounded to f32, `a = γ·invstd`, and
-/// `b = β − (mean − k)·a` in f64, which puts back what rounding the mean cost (at most half an
-/// ulp of it: no cancellation; exactly β when the mean is an f32).
+/// Channel `ch`'s normalization constants from its batch statistics, with the mean, the
+/// biased variance and `invstd` as saved (f32): `k` = the mean rounded to f32,
+/// `a = γ·invstd`, and `b = β − (mean − k)·a` in f64, which puts back what rounding the mean
+/// cost (at most half an ulp of it: no cancellation; exactly β when the mean is an f32).
 pub(crate) fn channel_consts(
     st: &ChannelStats,
     params: &BnParams,
     ch: usize,
-) -> (Affine, f32, f32) {
+) -> (Affine, [f32; 3]) {
     let (mean, var) = (st.mean as f32, st.var() as f32);
+    let invstd = inv_std(var, params.eps);
     let g = params.gamma.map_or(1.0, |g| g[ch]);
-    let a = (g as f64 * inv_std(var, params.eps) as f64) as f32;
+    let a = (g as f64 * invstd as f64) as f32;
     let beta = params.beta.map_or(0.0, |b| b[ch]) as f64;
     let b = (beta - (st.mean - mean as f64) * a as f64) as f32;
-    (Affine { k: mean, a, b }, mean, var)
+    (Affine { k: mean, a, b }, [mean, var, invstd])
 }
 
-/// Saves channel `ch`'s mean and `invstd` and, with `weights`, updates its running statistics
-/// from the batch mean and biased variance `var` of `count` values (unbiased by
+/// Saves channel `ch`'s `mean` and `invstd` and, with `weights`, updates its running
+/// statistics from the batch mean and biased variance `var` of `count` values (unbiased by
 /// `count/(count − 1)` where the convention keeps an unbiased variance).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn finish_channel(
     saved: &mut SavedStatsMut,
     running: Option<&mut RunningStatsMut>,
     weights: Option<Weights>,
     ch: usize,
-    mean: f32,
-    var: f32,
+    [mean, var, invstd]: [f32; 3],
     count: u64,
-    eps: f32,
 ) {
     if let (Some(r), Some((w_run, w_batch, unbiased))) = (running, weights) {
         let v = if unbiased {
@@ -87,7 +86,7 @@ pub(crate) fn finish_channel(
         r.var[ch] = (w_run * r.var[ch] as f64 + w_batch * v) as f32;
     }
     saved.mean[ch] = mean;
-    saved.invstd[ch] = inv_std(var, eps);
+    saved.invstd[ch] = invstd;
 }
 
 /// Training-mode batch norm with batch statistics computed beforehand — the second phase of
@@ -285,22 +284,28 @@ fn run(
     if let Some((r, _)) = running.as_mut() {
         *r.batches = r.batches.saturating_add(1);
     }
-    normalize(x, res, y, shape, layout, relu, |ch| {
-        channel_consts(&stats[ch], params, ch).0
+    // The constants once per channel (an f64 division and square root each: on wide NC
+    // shapes no small part of the pass), the statistics written meanwhile.
+    scratch_f32(3 * c, |aff| {
+        let mut running = running.map(|(r, _)| r);
+        for (ch, st) in stats.iter().enumerate() {
+            let (f, saved_ch) = channel_consts(st, params, ch);
+            (aff[3 * ch], aff[3 * ch + 1], aff[3 * ch + 2]) = (f.k, f.a, f.b);
+            finish_channel(
+                &mut saved,
+                running.as_mut(),
+                weights,
+                ch,
+                saved_ch,
+                st.count,
+            );
+        }
+        let aff: &[f32] = aff;
+        normalize(x, res, y, shape, layout, relu, |ch| Affine {
+            k: aff[3 * ch],
+            a: aff[3 * ch + 1],
+            b: aff[3 * ch + 2],
+        });
     });
-    let mut running = running.map(|(r, _)| r);
-    for (ch, st) in stats.iter().enumerate() {
-        let (_, mean, var) = channel_consts(st, params, ch);
-        finish_channel(
-            &mut saved,
-            running.as_mut(),
-            weights,
-            ch,
-            mean,
-            var,
-            st.count,
-            params.eps,
-        );
-    }
     Ok(())
 }

@@ -5,7 +5,7 @@ use super::moments::{Geometry, block_width, count_per_channel, from_sums, geomet
 use super::rows::normalize_rows;
 use super::scratch::scratch_f32;
 use super::stats::ChannelStats;
-use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut};
+use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, inv_std};
 use crate::dispatch::active_kernels;
 use crate::dispatch::channels::for_each_block;
 use crate::dispatch::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
@@ -204,7 +204,9 @@ fn run(
     );
     // The constants of `channel_stats` + `apply`: the same bits as the split phase.
     let consts = |ch: usize, (_pivot, mean, var): (f32, f64, f64)| {
-        channel_consts(&ChannelStats::from_moments(count, mean, var), params, ch)
+        let (f, [mean, var, _]) =
+            channel_consts(&ChannelStats::from_moments(count, mean, var), params, ch);
+        (f, mean, var)
     };
     let par = Par::above_threshold(n, 1);
     // Each block saves its channels' mean and (provisionally, in `invstd`) biased variance.
@@ -256,16 +258,14 @@ fn run(
     // Running statistics from the saved ones, then the variance becomes invstd.
     for ch in 0..c {
         let (mean, var) = (saved.mean[ch], saved.invstd[ch]);
-        let r = running.as_mut();
+        let moments = [mean, var, inv_std(var, params.eps)];
         finish_channel(
             &mut saved,
-            r,
+            running.as_mut(),
             weights,
             ch,
-            mean,
-            var,
+            moments,
             count as u64,
-            params.eps,
         );
     }
     Ok(())
