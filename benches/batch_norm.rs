@@ -1,6 +1,7 @@
 //! Batch norm per ISA against naive scalar versions, on the shapes of the roofline (NCHW, NC,
 //! NHWC): training forward and inference (8 B/element of minimum traffic), inference with
-//! residual add + ReLU and backward (12 B/element).
+//! residual add + ReLU and backward (12 B/element); the split phase's one-pass second phases
+//! (`apply` in the training groups, `backward_apply` in the backward groups).
 //!
 //! `cargo bench --bench batch_norm -- --warm-up-time 1 --measurement-time 3`
 
@@ -8,9 +9,10 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dropnorm::{
-    BnGrads, BnParams, Isa, Layout, RunningStats, SavedStats, SavedStatsMut, Shape,
-    batch_norm_add_relu_infer, batch_norm_backward, batch_norm_infer, batch_norm_train, reference,
-    with_isa,
+    BnGrads, BnParams, ChannelStats, GradSums, Isa, Layout, RunningStats, SavedStats,
+    SavedStatsMut, Shape, batch_norm_add_relu_infer, batch_norm_apply, batch_norm_backward,
+    batch_norm_backward_apply, batch_norm_backward_sums, batch_norm_infer, batch_norm_train,
+    channel_stats, reference, with_isa,
 };
 
 fn bench(c: &mut Criterion) {
@@ -56,6 +58,33 @@ fn bench(c: &mut Criterion) {
                             layout,
                             &params,
                             dropnorm::Epilogue::None,
+                            saved,
+                            None,
+                        )
+                    })
+                })
+            });
+        }
+        // Split phase: the second phase alone, with the statistics computed beforehand.
+        let mut st = vec![ChannelStats::default(); ch];
+        channel_stats(&x, &mut st, shape, layout).unwrap();
+        for isa in Isa::available() {
+            g.bench_function(BenchmarkId::new("apply", isa), |b| {
+                b.iter(|| {
+                    with_isa(isa, || {
+                        let saved = SavedStatsMut {
+                            mean: &mut mean,
+                            invstd: &mut invstd,
+                        };
+                        let ep = dropnorm::Epilogue::None;
+                        batch_norm_apply(
+                            black_box(&x),
+                            &mut y,
+                            shape,
+                            layout,
+                            &params,
+                            ep,
+                            &st,
                             saved,
                             None,
                         )
@@ -159,6 +188,33 @@ fn bench(c: &mut Criterion) {
                             layout,
                             &params,
                             &saved,
+                        )
+                    })
+                })
+            });
+        }
+        let mut sums = vec![GradSums::default(); ch];
+        batch_norm_backward_sums(&x, &res, None, &mut sums, shape, layout, &saved).unwrap();
+        for isa in Isa::available() {
+            g.bench_function(BenchmarkId::new("backward_apply", isa), |b| {
+                b.iter(|| {
+                    with_isa(isa, || {
+                        let grads = BnGrads {
+                            dx: &mut y,
+                            dgamma: &mut dg,
+                            dbeta: &mut db,
+                        };
+                        let (p, s) = (&params, &saved);
+                        batch_norm_backward_apply(
+                            black_box(&x),
+                            &res,
+                            None,
+                            grads,
+                            shape,
+                            layout,
+                            p,
+                            s,
+                            &sums,
                         )
                     })
                 })
