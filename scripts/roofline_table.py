@@ -13,8 +13,9 @@ import json
 import sys
 from collections import defaultdict
 
-ORDER = ["dropout", "dropout_mask", "dropout_backward", "bn_train", "two_pass_bound", "bn_infer",
-         "bn_add_relu", "bn_backward"]
+ORDER = ["dropout", "dropout_mask", "dropout_backward", "dropout_channels", "bn_train",
+         "two_pass_bound", "bn_stats", "bn_apply", "bn_infer", "bn_add_relu", "bn_backward",
+         "bn_backward_apply"]
 LAYOUTS = {"flat": "flat", "nchw": "NCHW", "nc": "NC", "nhwc": "NHWC"}
 
 
@@ -27,7 +28,9 @@ def main():
     threads = sorted({r["threads"] for r in rows})
     for r in rows:
         by[(r["kernel"], r["layout"], r["shape"])][r["threads"]] = r
-    for kernel in ORDER:
+    # Kernels this script does not know yet go last, so no row is left out.
+    extra = sorted({k[0] for k in by} - set(ORDER))
+    for kernel in ORDER + extra:
         keys = [k for k in by if k[0] == kernel]
         if not keys:
             continue

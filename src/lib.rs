@@ -91,11 +91,12 @@
 //! ```
 //!
 //! Batch norm's functions take the data, the [`Shape`] and [`Layout`], [`BnParams`] (eps,
-//! optional γ/β, fused ReLU) and the statistics: [`batch_norm_train`] writes the batch
-//! statistics into [`SavedStatsMut`] and updates [`RunningStatsMut`] in an explicit
-//! [`Momentum`] convention; [`batch_norm_infer`] reads [`RunningStats`];
-//! [`batch_norm_backward`] reads [`SavedStats`] and writes [`BnGrads`]. Types ending in `Mut`
-//! are the ones a call writes.
+//! optional γ/β), an [`Epilogue`] where a ReLU can be fused, and the statistics:
+//! [`batch_norm_train`] writes the batch statistics into [`SavedStatsMut`] and updates
+//! [`RunningStatsMut`] in an explicit [`Momentum`] convention; [`batch_norm_infer`] reads
+//! [`RunningStats`]; [`batch_norm_backward`] reads [`SavedStats`] and writes [`BnGrads`].
+//! Types ending in `Mut` are the ones a call writes. Split-phase training
+//! ([`channel_stats`] → merge → [`batch_norm_apply`]) is described [below](#split-phase).
 //!
 //! ## Dropout
 //!
@@ -134,10 +135,23 @@
 //! sums `Σ(x − K)²` around a per-channel pivot `K` (the channel's first value, moved to the
 //! mean and summed again in the rare case it lies more than 4σ away), accumulated in f32 lanes
 //! flushed to f64 every few hundred values in a fixed order. Normalization is computed
-//! in centered form, `((x − K) − d)·a + β` with `d = mean − K` and `a = γ·invstd` — never as
-//! `x·a + b`, which cancels catastrophically when the mean is large against the spread (a
-//! constant channel of 1e7 gives exactly `β` here). Results are bit-identical for any thread
-//! count; across ISAs they may differ by FMA rounding (the portable backend does not fuse).
+//! in centered form, `(x − k)·a + b` with `k` the mean rounded to f32, `a = γ·invstd` and
+//! `b = β − (mean − k)·a` in f64 (what rounding the mean cost, put back) — never as
+//! `x·a + b` with `b = β − mean·a`, which cancels catastrophically when the mean is large
+//! against the spread (a constant channel of 1e7 gives exactly `β` here). Results are
+//! bit-identical for any thread count; across ISAs they may differ by FMA rounding (the
+//! portable backend does not fuse).
+//!
+//! ### Split phase
+//! Training in two phases, for synchronized batch norm (statistics all-reduced across
+//! devices) and for a producer that computes its output's statistics itself:
+//! [`channel_stats`] of any part of a batch, [`ChannelStats::merge`]d in a fixed order, then
+//! [`batch_norm_apply`] normalizes and writes the saved and running statistics in one pass
+//! (one read of `x`, one write of `y`); backward likewise, [`batch_norm_backward_sums`]
+//! ([`GradSums`]: `Σdy`, `Σdy·(x − mean)`) per part, merged, then
+//! [`batch_norm_backward_apply`] for `dx`, `dγ`, `dβ` in one pass. On a whole batch the two
+//! phases give the one-call functions' bits exactly: those compute the same statistics and go
+//! through the same constants.
 //!
 //! ### Running statistics
 //! Updated in the same call, in one of two explicit conventions ([`Momentum`]): PyTorch

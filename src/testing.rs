@@ -383,6 +383,47 @@ pub fn fuzz_bn_train(data: &[u8]) {
                 same_bits(&rm, &rm2) && same_bits(&rv, &rv2),
                 "{isa}: running stats differ in place"
             );
+            // The split phase on the whole batch: the one call's bits (NaN payloads aside).
+            let mut st = vec![crate::ChannelStats::default(); c];
+            crate::channel_stats(&x, &mut st, shape, layout).expect("valid stats");
+            let (mut y3, mut sm3, mut si3, mut rm3, mut rv3) = (
+                fresh(xlen),
+                fresh(c),
+                fresh(c),
+                vec![0.0f32; c],
+                vec![1.0f32; c],
+            );
+            let mut nb3 = batches;
+            crate::batch_norm_apply(
+                &x,
+                &mut y3,
+                shape,
+                layout,
+                &params,
+                epilogue,
+                &st,
+                SavedStatsMut {
+                    mean: &mut sm3,
+                    invstd: &mut si3,
+                },
+                Some((
+                    RunningStatsMut {
+                        mean: &mut rm3,
+                        var: &mut rv3,
+                        batches: &mut nb3,
+                    },
+                    momentum,
+                )),
+            )
+            .expect("valid apply");
+            assert!(
+                same_bits(&y3, &y) && same_bits(&sm3, &sm) && same_bits(&si3, &si),
+                "{isa}: stats + apply differs from the one call"
+            );
+            assert!(
+                same_bits(&rm3, &rm) && same_bits(&rv3, &rv) && nb3 == nb,
+                "{isa}: running stats differ after stats + apply"
+            );
         })
         .expect("available ISA");
     }
@@ -636,6 +677,27 @@ pub fn fuzz_bn_backward(data: &[u8]) {
                     "{isa}: non-finite gradient"
                 );
             }
+            // The split backward on the whole batch: the one call's bits (NaN payloads aside).
+            let mut sums = vec![crate::GradSums::default(); c];
+            let other = &cs.other[..n];
+            let (shape, layout) = (cs.shape, cs.layout);
+            crate::batch_norm_backward_sums(&cs.x, other, yy, &mut sums, shape, layout, &saved)
+                .expect("valid sums");
+            let (mut dx3, mut dg3, mut db3) = (fresh(n), fresh(c), fresh(c));
+            let grads = BnGrads {
+                dx: &mut dx3,
+                dgamma: &mut dg3,
+                dbeta: &mut db3,
+            };
+            let p = cs.params();
+            crate::batch_norm_backward_apply(
+                &cs.x, other, yy, grads, shape, layout, &p, &saved, &sums,
+            )
+            .expect("valid backward apply");
+            assert!(
+                same_bits(&dx3, &dx) && same_bits(&dg3, &dg) && same_bits(&db3, &db),
+                "{isa}: backward sums + apply differs from the one call"
+            );
             let (mut dr, mut dx2, mut dg2, mut db2) = (fresh(n), fresh(n), fresh(c), fresh(c));
             let grads = crate::AddReluGrads {
                 dx: &mut dx2,

@@ -50,6 +50,7 @@ pub(crate) fn validate_train(
 /// biased variance and `invstd` as saved (f32): `k` = the mean rounded to f32,
 /// `a = γ·invstd`, and `b = β − (mean − k)·a` in f64, which puts back what rounding the mean
 /// cost (at most half an ulp of it: no cancellation; exactly β when the mean is an f32).
+#[inline]
 pub(crate) fn channel_consts(
     st: &ChannelStats,
     params: &BnParams,
@@ -67,6 +68,7 @@ pub(crate) fn channel_consts(
 /// Saves channel `ch`'s `mean` and `invstd` and, with `weights`, updates its running
 /// statistics from the batch mean and biased variance `var` of `count` values (unbiased by
 /// `count/(count − 1)` where the convention keeps an unbiased variance).
+#[inline]
 pub(crate) fn finish_channel(
     saved: &mut SavedStatsMut,
     running: Option<&mut RunningStatsMut>,

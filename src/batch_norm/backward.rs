@@ -275,6 +275,7 @@ pub(crate) fn validate(
 /// The `dx` constants of channel `ch` and its `(dγ, dβ)`, from the sums `[Σdy, Σdy·(x − m)]`
 /// over `count` values: `a = γ·is`, and in training (`batch`) `c1 = −γ·is³·Σdy·(x − m)/n`,
 /// `c0 = −γ·is·Σdy/n` (in eval mode mean and invstd are constants: dx = dy·γ·invstd only).
+#[inline]
 pub(crate) fn bwd_consts(
     gamma: Option<&[f32]>,
     norm: Norm,
