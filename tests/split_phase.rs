@@ -48,10 +48,11 @@ const MOMENTA: [Momentum; 3] = [
     Momentum::Onnx(0.9),
 ];
 
-/// Everything a split-phase forward writes: statistics of the whole `x`, then `apply` (the
-/// variant by `kind`: 0 out of place, 1 in place, 2 add+ReLU with residual `r`).
+/// Everything a training forward writes, running statistics starting at (0.5, 2.0) after 3
+/// batches: the one call (`stats` None) or `apply` with `stats`, of the variant `kind` (0 out
+/// of place, 1 in place, 2 add+ReLU with residual `r`).
 #[allow(clippy::too_many_arguments)]
-fn split_forward(
+fn forward_with(
     x: &[f32],
     r: &[f32],
     shape: Shape,
@@ -60,10 +61,9 @@ fn split_forward(
     relu: bool,
     momentum: Momentum,
     kind: u8,
+    stats: Option<&[ChannelStats]>,
 ) -> (BnOut, u64) {
     let c = shape.c;
-    let mut stats = vec![ChannelStats::default(); c];
-    channel_stats(x, &mut stats, shape, layout).unwrap();
     let mut o = BnOut {
         y: vec![f32::NAN; x.len()],
         mean: vec![f32::NAN; c],
@@ -83,20 +83,49 @@ fn split_forward(
     };
     let running = Some((running, momentum));
     let ep = epilogue(relu);
-    match kind {
-        0 => batch_norm_apply(
-            x, &mut o.y, shape, layout, params, ep, &stats, saved, running,
-        ),
-        1 => {
-            o.y.copy_from_slice(x);
-            batch_norm_apply_inplace(&mut o.y, shape, layout, params, ep, &stats, saved, running)
+    if kind == 1 {
+        o.y.copy_from_slice(x);
+    }
+    let y = &mut o.y;
+    match (kind, stats) {
+        (0, None) => batch_norm_train(x, y, shape, layout, params, ep, saved, running),
+        (1, None) => batch_norm_train_inplace(y, shape, layout, params, ep, saved, running),
+        (_, None) => batch_norm_add_relu_train(x, r, y, shape, layout, params, saved, running),
+        (0, Some(st)) => batch_norm_apply(x, y, shape, layout, params, ep, st, saved, running),
+        (1, Some(st)) => batch_norm_apply_inplace(y, shape, layout, params, ep, st, saved, running),
+        (_, Some(st)) => {
+            batch_norm_add_relu_apply(x, r, y, shape, layout, params, st, saved, running)
         }
-        _ => batch_norm_add_relu_apply(
-            x, r, &mut o.y, shape, layout, params, &stats, saved, running,
-        ),
     }
     .unwrap();
     (o, batches)
+}
+
+/// Statistics of the whole `x`, then `apply`.
+#[allow(clippy::too_many_arguments)]
+fn split_forward(
+    x: &[f32],
+    r: &[f32],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    relu: bool,
+    momentum: Momentum,
+    kind: u8,
+) -> (BnOut, u64) {
+    let mut stats = vec![ChannelStats::default(); shape.c];
+    channel_stats(x, &mut stats, shape, layout).unwrap();
+    forward_with(
+        x,
+        r,
+        shape,
+        layout,
+        params,
+        relu,
+        momentum,
+        kind,
+        Some(&stats),
+    )
 }
 
 /// The one-call forward of the same kind.
@@ -111,36 +140,7 @@ fn one_call_forward(
     momentum: Momentum,
     kind: u8,
 ) -> (BnOut, u64) {
-    let c = shape.c;
-    let mut o = BnOut {
-        y: vec![f32::NAN; x.len()],
-        mean: vec![f32::NAN; c],
-        invstd: vec![f32::NAN; c],
-        running_mean: vec![0.5; c],
-        running_var: vec![2.0; c],
-    };
-    let mut batches = 3;
-    let saved = SavedStatsMut {
-        mean: &mut o.mean,
-        invstd: &mut o.invstd,
-    };
-    let running = RunningStatsMut {
-        mean: &mut o.running_mean,
-        var: &mut o.running_var,
-        batches: &mut batches,
-    };
-    let running = Some((running, momentum));
-    let ep = epilogue(relu);
-    match kind {
-        0 => batch_norm_train(x, &mut o.y, shape, layout, params, ep, saved, running),
-        1 => {
-            o.y.copy_from_slice(x);
-            batch_norm_train_inplace(&mut o.y, shape, layout, params, ep, saved, running)
-        }
-        _ => batch_norm_add_relu_train(x, r, &mut o.y, shape, layout, params, saved, running),
-    }
-    .unwrap();
-    (o, batches)
+    forward_with(x, r, shape, layout, params, relu, momentum, kind, None)
 }
 
 fn affine(c: usize) -> (Vec<f32>, Vec<f32>) {
