@@ -11,6 +11,13 @@
 //! cargo run --release --example roofline -- --budget-ms 100 --no-naive  # faster (compare.py)
 //! ```
 //!
+//! Each row times the kernel and the copy of its input into its output alternately, pair
+//! by pair (7 pairs, 3 with `--quick`, each member the median of the runs filling its slice
+//! of the budget): this machine's copy bandwidth drifts by up to 2× within a run, and a copy
+//! timed once per size against a kernel timed later reads that drift as speed. `frac` is the
+//! median of the per-pair ratios, `IQR` their interquartile range (JSON: `frac_q1`,
+//! `frac_q3`); `ms`, `GB/s`, `Gelem/s` and `copyGB/s` are medians too.
+//!
 //! GB/s are of each kernel's minimum traffic (dropout: read x, write y = 8 B/element; with
 //! the mask 8 B + 1 bit; batch-norm training forward and inference: 8 B/element; batch norm +
 //! residual add + ReLU and batch-norm backward: 12 B/element). `frac` divides by the
@@ -139,16 +146,92 @@ fn par_copy(isa: Isa, x: &[f32], y: &mut [f32], nt: bool) {
         .for_each(|(yc, xc)| testing::copy(isa, xc, yc, nt).expect("isa checked"));
 }
 
-/// Plain-store and non-temporal-store copy bandwidth (GB/s of 8 B/element) of `x` into `y`.
-fn copy_bandwidth(isa: Isa, x: &[f32], y: &mut [f32], budget: Duration) -> (f64, f64) {
-    let bytes = 8.0 * x.len() as f64;
-    let copy = time(budget, || par_copy(isa, x, y, false)).as_secs_f64();
-    let copy_nt = if testing::has_nt(isa) {
-        time(budget, || par_copy(isa, x, y, true)).as_secs_f64()
-    } else {
-        copy
+/// A kernel timed against the copy of `x` into `y`, alternately, pair by pair: drift in this
+/// machine's bandwidth (up to 2× within a run) hits both members of a pair, so the ratio of
+/// each pair holds where a copy timed once per size and a kernel timed later do not.
+struct Measured {
+    /// Median kernel time.
+    secs: f64,
+    /// Median plain-store and non-temporal copy bandwidth (GB/s of 8 B/element).
+    copy_gbps: f64,
+    copy_nt_gbps: f64,
+    /// Quartiles (q1, median, q3) of the per-pair ratios kernel GB/s ÷ copy GB/s.
+    frac: [f64; 3],
+    /// The same against the non-temporal copy.
+    frac_nt: [f64; 3],
+}
+
+/// Quartiles of `v` (sorted here): the lower and upper medians' midpoints.
+fn quartiles(v: &mut [f64]) -> [f64; 3] {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let i = q * (v.len() - 1) as f64;
+        let (lo, hi) = (i.floor() as usize, i.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (i - lo as f64)
     };
-    (bytes / copy / 1e9, bytes / copy_nt / 1e9)
+    [at(0.25), at(0.5), at(0.75)]
+}
+
+/// Median of `v` (sorted here).
+fn median(v: &mut [f64]) -> f64 {
+    quartiles(v)[1]
+}
+
+/// `f(y)` (a kernel moving `bytes`, writing into `y`) and the plain and non-temporal copies of
+/// `x` into `y`, timed in turn `pairs` times — each the median of the runs that fill a slice
+/// of `budget` — after one warm-up run of each.
+fn measure(
+    o: &Opts,
+    budget: Duration,
+    x: &[f32],
+    y: &mut [f32],
+    bytes: f64,
+    f: &mut dyn FnMut(&mut [f32]),
+) -> Measured {
+    let pairs = if o.quick { 3 } else { 7 };
+    let nt = testing::has_nt(o.isa);
+    let slice = budget / (pairs * if nt { 3 } else { 2 });
+    let copy_bytes = 8.0 * x.len() as f64;
+    let isa = o.isa;
+    f(y);
+    par_copy(isa, x, y, false);
+    let (mut ks, mut cs, mut cns, mut fr, mut fr_nt) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..pairs {
+        let k = time_slice(slice, &mut || f(y));
+        let c = time_slice(slice, &mut || par_copy(isa, x, y, false));
+        let cn = if nt {
+            time_slice(slice, &mut || par_copy(isa, x, y, true))
+        } else {
+            c
+        };
+        fr.push((bytes / k) / (copy_bytes / c));
+        fr_nt.push((bytes / k) / (copy_bytes / cn));
+        ks.push(k);
+        cs.push(c);
+        cns.push(cn);
+    }
+    Measured {
+        secs: median(&mut ks),
+        copy_gbps: copy_bytes / median(&mut cs) / 1e9,
+        copy_nt_gbps: copy_bytes / median(&mut cns) / 1e9,
+        frac: quartiles(&mut fr),
+        frac_nt: quartiles(&mut fr_nt),
+    }
+}
+
+/// Median seconds of `f` over the runs filling `slice` (at least 3).
+fn time_slice(slice: Duration, f: &mut dyn FnMut()) -> f64 {
+    let mut runs = Vec::new();
+    let start = Instant::now();
+    while runs.len() < 3 || start.elapsed() < slice {
+        let t = Instant::now();
+        f();
+        runs.push(t.elapsed().as_secs_f64());
+        if runs.len() >= 1000 {
+            break;
+        }
+    }
+    median(&mut runs)
 }
 
 struct Row {
@@ -158,50 +241,56 @@ struct Row {
     elems: usize,
     threads: usize,
     isa: Isa,
-    secs: f64,
     bytes: f64,
-    copy_gbps: f64,
-    copy_nt_gbps: f64,
+    m: Measured,
     naive_secs: Option<f64>,
 }
 
 impl Row {
     fn gbps(&self) -> f64 {
-        self.bytes / self.secs / 1e9
+        self.bytes / self.m.secs / 1e9
     }
     fn print(&self, json: bool) {
-        let gbps = self.gbps();
-        let speedup = self.naive_secs.map(|n| n / self.secs);
+        let (gbps, m) = (self.gbps(), &self.m);
+        let gelems = self.elems as f64 / m.secs / 1e9;
+        let speedup = self.naive_secs.map(|n| n / m.secs);
         if json {
             println!(
-                "{{\"kernel\":\"{}\",\"layout\":\"{}\",\"shape\":\"{}\",\"elems\":{},\"threads\":{},\"isa\":\"{}\",\"ms\":{:.4},\"gbps\":{:.3},\"copy_gbps\":{:.3},\"copy_nt_gbps\":{:.3},\"frac\":{:.4},\"frac_nt\":{:.4},\"speedup\":{}}}",
+                "{{\"kernel\":\"{}\",\"layout\":\"{}\",\"shape\":\"{}\",\"dtype\":\"f32\",\"elems\":{},\"threads\":{},\"isa\":\"{}\",\"ms\":{:.4},\"gbps\":{:.3},\"gelems\":{:.4},\"copy_gbps\":{:.3},\"copy_nt_gbps\":{:.3},\"frac\":{:.4},\"frac_q1\":{:.4},\"frac_q3\":{:.4},\"frac_nt\":{:.4},\"frac_nt_q1\":{:.4},\"frac_nt_q3\":{:.4},\"speedup\":{}}}",
                 self.kernel,
                 self.layout,
                 self.shape,
                 self.elems,
                 self.threads,
                 self.isa,
-                self.secs * 1e3,
+                m.secs * 1e3,
                 gbps,
-                self.copy_gbps,
-                self.copy_nt_gbps,
-                gbps / self.copy_gbps,
-                gbps / self.copy_nt_gbps,
+                gelems,
+                m.copy_gbps,
+                m.copy_nt_gbps,
+                m.frac[1],
+                m.frac[0],
+                m.frac[2],
+                m.frac_nt[1],
+                m.frac_nt[0],
+                m.frac_nt[2],
                 speedup.map_or("null".to_string(), |s| format!("{s:.2}")),
             );
         } else {
             println!(
-                "{:<17} {:<6} {:<12} {:>3} {:<8} {:>9.3} {:>8.2} {:>8.2} {:>6.2} {:>7.2} {:>9}",
+                "{:<17} {:<6} {:<15} {:>3} {:<8} {:>9.3} {:>7.2} {:>7.3} {:>8.2} {:>5.2} {:>5.2} {:>7.2} {:>9}",
                 self.kernel,
                 self.layout,
                 self.shape,
                 self.threads,
                 self.isa.name(),
-                self.secs * 1e3,
+                m.secs * 1e3,
                 gbps,
-                self.copy_gbps,
-                gbps / self.copy_gbps,
-                gbps / self.copy_nt_gbps,
+                gelems,
+                m.copy_gbps,
+                m.frac[1],
+                m.frac[2] - m.frac[0],
+                m.frac_nt[1],
                 speedup.map_or("-".to_string(), |s| format!("{s:.1}x")),
             );
         }
@@ -232,7 +321,7 @@ fn main() {
             testing::NT_MIN_BYTES >> 20
         );
         println!(
-            "{:<17} {:<6} {:<12} {:>3} {:<8} {:>9} {:>8} {:>8} {:>6} {:>7} {:>9}",
+            "{:<17} {:<6} {:<15} {:>3} {:<8} {:>9} {:>7} {:>7} {:>8} {:>5} {:>5} {:>7} {:>9}",
             "kernel",
             "layout",
             "shape",
@@ -240,8 +329,10 @@ fn main() {
             "isa",
             "ms",
             "GB/s",
+            "Gelem/s",
             "copyGB/s",
             "frac",
+            "IQR",
             "frac_nt",
             "vs naive"
         );
@@ -270,41 +361,44 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
         let mut y = vec![0.0f32; n];
         let mut mask = vec![0u8; mask_len(n)];
         let bytes = 8.0 * n as f64;
-        let secs = |d: Duration| d.as_secs_f64();
 
-        let (copy_gbps, copy_nt_gbps) = copy_bandwidth(o.isa, &x, &mut y, budget);
         let naive = naive_secs(o, budget, || {
             reference::dropout_naive(black_box(&x), &mut y, 0.5, 1)
         });
 
         let params = DropoutParams::new(0.5, 42);
         let mut step = 0u64;
-        let row = |kernel, bytes: f64, f: &mut dyn FnMut()| {
-            let d = secs(time(budget, f));
-            Row {
-                kernel,
-                layout: "flat",
-                shape: format!("[{n}]"),
-                elems: n,
-                threads,
-                isa: o.isa,
-                secs: d,
-                bytes,
-                copy_gbps,
-                copy_nt_gbps,
-                naive_secs: naive,
-            }
-            .print(o.json);
-        };
-        row("dropout", bytes, &mut || {
+        let mut row =
+            |kernel, layout, shape: String, bytes: f64, naive, f: &mut dyn FnMut(&mut [f32])| {
+                let m = measure(o, budget, &x, &mut y, bytes, f);
+                Row {
+                    kernel,
+                    layout,
+                    shape,
+                    elems: n,
+                    threads,
+                    isa: o.isa,
+                    bytes,
+                    m,
+                    naive_secs: naive,
+                }
+                .print(o.json);
+            };
+        let flat = || format!("[{n}]");
+        row("dropout", "flat", flat(), bytes, naive, &mut |y| {
             step += 1;
-            dropnorm::dropout(&x, &mut y, &params.with_offset(step << 32)).expect("valid")
+            dropnorm::dropout(&x, y, &params.with_offset(step << 32)).expect("valid")
         });
-        row("dropout_mask", bytes + n as f64 / 8.0, &mut || {
-            dropnorm::dropout_with_mask(&x, &mut y, &mut mask, &params).expect("valid")
-        });
-        row("dropout_backward", bytes, &mut || {
-            dropnorm::dropout_backward(&x, &mut y, &params).expect("valid")
+        row(
+            "dropout_mask",
+            "flat",
+            flat(),
+            bytes + n as f64 / 8.0,
+            naive,
+            &mut |y| dropnorm::dropout_with_mask(&x, y, &mut mask, &params).expect("valid"),
+        );
+        row("dropout_backward", "flat", flat(), bytes, naive, &mut |y| {
+            dropnorm::dropout_backward(&x, y, &params).expect("valid")
         });
 
         // Channel-wise dropout, NCHW and NHWC: small images (2×2, one channel: one keep
@@ -319,23 +413,9 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
             if !o.wants("dropout_channels", lname, &sname) {
                 continue;
             }
-            let d = secs(time(budget, || {
-                dropnorm::dropout_channels(&x, &mut y, shape, layout, &params).expect("valid")
-            }));
-            Row {
-                kernel: "dropout_channels",
-                layout: lname,
-                shape: sname,
-                elems: n,
-                threads,
-                isa: o.isa,
-                secs: d,
-                bytes,
-                copy_gbps,
-                copy_nt_gbps,
-                naive_secs: None,
-            }
-            .print(o.json);
+            row("dropout_channels", lname, sname, bytes, None, &mut |y| {
+                dropnorm::dropout_channels(&x, y, shape, layout, &params).expect("valid")
+            });
         }
     }
 }
@@ -389,85 +469,77 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             .map(|i| ((i * 7919) % 1000) as f32 * 0.01 + 3.0)
             .collect();
         let mut y = vec![0.0f32; n];
-        let (copy_gbps, copy_nt_gbps) = copy_bandwidth(o.isa, &x, &mut y, budget);
+        let hw = if layout == Layout::Nchw {
+            shape.h * shape.w
+        } else {
+            1
+        };
+        let mut row = |kernel, bytes: f64, naive, f: &mut dyn FnMut(&mut [f32])| {
+            let m = measure(o, budget, &x, &mut y, bytes, f);
+            let best_copy_nt = m.copy_nt_gbps > m.copy_gbps;
+            Row {
+                kernel,
+                layout: lname,
+                shape: sname.clone(),
+                elems: n,
+                threads,
+                isa: o.isa,
+                bytes,
+                m,
+                naive_secs: naive,
+            }
+            .print(o.json);
+            best_copy_nt
+        };
+        let mut scratch = vec![0.0f32; n];
         let naive = naive_secs(o, budget, || match layout {
             Layout::Nchw => {
-                reference::batch_norm_train_naive(&x, &mut y, shape.n, c, shape.h * shape.w, 1e-5)
+                reference::batch_norm_train_naive(&x, &mut scratch, shape.n, c, hw, 1e-5)
             }
-            _ => reference::batch_norm_train_naive_cols(&x, &mut y, n / c, c, 1e-5),
+            _ => reference::batch_norm_train_naive_cols(&x, &mut scratch, n / c, c, 1e-5),
         });
         let gamma = vec![1.5f32; c];
         let beta = vec![0.25f32; c];
         let params = BnParams::new(1e-5).with_affine(&gamma, &beta);
         let (mut mean, mut invstd) = (vec![0.0f32; c], vec![0.0f32; c]);
-        let d = time(budget, || {
+        let none = dropnorm::Epilogue::None;
+        let bytes = 8.0 * n as f64;
+        let best_copy_nt = row("bn_train", bytes, naive, &mut |y| {
             let saved = SavedStatsMut {
                 mean: &mut mean,
                 invstd: &mut invstd,
             };
-            dropnorm::batch_norm_train(
-                &x,
-                &mut y,
-                shape,
-                layout,
-                &params,
-                dropnorm::Epilogue::None,
-                saved,
-                None,
-            )
-            .expect("valid")
+            dropnorm::batch_norm_train(&x, y, shape, layout, &params, none, saved, None)
+                .expect("valid")
         });
-        let row = |kernel, secs: f64, bytes: f64, naive: Option<f64>| Row {
-            kernel,
-            layout: lname,
-            shape: sname.clone(),
-            elems: n,
-            threads,
-            isa: o.isa,
-            secs,
-            bytes,
-            copy_gbps,
-            copy_nt_gbps,
-            naive_secs: naive,
-        };
-        row("bn_train", d.as_secs_f64(), 8.0 * n as f64, naive).print(o.json);
 
         // Split phase: the statistics alone (a read of x, 4 B/element), then `apply` with
         // them (read x, write y: one pass, what a synchronized batch norm runs per shard).
         let mut st = vec![dropnorm::ChannelStats::default(); c];
-        let d = time(budget, || {
+        row("bn_stats", 4.0 * n as f64, None, &mut |_| {
             dropnorm::channel_stats(&x, &mut st, shape, layout).expect("valid")
         });
-        row("bn_stats", d.as_secs_f64(), 4.0 * n as f64, None).print(o.json);
-        let d = time(budget, || {
+        row("bn_apply", bytes, None, &mut |y| {
             let saved = SavedStatsMut {
                 mean: &mut mean,
                 invstd: &mut invstd,
             };
-            let ep = dropnorm::Epilogue::None;
-            dropnorm::batch_norm_apply(&x, &mut y, shape, layout, &params, ep, &st, saved, None)
+            dropnorm::batch_norm_apply(&x, y, shape, layout, &params, none, &st, saved, None)
                 .expect("valid")
         });
-        row("bn_apply", d.as_secs_f64(), 8.0 * n as f64, None).print(o.json);
 
         // The ceiling of any kernel that reads x twice (statistics, then normalization): this
         // crate's statistics loop over x (as 64 NCHW channels, so every thread reads) plus
-        // the faster copy of x, timed here. NC and NHWC training (and, with a second input,
-        // backward) take that road when a column block does not fit in L2.
+        // the faster copy of x (as the training row measured it), timed together here. NC
+        // and NHWC training (and, with a second input, backward) take that road when a column
+        // block does not fit in L2.
         if layout != Layout::Nchw && o.wants("two_pass_bound", lname, &sname) {
             let mut st = vec![dropnorm::ChannelStats::default(); 64];
             let flat = Shape::nchw(1, 64, 1, n / 64);
-            let read = time(budget, || {
-                dropnorm::channel_stats(&x, &mut st, flat, Layout::Nchw).expect("valid")
+            row("two_pass_bound", bytes, None, &mut |y| {
+                dropnorm::channel_stats(&x, &mut st, flat, Layout::Nchw).expect("valid");
+                par_copy(o.isa, &x, y, best_copy_nt);
             });
-            let copy = 8.0 * n as f64 / copy_gbps.max(copy_nt_gbps) / 1e9;
-            row(
-                "two_pass_bound",
-                read.as_secs_f64() + copy,
-                8.0 * n as f64,
-                None,
-            )
-            .print(o.json);
         }
 
         // Inference and the fused residual add + ReLU (the batch statistics serve as the
@@ -476,39 +548,22 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             mean: &mean,
             var: &invstd,
         };
-        let hw = if layout == Layout::Nchw {
-            shape.h * shape.w
-        } else {
-            1
-        };
         let (a, b) = (vec![0.5f32; c], vec![0.1f32; c]);
         let res: Vec<f32> = x.iter().rev().copied().collect();
         let naive = naive_secs(o, budget, || {
-            reference::batch_norm_infer_naive(&x, None, &mut y, c, hw, &a, &b)
+            reference::batch_norm_infer_naive(&x, None, &mut scratch, c, hw, &a, &b)
         });
-        let d = time(budget, || {
-            dropnorm::batch_norm_infer(
-                &x,
-                &mut y,
-                shape,
-                layout,
-                &params,
-                dropnorm::Epilogue::None,
-                &stats,
-            )
-            .expect("valid")
+        row("bn_infer", bytes, naive, &mut |y| {
+            dropnorm::batch_norm_infer(&x, y, shape, layout, &params, none, &stats).expect("valid")
         });
-        let bytes = 8.0 * n as f64;
-        row("bn_infer", d.as_secs_f64(), bytes, naive).print(o.json);
         let naive = naive_secs(o, budget, || {
-            reference::batch_norm_infer_naive(&x, Some(&res), &mut y, c, hw, &a, &b)
-        });
-        let d = time(budget, || {
-            dropnorm::batch_norm_add_relu_infer(&x, &res, &mut y, shape, layout, &params, &stats)
-                .expect("valid")
+            reference::batch_norm_infer_naive(&x, Some(&res), &mut scratch, c, hw, &a, &b)
         });
         let bytes = 12.0 * n as f64;
-        row("bn_add_relu", d.as_secs_f64(), bytes, naive).print(o.json);
+        row("bn_add_relu", bytes, naive, &mut |y| {
+            dropnorm::batch_norm_add_relu_infer(&x, &res, y, shape, layout, &params, &stats)
+                .expect("valid")
+        });
 
         // Backward (12 B/element: read x and dy, write dx), against a naive two-pass loop.
         let dy = res;
@@ -518,26 +573,25 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             invstd: &invstd,
         };
         let naive = naive_secs(o, budget, || {
-            reference::batch_norm_backward_naive(&x, &dy, &mut y, c, hw, &mean, &invstd)
+            reference::batch_norm_backward_naive(&x, &dy, &mut scratch, c, hw, &mean, &invstd)
         });
-        let d = time(budget, || {
+        row("bn_backward", bytes, naive, &mut |y| {
             let grads = dropnorm::BnGrads {
-                dx: &mut y,
+                dx: y,
                 dgamma: &mut dg,
                 dbeta: &mut db,
             };
             dropnorm::batch_norm_backward(&x, &dy, None, grads, shape, layout, &params, &saved)
                 .expect("valid")
         });
-        row("bn_backward", d.as_secs_f64(), bytes, naive).print(o.json);
 
         // The split backward's second phase: dx from merged sums, one pass over x and dy.
         let mut sums = vec![dropnorm::GradSums::default(); c];
         dropnorm::batch_norm_backward_sums(&x, &dy, None, &mut sums, shape, layout, &saved)
             .expect("valid");
-        let d = time(budget, || {
+        row("bn_backward_apply", bytes, None, &mut |y| {
             let grads = dropnorm::BnGrads {
-                dx: &mut y,
+                dx: y,
                 dgamma: &mut dg,
                 dbeta: &mut db,
             };
@@ -547,7 +601,6 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             )
             .expect("valid")
         });
-        row("bn_backward_apply", d.as_secs_f64(), bytes, None).print(o.json);
     }
 }
 

@@ -5,8 +5,10 @@
     python3 scripts/roofline_table.py roofline.json
 
 One table per kernel: each layout and shape with GB/s and `frac` (÷ the plain-store copy of
-the same bytes, same size and thread count, same run) per thread count, `frac_nt` (÷ the
-non-temporal copy) and the speedup over the naive scalar version on one thread.
+the same bytes, same size and thread count, timed alternately with the kernel: the median of
+the per-pair ratios) per thread count, the interquartile range of those ratios (`IQR`, when
+the JSON has it), `frac_nt` (÷ the non-temporal copy) and the speedup over the naive scalar
+version on one thread.
 """
 
 import json
@@ -38,16 +40,17 @@ def main():
         print(f"\n**{kernel}**\n")
         head = "| layout | shape |"
         for t in threads:
-            head += f" GB/s ({t}t) | frac ({t}t) | frac_nt ({t}t) |"
+            head += f" GB/s ({t}t) | frac ({t}t) | IQR ({t}t) | frac_nt ({t}t) |"
         head += " vs naive (1t) |"
         print(head)
-        print("|---|---|" + "---:|" * (3 * len(threads) + 1))
+        print("|---|---|" + "---:|" * (4 * len(threads) + 1))
         for k in keys:
             line = f"| {LAYOUTS[k[1]]} | {k[2]} |"
             for t in threads:
                 r = by[k].get(t)
-                line += (f" {r['gbps']:.1f} | {r['frac']:.2f} | {r['frac_nt']:.2f} |" if r
-                         else " – | – | – |")
+                iqr = (f"{r['frac_q3'] - r['frac_q1']:.2f}" if r and "frac_q1" in r else "–")
+                line += (f" {r['gbps']:.1f} | {r['frac']:.2f} | {iqr} | {r['frac_nt']:.2f} |"
+                         if r else " – | – | – | – |")
             one = by[k].get(1, {}).get("speedup")
             line += f" {one:.1f}× |" if one else " – |"
             print(line)

@@ -23,7 +23,7 @@ use crate::Error;
 pub enum Isa {
     /// Portable SIMD through the `wide` crate (SSE2 on a default x86_64 build). Always available.
     Portable,
-    /// x86_64 AVX2 with FMA.
+    /// x86_64 AVX2 with FMA and F16C (Intel and AMD AVX2 CPUs have both).
     Avx2,
     /// x86_64 AVX-512 (F, BW, DQ, VL).
     Avx512,
@@ -43,7 +43,11 @@ impl Isa {
         match self {
             Isa::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            Isa::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 is_x86_feature_detected!("avx512f")

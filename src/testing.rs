@@ -25,6 +25,31 @@ pub fn copy(isa: Isa, x: &[f32], y: &mut [f32], nt: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// `y[i] = x[i]` widened with `isa`'s bf16 and f16 loads (whole vectors, then scalar tails).
+/// Panics if the lengths differ.
+pub fn widen_bf16(isa: Isa, x: &[half::bf16], y: &mut [f32]) -> Result<(), Error> {
+    kernels(isa)?.widen_bf16(x, y);
+    Ok(())
+}
+
+/// As [`widen_bf16`] for f16.
+pub fn widen_f16(isa: Isa, x: &[half::f16], y: &mut [f32]) -> Result<(), Error> {
+    kernels(isa)?.widen_f16(x, y);
+    Ok(())
+}
+
+/// `y[i] = x[i]` narrowed with `isa`'s bf16 stores. Panics if the lengths differ.
+pub fn narrow_bf16(isa: Isa, x: &[f32], y: &mut [half::bf16]) -> Result<(), Error> {
+    kernels(isa)?.narrow_bf16(x, y);
+    Ok(())
+}
+
+/// As [`narrow_bf16`] for f16.
+pub fn narrow_f16(isa: Isa, x: &[f32], y: &mut [half::f16]) -> Result<(), Error> {
+    kernels(isa)?.narrow_f16(x, y);
+    Ok(())
+}
+
 /// Whether `isa` has non-temporal stores.
 pub fn has_nt(isa: Isa) -> bool {
     Kernels::for_isa(isa).is_some_and(|k| k.nt)

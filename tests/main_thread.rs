@@ -40,6 +40,7 @@ suites!(
     defects: "defects.rs",
     layers: "layers.rs",
     split_phase: "split_phase.rs",
+    convert: "convert.rs",
     fuzz_corpus: "fuzz_corpus.rs",
 );
 

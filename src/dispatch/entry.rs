@@ -48,12 +48,12 @@ pub(super) mod portable {
 pub(super) mod avx2 {
     use super::Kernels;
     kernel_list!(entry_points crate::simd::x86_avx2::Avx2,
-        [#[target_feature(enable = "avx2,fma")]]);
+        [#[target_feature(enable = "avx2,fma,f16c")]]);
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
     use super::Kernels;
     kernel_list!(entry_points crate::simd::x86_avx512::Avx512,
-        [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]]);
+        [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]]);
 }

@@ -49,6 +49,21 @@ macro_rules! kernel_list {
 
             fill(y: *mut f32, n: usize, v: f32, nt: bool) => crate::kernels::stream::fill;
 
+            // The element conversions, for the conversion tests only (`testing::widen` and
+            // `testing::narrow`); the typed kernels make them on every load and store.
+            #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+            widen_bf16(x: *const half::bf16, y: *mut f32, n: usize)
+                => crate::kernels::convert::widen;
+            #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+            widen_f16(x: *const half::f16, y: *mut f32, n: usize)
+                => crate::kernels::convert::widen;
+            #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+            narrow_bf16(x: *const f32, y: *mut half::bf16, n: usize)
+                => crate::kernels::convert::narrow;
+            #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+            narrow_f16(x: *const f32, y: *mut half::f16, n: usize)
+                => crate::kernels::convert::narrow;
+
             bn_sums_runs(
                 x: *const f32,
                 runs: usize,

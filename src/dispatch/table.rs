@@ -194,6 +194,38 @@ impl Kernels {
         unsafe { (self.copy)(x.as_ptr(), y.as_mut_ptr(), y.len(), nt) }
     }
 
+    /// `y[i] = x[i]` widened to f32 (bf16).
+    #[cfg(feature = "testing")]
+    pub(crate) fn widen_bf16(&self, x: &[half::bf16], y: &mut [f32]) {
+        assert_eq!(x.len(), y.len(), "widen length");
+        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
+        unsafe { (self.widen_bf16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
+    }
+
+    /// `y[i] = x[i]` widened to f32 (f16).
+    #[cfg(feature = "testing")]
+    pub(crate) fn widen_f16(&self, x: &[half::f16], y: &mut [f32]) {
+        assert_eq!(x.len(), y.len(), "widen length");
+        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
+        unsafe { (self.widen_f16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
+    }
+
+    /// `y[i] = x[i]` narrowed to bf16.
+    #[cfg(feature = "testing")]
+    pub(crate) fn narrow_bf16(&self, x: &[f32], y: &mut [half::bf16]) {
+        assert_eq!(x.len(), y.len(), "narrow length");
+        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
+        unsafe { (self.narrow_bf16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
+    }
+
+    /// `y[i] = x[i]` narrowed to f16.
+    #[cfg(feature = "testing")]
+    pub(crate) fn narrow_f16(&self, x: &[f32], y: &mut [half::f16]) {
+        assert_eq!(x.len(), y.len(), "narrow length");
+        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
+        unsafe { (self.narrow_f16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
+    }
+
     /// `y[i] = v`.
     pub(crate) fn fill(&self, y: &mut [f32], v: f32, nt: bool) {
         // SAFETY: features checked by `for_isa`; `y` holds `y.len()` floats.

@@ -5,6 +5,8 @@
 //! The lane count is 16 on every ISA, which is what makes the dropout stream layout — and so
 //! every dropout mask — identical on every ISA.
 
+pub(crate) mod convert;
+pub(crate) mod elem;
 pub(crate) mod portable;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
@@ -173,6 +175,57 @@ pub(crate) trait Simd: Copy + Send + Sync {
         for (l, x) in self.w_to_array(w).into_iter().enumerate() {
             // SAFETY: l < 16, within the caller's guarantee.
             unsafe { *out.add(l) += x };
+        }
+    }
+
+    /// 16 bf16 (bit patterns) at `p` widened to f32, as [`convert::bf16_to_f32`].
+    ///
+    /// # Safety
+    /// `p..p+16` must be readable.
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> Self::F {
+        let mut buf = [0.0f32; LANES];
+        for (l, b) in buf.iter_mut().enumerate() {
+            // SAFETY: l < 16, readable by the caller's guarantee.
+            *b = convert::bf16_to_f32(unsafe { *p.add(l) });
+        }
+        // SAFETY: a 16-float local array.
+        unsafe { self.loadu(buf.as_ptr()) }
+    }
+    /// The 16 lanes of `v` narrowed to bf16 at `p`, as [`convert::f32_to_bf16`].
+    ///
+    /// # Safety
+    /// `p..p+16` must be writable.
+    #[inline(always)]
+    unsafe fn store_bf16(self, p: *mut u16, v: Self::F) {
+        for (l, x) in self.to_array(v).into_iter().enumerate() {
+            // SAFETY: l < 16, writable by the caller's guarantee.
+            unsafe { *p.add(l) = convert::f32_to_bf16(x) };
+        }
+    }
+    /// 16 binary16 (bit patterns) at `p` widened to f32, as [`convert::f16_to_f32`].
+    ///
+    /// # Safety
+    /// `p..p+16` must be readable.
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> Self::F {
+        let mut buf = [0.0f32; LANES];
+        for (l, b) in buf.iter_mut().enumerate() {
+            // SAFETY: l < 16, readable by the caller's guarantee.
+            *b = convert::f16_to_f32(unsafe { *p.add(l) });
+        }
+        // SAFETY: a 16-float local array.
+        unsafe { self.loadu(buf.as_ptr()) }
+    }
+    /// The 16 lanes of `v` narrowed to binary16 at `p`, as [`convert::f32_to_f16`].
+    ///
+    /// # Safety
+    /// `p..p+16` must be writable.
+    #[inline(always)]
+    unsafe fn store_f16(self, p: *mut u16, v: Self::F) {
+        for (l, x) in self.to_array(v).into_iter().enumerate() {
+            // SAFETY: l < 16, writable by the caller's guarantee.
+            unsafe { *p.add(l) = convert::f32_to_f16(x) };
         }
     }
 

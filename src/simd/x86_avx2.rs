@@ -4,13 +4,13 @@ use core::arch::x86_64::*;
 
 use super::Simd;
 
-/// Token proving the CPU has AVX2 and FMA (see [`Isa::Avx2`]).
+/// Token proving the CPU has AVX2, FMA and F16C (see [`Isa::Avx2`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2(());
 
 impl Avx2 {
     /// # Safety
-    /// The CPU must support `avx2` and `fma`.
+    /// The CPU must support `avx2`, `fma` and `f16c`.
     #[inline(always)]
     pub(crate) const unsafe fn new() -> Self {
         Avx2(())
@@ -23,8 +23,8 @@ const LANE_BITS: [[i32; 8]; 2] = [
     [256, 512, 1024, 2048, 4096, 8192, 16384, 32768],
 ];
 
-// Every `unsafe` block below calls AVX2 intrinsics; a token exists only after runtime detection
-// of AVX2+FMA (`Avx2::new`), which is the precondition of each of them.
+// Every `unsafe` block below calls AVX2 (or F16C) intrinsics; a token exists only after
+// runtime detection of AVX2+FMA+F16C (`Avx2::new`), which is the precondition of each of them.
 impl Simd for Avx2 {
     type F = [__m256; 2];
     type U = [__m256i; 2];
@@ -207,6 +207,65 @@ impl Simd for Avx2 {
                 let p = out.add(4 * i);
                 _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), wi));
             }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX2; the caller guarantees 16 readable u16 (two 16-byte loads).
+        unsafe {
+            let half = |q: *const u16| {
+                let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(q.cast()));
+                // A NaN (magnitude above 0x7F80) comes back quiet, as the scalar definition.
+                let nan = _mm256_cmpgt_epi32(
+                    _mm256_and_si256(w, _mm256_set1_epi32(0x7FFF)),
+                    _mm256_set1_epi32(0x7F80),
+                );
+                let w = _mm256_or_si256(w, _mm256_and_si256(nan, _mm256_set1_epi32(0x40)));
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+            };
+            [half(p), half(p.add(8))]
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, p: *mut u16, v: [__m256; 2]) {
+        // SAFETY: token ⇒ AVX2; the caller guarantees 16 writable u16 (one 32-byte store).
+        unsafe {
+            let round = |x: __m256| {
+                let b = _mm256_castps_si256(x);
+                let hi = _mm256_srli_epi32::<16>(b);
+                let lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
+                let r = _mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
+                let r = _mm256_srli_epi32::<16>(r);
+                let q = _mm256_or_si256(hi, _mm256_set1_epi32(0x40));
+                let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+                _mm256_blendv_epi8(r, q, nan)
+            };
+            // Values fit 16 bits: the unsigned saturating pack is exact; it interleaves the
+            // 128-bit halves, which the permute puts back in order.
+            let packed = _mm256_packus_epi32(round(v[0]), round(v[1]));
+            let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+            _mm256_storeu_si256(p.cast(), packed);
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> [__m256; 2] {
+        // SAFETY: token ⇒ F16C (detected with AVX2); 16 readable u16 (two 16-byte loads).
+        unsafe {
+            [
+                _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
+                _mm256_cvtph_ps(_mm_loadu_si128(p.add(8).cast())),
+            ]
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_f16(self, p: *mut u16, v: [__m256; 2]) {
+        // SAFETY: token ⇒ F16C; 16 writable u16. The immediate rounds to nearest even
+        // whatever MXCSR says.
+        unsafe {
+            let lo = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[0]);
+            let hi = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[1]);
+            _mm256_storeu_si256(p.cast(), _mm256_set_m128i(hi, lo));
         }
     }
 

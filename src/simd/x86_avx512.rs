@@ -198,6 +198,49 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 readable u16 (one 32-byte load).
+        unsafe {
+            let w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+            // A NaN (magnitude above 0x7F80) comes back quiet, as the scalar definition.
+            let mag = _mm512_and_si512(w, _mm512_set1_epi32(0x7FFF));
+            let nan = _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7F80));
+            let w = _mm512_mask_or_epi32(w, nan, w, _mm512_set1_epi32(0x40));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, p: *mut u16, v: __m512) {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 writable u16 (one 32-byte
+        // store). Integer rounding rather than vcvtneps2bf16, which treats subnormal inputs
+        // as zero (measured here: 0x007FFFFF → 0x0000 where nearest-even gives 0x0080).
+        unsafe {
+            let b = _mm512_castps_si512(v);
+            let hi = _mm512_srli_epi32::<16>(b);
+            let lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+            let r = _mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+            let r = _mm512_srli_epi32::<16>(r);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            let r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
+            _mm256_storeu_si256(p.cast(), _mm512_cvtepi32_epi16(r));
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F (vcvtph2ps zmm); 16 readable u16.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn store_f16(self, p: *mut u16, v: __m512) {
+        // SAFETY: token ⇒ AVX-512F (vcvtps2ph zmm); 16 writable u16. The immediate rounds
+        // to nearest even whatever MXCSR says.
+        unsafe {
+            let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            _mm256_storeu_si256(p.cast(), h);
+        }
+    }
+
+    #[inline(always)]
     unsafe fn loadu_u(self, p: *const u32) -> __m512i {
         // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 readable u32.
         unsafe { _mm512_loadu_si512(p.cast()) }
