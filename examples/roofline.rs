@@ -236,6 +236,8 @@ fn time_slice(slice: Duration, f: &mut dyn FnMut()) -> f64 {
 
 struct Row {
     kernel: &'static str,
+    /// Element type of the activations.
+    dtype: &'static str,
     layout: &'static str,
     shape: String,
     elems: usize,
@@ -256,10 +258,11 @@ impl Row {
         let speedup = self.naive_secs.map(|n| n / m.secs);
         if json {
             println!(
-                "{{\"kernel\":\"{}\",\"layout\":\"{}\",\"shape\":\"{}\",\"dtype\":\"f32\",\"elems\":{},\"threads\":{},\"isa\":\"{}\",\"ms\":{:.4},\"gbps\":{:.3},\"gelems\":{:.4},\"copy_gbps\":{:.3},\"copy_nt_gbps\":{:.3},\"frac\":{:.4},\"frac_q1\":{:.4},\"frac_q3\":{:.4},\"frac_nt\":{:.4},\"frac_nt_q1\":{:.4},\"frac_nt_q3\":{:.4},\"speedup\":{}}}",
+                "{{\"kernel\":\"{}\",\"layout\":\"{}\",\"shape\":\"{}\",\"dtype\":\"{}\",\"elems\":{},\"threads\":{},\"isa\":\"{}\",\"ms\":{:.4},\"gbps\":{:.3},\"gelems\":{:.4},\"copy_gbps\":{:.3},\"copy_nt_gbps\":{:.3},\"frac\":{:.4},\"frac_q1\":{:.4},\"frac_q3\":{:.4},\"frac_nt\":{:.4},\"frac_nt_q1\":{:.4},\"frac_nt_q3\":{:.4},\"speedup\":{}}}",
                 self.kernel,
                 self.layout,
                 self.shape,
+                self.dtype,
                 self.elems,
                 self.threads,
                 self.isa,
@@ -278,8 +281,9 @@ impl Row {
             );
         } else {
             println!(
-                "{:<17} {:<6} {:<15} {:>3} {:<8} {:>9.3} {:>7.2} {:>7.3} {:>8.2} {:>5.2} {:>5.2} {:>7.2} {:>9}",
+                "{:<17} {:<4} {:<6} {:<15} {:>3} {:<8} {:>9.3} {:>7.2} {:>7.3} {:>8.2} {:>5.2} {:>5.2} {:>7.2} {:>9}",
                 self.kernel,
+                self.dtype,
                 self.layout,
                 self.shape,
                 self.threads,
@@ -321,8 +325,9 @@ fn main() {
             testing::NT_MIN_BYTES >> 20
         );
         println!(
-            "{:<17} {:<6} {:<15} {:>3} {:<8} {:>9} {:>7} {:>7} {:>8} {:>5} {:>5} {:>7} {:>9}",
+            "{:<17} {:<4} {:<6} {:<15} {:>3} {:<8} {:>9} {:>7} {:>7} {:>8} {:>5} {:>5} {:>7} {:>9}",
             "kernel",
+            "type",
             "layout",
             "shape",
             "thr",
@@ -373,6 +378,7 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
                 let m = measure(o, budget, &x, &mut y, bytes, f);
                 Row {
                     kernel,
+                    dtype: "f32",
                     layout,
                     shape,
                     elems: n,
@@ -401,6 +407,14 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
             dropnorm::dropout_backward(&x, y, &params).expect("valid")
         });
 
+        let bf16 = (
+            "bf16",
+            dropnorm::bf16::from_f32 as fn(f32) -> dropnorm::bf16,
+        );
+        typed_dropout_rows(o, threads, budget, n, bf16);
+        let f16 = ("f16", dropnorm::f16::from_f32 as fn(f32) -> dropnorm::f16);
+        typed_dropout_rows(o, threads, budget, n, f16);
+
         // Channel-wise dropout, NCHW and NHWC: small images (2×2, one channel: one keep
         // decision per 4 values) and 4×4 images of 64 channels.
         for (shape, lname, layout) in [
@@ -418,6 +432,50 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
             });
         }
     }
+}
+
+/// Dropout rows over `n` elements of a 16-bit type: `frac` against the copy of the same
+/// bytes (`n/2` f32, in buffers of their own), elements/s to compare with the f32 rows.
+fn typed_dropout_rows<E: dropnorm::Element>(
+    o: &Opts,
+    threads: usize,
+    budget: Duration,
+    n: usize,
+    (dtype, of): (&'static str, fn(f32) -> E),
+) {
+    let x: Vec<E> = (0..n).map(|i| of((i % 1000) as f32 * 0.001)).collect();
+    let mut y = vec![of(0.0); n];
+    let mut mask = vec![0u8; mask_len(n)];
+    let (cx, mut cy) = (vec![1.0f32; n / 2], vec![0.0f32; n / 2]);
+    let params = DropoutParams::new(0.5, 42);
+    let bytes = 2.0 * 2.0 * n as f64;
+    let mut row = |kernel, bytes: f64, f: &mut dyn FnMut()| {
+        let m = measure(o, budget, &cx, &mut cy, bytes, &mut |_| f());
+        Row {
+            kernel,
+            dtype,
+            layout: "flat",
+            shape: format!("[{n}]"),
+            elems: n,
+            threads,
+            isa: o.isa,
+            bytes,
+            m,
+            naive_secs: None,
+        }
+        .print(o.json);
+    };
+    let mut step = 0u64;
+    row("dropout", bytes, &mut || {
+        step += 1;
+        dropnorm::dropout(&x, &mut y, &params.with_offset(step << 32)).expect("valid")
+    });
+    row("dropout_mask", bytes + n as f64 / 8.0, &mut || {
+        dropnorm::dropout_with_mask(&x, &mut y, &mut mask, &params).expect("valid")
+    });
+    row("dropout_backward", bytes, &mut || {
+        dropnorm::dropout_backward(&x, &mut y, &params).expect("valid")
+    });
 }
 
 /// The batch-norm training-forward shapes of the roofline.
@@ -479,6 +537,7 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             let best_copy_nt = m.copy_nt_gbps > m.copy_gbps;
             Row {
                 kernel,
+                dtype: "f32",
                 layout: lname,
                 shape: sname.clone(),
                 elems: n,

@@ -2,8 +2,8 @@
 //!
 //! Semantics and numerics are documented in the crate docs (`src/lib.rs`).
 
-use crate::dispatch::active_kernels;
-use crate::dispatch::{Kernels, Src};
+use crate::Element;
+use crate::dispatch::{Kernels, Src, TypedKernels, active_kernels, active_typed};
 use crate::error::{check_len, check_min_len};
 use crate::parallel::{Par, for_each_chunk, for_each_chunk2};
 use crate::rng::{self, BLOCK, GROUP, Threshold};
@@ -161,7 +161,7 @@ fn plan(params: &DropoutParams, len: usize) -> Result<Plan, Error> {
 /// dropout(&x, &mut y, &DropoutParams::new(0.5, 7)).unwrap();
 /// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
 /// ```
-pub fn dropout(x: &[f32], y: &mut [f32], params: &DropoutParams) -> Result<(), Error> {
+pub fn dropout<E: Element>(x: &[E], y: &mut [E], params: &DropoutParams) -> Result<(), Error> {
     check_len("y", x.len(), y.len())?;
     run(Src::Slice(x), y, MaskArg::None, params)
 }
@@ -174,7 +174,7 @@ pub fn dropout(x: &[f32], y: &mut [f32], params: &DropoutParams) -> Result<(), E
 /// dropout_inplace(&mut x, &DropoutParams::new(0.25, 1)).unwrap();
 /// assert!(x.iter().all(|&v| v == 0.0 || v == 4.0));
 /// ```
-pub fn dropout_inplace(x: &mut [f32], params: &DropoutParams) -> Result<(), Error> {
+pub fn dropout_inplace<E: Element>(x: &mut [E], params: &DropoutParams) -> Result<(), Error> {
     run(Src::InPlace, x, MaskArg::None, params)
 }
 
@@ -191,9 +191,9 @@ pub fn dropout_inplace(x: &mut [f32], params: &DropoutParams) -> Result<(), Erro
 ///     assert_eq!(mask[i / 8] >> (i % 8) & 1 == 1, y[i] != 0.0);
 /// }
 /// ```
-pub fn dropout_with_mask(
-    x: &[f32],
-    y: &mut [f32],
+pub fn dropout_with_mask<E: Element>(
+    x: &[E],
+    y: &mut [E],
     mask: &mut [u8],
     params: &DropoutParams,
 ) -> Result<(), Error> {
@@ -215,7 +215,11 @@ pub fn dropout_with_mask(
 /// dropout_backward(&x, &mut dx, &params).unwrap(); // dy = 1
 /// assert_eq!(dx, y);
 /// ```
-pub fn dropout_backward(dy: &[f32], dx: &mut [f32], params: &DropoutParams) -> Result<(), Error> {
+pub fn dropout_backward<E: Element>(
+    dy: &[E],
+    dx: &mut [E],
+    params: &DropoutParams,
+) -> Result<(), Error> {
     check_len("dx", dy.len(), dx.len())?;
     run(Src::Slice(dy), dx, MaskArg::None, params)
 }
@@ -232,7 +236,10 @@ pub fn dropout_backward(dy: &[f32], dx: &mut [f32], params: &DropoutParams) -> R
 /// assert_eq!(g, dx);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
-pub fn dropout_backward_inplace(dy: &mut [f32], params: &DropoutParams) -> Result<(), Error> {
+pub fn dropout_backward_inplace<E: Element>(
+    dy: &mut [E],
+    params: &DropoutParams,
+) -> Result<(), Error> {
     run(Src::InPlace, dy, MaskArg::None, params)
 }
 
@@ -247,10 +254,10 @@ pub fn dropout_backward_inplace(dy: &mut [f32], params: &DropoutParams) -> Resul
 /// dropout_backward_with_mask(&dy, &[0b0101], &mut dx, &DropoutParams::new(0.5, 0)).unwrap();
 /// assert_eq!(dx, [2.0, 0.0, 6.0, 0.0]);
 /// ```
-pub fn dropout_backward_with_mask(
-    dy: &[f32],
+pub fn dropout_backward_with_mask<E: Element>(
+    dy: &[E],
     mask: &[u8],
-    dx: &mut [f32],
+    dx: &mut [E],
     params: &DropoutParams,
 ) -> Result<(), Error> {
     check_len("dx", dy.len(), dx.len())?;
@@ -265,7 +272,12 @@ enum MaskArg<'a> {
 }
 
 /// The elementwise driver: validates, then runs chunk by chunk (in parallel when large).
-fn run(x: Src, y: &mut [f32], mask: MaskArg, params: &DropoutParams) -> Result<(), Error> {
+fn run<E: Element>(
+    x: Src<E>,
+    y: &mut [E],
+    mask: MaskArg,
+    params: &DropoutParams,
+) -> Result<(), Error> {
     let n = y.len();
     let plan = match (&mask, plan(params, n)?) {
         // A stored mask decides, whatever the seed says.
@@ -275,7 +287,7 @@ fn run(x: Src, y: &mut [f32], mask: MaskArg, params: &DropoutParams) -> Result<(
         },
         (_, plan) => plan,
     };
-    let k = active_kernels();
+    let k = active_typed::<E>();
     let nt = k.use_nt(n);
     // Four 16 Ki chunks per task at least: a task then moves about 512 KiB.
     let par = Par::above_threshold(n, 4);
@@ -332,14 +344,14 @@ fn run(x: Src, y: &mut [f32], mask: MaskArg, params: &DropoutParams) -> Result<(
 /// segment per RNG block it touches (two at most, when `offset` is not block-aligned). With
 /// `mask`, the chunk's keep bits are also written to it (the chunk's `mask_len` bytes).
 #[allow(clippy::too_many_arguments)]
-fn drop_chunk(
-    k: &Kernels,
+fn drop_chunk<E: Element>(
+    k: &TypedKernels<E>,
     seed: u64,
     thresh: u32,
     scale: f32,
     start: u64,
-    x: Src,
-    y: &mut [f32],
+    x: Src<E>,
+    y: &mut [E],
     nt: bool,
     mut mask: Option<&mut [u8]>,
 ) {
@@ -377,12 +389,22 @@ fn drop_chunk(
     }
 }
 
-/// `y = x` (`value = None`) or `y = value`, chunked like the rest.
-fn copy_or_fill(k: &Kernels, x: Src, y: &mut [f32], value: Option<f32>, nt: bool, par: Par) {
+/// `y = x` (`value = None`) or `y = value`, chunked like the rest. The copy is bit for bit:
+/// the f32 kernel copies without arithmetic; 16-bit elements are copied as bytes (the
+/// kernels' widen-narrow round trip would quiet a signalling NaN).
+fn copy_or_fill<E: Element>(
+    k: &TypedKernels<E>,
+    x: Src<E>,
+    y: &mut [E],
+    value: Option<f32>,
+    nt: bool,
+    par: Par,
+) {
     for_each_chunk(y, CHUNK, par, |ci, yc| {
         match (value, x.sub(ci * CHUNK..ci * CHUNK + yc.len())) {
             (Some(v), _) => k.fill(yc, v, nt),
-            (None, Src::Slice(xc)) => k.copy(xc, yc, nt),
+            (None, Src::Slice(xc)) if size_of::<E>() == 4 => k.copy(xc, yc, nt),
+            (None, Src::Slice(xc)) => yc.copy_from_slice(xc),
             (None, Src::InPlace) => {}
         }
     });
@@ -508,9 +530,9 @@ fn read_mask(m: &[u8], n: usize, bits: &mut [u16]) {
 ///     assert!(plane.iter().all(|&v| v == plane[0]));
 /// }
 /// ```
-pub fn dropout_channels(
-    x: &[f32],
-    y: &mut [f32],
+pub fn dropout_channels<E: Element>(
+    x: &[E],
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &DropoutParams,
@@ -532,8 +554,8 @@ pub fn dropout_channels(
 /// assert_eq!(x, y);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
-pub fn dropout_channels_inplace(
-    x: &mut [f32],
+pub fn dropout_channels_inplace<E: Element>(
+    x: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &DropoutParams,
@@ -556,9 +578,9 @@ pub fn dropout_channels_inplace(
 /// }
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
-pub fn dropout_channels_backward(
-    dy: &[f32],
-    dx: &mut [f32],
+pub fn dropout_channels_backward<E: Element>(
+    dy: &[E],
+    dx: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &DropoutParams,
@@ -566,9 +588,9 @@ pub fn dropout_channels_backward(
     dropout_channels(dy, dx, shape, layout, params)
 }
 
-fn run_channels(
-    x: Src,
-    y: &mut [f32],
+fn run_channels<E: Element>(
+    x: Src<E>,
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &DropoutParams,
@@ -583,9 +605,9 @@ fn run_channels(
         // Identity or all zeros: no decisions to make.
         _ => return run(x, y, MaskArg::None, params),
     };
-    let k = active_kernels();
+    let (k, t) = (active_kernels(), active_typed::<E>());
     let n = y.len();
-    let nt = k.use_nt(n);
+    let nt = t.use_nt(n);
     // Tasks are whole planes or images: one is enough work.
     let par = Par::above_threshold(n, 1);
     let (seed, offset) = (params.seed, params.offset);
@@ -608,7 +630,7 @@ fn run_channels(
                     &mut bits,
                 );
                 let e0 = p0 * hw;
-                k.scale_planes(x.sub(e0..e0 + yc.len()), yc, hw, &bits, scale, nt);
+                t.scale_planes(x.sub(e0..e0 + yc.len()), yc, hw, &bits, scale, nt);
             });
         }
         Layout::Nhwc | Layout::Nc => {
@@ -634,12 +656,12 @@ fn run_channels(
                         }
                     }
                     let e0 = img0 * image;
-                    k.apply_mask(x.sub(e0..e0 + yc.len()), yc, &bits, scale, nt);
+                    t.apply_mask(x.sub(e0..e0 + yc.len()), yc, &bits, scale, nt);
                     return;
                 }
                 let base = img0 * image;
                 nhwc_image(
-                    k,
+                    t,
                     x.sub(base..base + image),
                     yc,
                     c,
@@ -658,10 +680,10 @@ fn run_channels(
 
 /// One NHWC image (`rows` rows of `c` channels): channel keep bits come from `keep(c0, len,
 /// bits)`, which fills bits for channels `c0 .. c0 + len`.
-fn nhwc_image(
-    k: &Kernels,
-    x: Src,
-    y: &mut [f32],
+fn nhwc_image<E: Element>(
+    k: &TypedKernels<E>,
+    x: Src<E>,
+    y: &mut [E],
     c: usize,
     nt: bool,
     keep: impl Fn(usize, usize, &mut [u16]),

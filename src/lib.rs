@@ -176,6 +176,7 @@
 mod batch_norm;
 mod dispatch;
 mod dropout;
+mod element;
 mod error;
 mod isa;
 mod kernels;
@@ -212,7 +213,10 @@ pub use dropout::{
     dropout_channels, dropout_channels_backward, dropout_channels_inplace, dropout_inplace,
     dropout_with_mask, mask_len,
 };
+pub use element::Element;
 pub use error::Error;
+/// The 16-bit element types, re-exported from the `half` crate.
+pub use half::{bf16, f16};
 pub use isa::{Isa, UnknownIsa, active_isa, force_isa, with_isa};
 pub use layers::{BatchNorm, Dropout};
 pub use shape::{Layout, Shape};

@@ -20,7 +20,8 @@ pub fn xoshiro_lanes(isa: Isa, st: &StreamState, draws: usize) -> Result<Vec<u32
 /// Copies `x` to `y` with `isa`'s streaming copy, with plain (`nt = false`) or non-temporal
 /// stores: the roofline's reference bandwidth. Panics if the lengths differ.
 pub fn copy(isa: Isa, x: &[f32], y: &mut [f32], nt: bool) -> Result<(), Error> {
-    let k = kernels(isa)?;
+    use crate::dispatch::Tables;
+    let k = f32::table(isa).ok_or(Error::IsaUnavailable { isa })?;
     k.copy(x, y, nt && k.nt);
     Ok(())
 }
@@ -185,6 +186,8 @@ pub fn fuzz_dropout(data: &[u8]) {
                     "{isa}: mask overrun"
                 );
             }
+            check_typed::<half::bf16>(isa, &x, &mask, &params);
+            check_typed::<half::f16>(isa, &x, &mask, &params);
             let mut dx = vec![0.0f32; n];
             crate::dropout_backward_with_mask(&x, &mask, &mut dx, &params).unwrap();
             if params.training && p > 0.0 {
@@ -452,6 +455,38 @@ pub fn fuzz_bn_train(data: &[u8]) {
         })
         .expect("available ISA");
     }
+}
+
+/// Dropout of `x` narrowed to `E` (valid parameters): the f32 call's mask, kept values
+/// `narrow(widen(x) · scale)` and dropped ones `+0.0` (NaN payloads aside), in place too.
+fn check_typed<E: crate::Element>(
+    isa: crate::Isa,
+    x: &[f32],
+    mask: &[u8],
+    params: &crate::DropoutParams,
+) {
+    let n = x.len();
+    let xe: Vec<E> = x.iter().map(|&v| E::narrow(v)).collect();
+    let mut ye = vec![E::narrow(1.0); n];
+    let mut me = vec![0u8; crate::mask_len(n)];
+    crate::dropout_with_mask(&xe, &mut ye, &mut me, params).unwrap();
+    assert_eq!(me[..], mask[..crate::mask_len(n)], "{isa}: 16-bit mask differs");
+    let widened = |v: &[E]| v.iter().map(|e| e.widen()).collect::<Vec<f32>>();
+    // Eval mode copies (the mask is all ones).
+    let scale = if params.training { params.scale() } else { 1.0 };
+    let want: Vec<f32> = (0..n)
+        .map(|i| {
+            if mask[i / 8] >> (i % 8) & 1 == 1 {
+                E::narrow(xe[i].widen() * scale).widen()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert!(same_bits(&widened(&ye), &want), "{isa}: 16-bit dropout");
+    let mut z = xe.clone();
+    crate::dropout_inplace(&mut z, params).unwrap();
+    assert!(same_bits(&widened(&z), &want), "{isa}: 16-bit in place");
 }
 
 /// Decoded fuzz input for the batch-norm inference/backward checks.

@@ -43,6 +43,14 @@ fn narrowing_inputs() -> Vec<f32> {
     v
 }
 
+/// Fails naming the first index where `got` and `want` differ (not the whole vectors).
+fn first_difference(got: &[u32], want: &[u32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+        panic!("{what}: [{i}] = {:#010x}, want {:#010x}", got[i], want[i]);
+    }
+}
+
 fn widening_matches_half_on_every_input() {
     let h = all_u16();
     let (bf, hf): (Vec<bf16>, Vec<f16>) = h
@@ -56,16 +64,16 @@ fn widening_matches_half_on_every_input() {
         for start in [0, 1, 7] {
             let mut y = vec![f32::NAN; h.len() - start];
             testing::widen_bf16(isa, &bf[start..], &mut y).unwrap();
-            assert_eq!(
-                bits(&y),
-                want_bf[start..],
-                "{isa}: bf16 widening from {start}"
+            first_difference(
+                &bits(&y),
+                &want_bf[start..],
+                &format!("{isa}: bf16 from {start}"),
             );
             testing::widen_f16(isa, &hf[start..], &mut y).unwrap();
-            assert_eq!(
-                bits(&y),
-                want_hf[start..],
-                "{isa}: f16 widening from {start}"
+            first_difference(
+                &bits(&y),
+                &want_hf[start..],
+                &format!("{isa}: f16 from {start}"),
             );
         }
     }

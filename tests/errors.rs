@@ -124,15 +124,15 @@ fn shape_errors() {
 
 fn zero_sized_shapes_are_fine() {
     let params = DropoutParams::new(0.5, 1);
-    dropout(&[], &mut [], &params).unwrap();
-    dropout_with_mask(&[], &mut [], &mut [], &params).unwrap();
+    dropout::<f32>(&[], &mut [], &params).unwrap();
+    dropout_with_mask::<f32>(&[], &mut [], &mut [], &params).unwrap();
     for shape in [
         Shape::nchw(0, 3, 4, 4),
         Shape::nchw(2, 0, 4, 4),
         Shape::nchw(2, 3, 0, 4),
     ] {
         for layout in [Layout::Nchw, Layout::Nhwc] {
-            dropout_channels(&[], &mut [], shape, layout, &params).unwrap();
+            dropout_channels::<f32>(&[], &mut [], shape, layout, &params).unwrap();
         }
     }
 }

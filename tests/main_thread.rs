@@ -41,6 +41,7 @@ suites!(
     layers: "layers.rs",
     split_phase: "split_phase.rs",
     convert: "convert.rs",
+    dropout_types: "dropout_types.rs",
     fuzz_corpus: "fuzz_corpus.rs",
 );
 

@@ -39,9 +39,57 @@ macro_rules! entry_points {
     };
 }
 
+/// `typed_entry_points! { Backend, [attributes]; typed list }`, in a module where `E` names
+/// the element type: the entry points of one backend and element type, and `KERNELS`, their
+/// table.
+macro_rules! typed_entry_points {
+    ($backend:ty, $attrs:tt ;
+     $( $(#[$field:meta])* $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?
+        => $kernel:path ; )*) => {
+        $(
+            with_attrs! { $attrs
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+                    // SAFETY: as for `entry_points!`: the table is handed out only where the
+                    // CPU has the backend's features, and its wrappers check the contract.
+                    unsafe { $kernel(<$backend>::new(), $($arg),*) }
+                }
+            }
+        )*
+
+        pub(crate) static KERNELS: TypedKernels<E> = TypedKernels {
+            nt: <$backend as crate::simd::Simd>::NT,
+            $($name),*
+        };
+    };
+}
+
+/// The typed tables of one backend, a module per element type (`f32`, `bf16`, `f16`):
+/// adding an element type is a line here and its `Elem` implementation.
+macro_rules! typed_tables {
+    ($backend:ty, $attrs:tt) => {
+        pub(crate) mod f32 {
+            use crate::dispatch::table::TypedKernels;
+            type E = f32;
+            typed_kernel_list!(typed_entry_points $backend, $attrs);
+        }
+        pub(crate) mod bf16 {
+            use crate::dispatch::table::TypedKernels;
+            type E = half::bf16;
+            typed_kernel_list!(typed_entry_points $backend, $attrs);
+        }
+        pub(crate) mod f16 {
+            use crate::dispatch::table::TypedKernels;
+            type E = half::f16;
+            typed_kernel_list!(typed_entry_points $backend, $attrs);
+        }
+    };
+}
+
 pub(super) mod portable {
     use super::Kernels;
     kernel_list!(entry_points crate::simd::portable::Portable, []);
+    typed_tables!(crate::simd::portable::Portable, []);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -49,11 +97,14 @@ pub(super) mod avx2 {
     use super::Kernels;
     kernel_list!(entry_points crate::simd::x86_avx2::Avx2,
         [#[target_feature(enable = "avx2,fma,f16c")]]);
+    typed_tables!(crate::simd::x86_avx2::Avx2, [#[target_feature(enable = "avx2,fma,f16c")]]);
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
     use super::Kernels;
     kernel_list!(entry_points crate::simd::x86_avx512::Avx512,
+        [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]]);
+    typed_tables!(crate::simd::x86_avx512::Avx512,
         [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]]);
 }

@@ -20,35 +20,6 @@ macro_rules! kernel_list {
             random_u32(st: &crate::rng::StreamState, draws: usize, out: *mut u32)
                 => crate::kernels::bits::random_u32;
 
-            apply_mask(x: *const f32, y: *mut f32, n: usize, bits: *const u16, scale: f32, nt: bool)
-                => crate::kernels::stream::apply_mask;
-
-            dropout_segment(
-                st: &[crate::rng::StreamState; crate::rng::STREAMS],
-                j0: usize,
-                x: *const f32,
-                y: *mut f32,
-                n: usize,
-                bits: *mut u16,
-                thresh: u32,
-                scale: f32,
-                nt: bool,
-            ) => crate::kernels::stream::dropout_segment;
-
-            scale_planes(
-                x: *const f32,
-                y: *mut f32,
-                planes: usize,
-                len: usize,
-                bits: *const u16,
-                s: f32,
-                nt: bool,
-            ) => crate::kernels::stream::scale_planes;
-
-            copy(x: *const f32, y: *mut f32, n: usize, nt: bool) => crate::kernels::stream::copy;
-
-            fill(y: *mut f32, n: usize, v: f32, nt: bool) => crate::kernels::stream::fill;
-
             // The element conversions, for the conversion tests only (`testing::widen` and
             // `testing::narrow`); the typed kernels make them on every load and store.
             #[cfg_attr(not(feature = "testing"), allow(dead_code))]
@@ -172,6 +143,46 @@ macro_rules! kernel_list {
                 l: usize,
                 nt: bool,
             ) => crate::kernels::bn_backward::dx_tiled;
+        }
+    };
+}
+
+/// The kernels over activation tensors of any element type `E` (f32, bf16, f16): the same
+/// syntax, with `E` in the signatures. `typed_kernel_list!(m extra..)` calls
+/// `m! { extra..; list }`; [`super::entry`] stamps the entry points out once per ISA and
+/// element type, in a module where `E` names the type, and [`super::table`] makes the
+/// generic table type `TypedKernels<E>` of it.
+macro_rules! typed_kernel_list {
+    ($then:ident $($extra:tt)*) => {
+        $then! { $($extra)* ;
+            apply_mask(x: *const E, y: *mut E, n: usize, bits: *const u16, scale: f32, nt: bool)
+                => crate::kernels::stream::apply_mask;
+
+            dropout_segment(
+                st: &[crate::rng::StreamState; crate::rng::STREAMS],
+                j0: usize,
+                x: *const E,
+                y: *mut E,
+                n: usize,
+                bits: *mut u16,
+                thresh: u32,
+                scale: f32,
+                nt: bool,
+            ) => crate::kernels::stream::dropout_segment;
+
+            scale_planes(
+                x: *const E,
+                y: *mut E,
+                planes: usize,
+                len: usize,
+                bits: *const u16,
+                s: f32,
+                nt: bool,
+            ) => crate::kernels::stream::scale_planes;
+
+            copy(x: *const E, y: *mut E, n: usize, nt: bool) => crate::kernels::stream::copy;
+
+            fill(y: *mut E, n: usize, v: f32, nt: bool) => crate::kernels::stream::fill;
         }
     };
 }

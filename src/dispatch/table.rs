@@ -28,25 +28,60 @@ macro_rules! kernel_table {
 }
 kernel_list!(kernel_table);
 
+/// `typed_kernel_list!(typed_kernel_table)`: the table type of the kernels over element type
+/// `E`, a function pointer per kernel.
+macro_rules! typed_kernel_table {
+    (; $( $(#[$field:meta])* $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?
+        => $kernel:path ; )*) => {
+        /// Function pointers to one ISA's instantiation of every kernel over element type `E`.
+        /// `pub` only to be named by the sealed element trait; the module is private.
+        pub struct TypedKernels<E: 'static> {
+            /// Whether this ISA has real non-temporal stores.
+            pub(crate) nt: bool,
+            $(
+                $(#[$field])*
+                #[allow(clippy::type_complexity)]
+                pub(super) $name: unsafe fn($($ty),*) $(-> $ret)?,
+            )*
+        }
+    };
+}
+typed_kernel_list!(typed_kernel_table);
+
+// Manual impls: a derive would ask `E: Clone`, which every element type is anyway.
+impl<E> Clone for TypedKernels<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for TypedKernels<E> {}
+
 /// Where an elementwise kernel reads its input: another slice, or the output itself.
-#[derive(Clone, Copy)]
-pub(crate) enum Src<'a> {
+pub(crate) enum Src<'a, E = f32> {
     /// Read from this slice (same length as the output).
-    Slice(&'a [f32]),
+    Slice(&'a [E]),
     /// Read from the output slice (in-place).
     InPlace,
 }
 
-impl<'a> Src<'a> {
+// Manual impls: a derive would ask `E: Copy`; a shared slice is `Copy` whatever `E`.
+impl<E> Clone for Src<'_, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for Src<'_, E> {}
+
+impl<'a, E> Src<'a, E> {
     /// The part of the source that feeds `range` of the output.
-    pub(crate) fn sub(self, range: core::ops::Range<usize>) -> Src<'a> {
+    pub(crate) fn sub(self, range: core::ops::Range<usize>) -> Src<'a, E> {
         match self {
             Src::Slice(x) => Src::Slice(&x[range]),
             Src::InPlace => Src::InPlace,
         }
     }
 
-    pub(super) fn ptr(self, y: &mut [f32]) -> *const f32 {
+    pub(super) fn ptr(self, y: &mut [E]) -> *const E {
         match self {
             Src::Slice(x) => {
                 assert_eq!(x.len(), y.len(), "kernel source/output length");
@@ -122,78 +157,6 @@ impl Kernels {
         unsafe { (self.random_u32)(st, out.len() / 16, out.as_mut_ptr()) }
     }
 
-    /// `y[i] = bit(bits, i) ? x[i] * scale : +0.0`. `bits` holds bit `i` at `bits[i/16] >> (i%16)`
-    /// and is padded: at least `y.len() / 16 + 2` entries.
-    pub(crate) fn apply_mask(&self, x: Src, y: &mut [f32], bits: &[u16], scale: f32, nt: bool) {
-        let x = x.ptr(y);
-        assert!(bits.len() >= y.len() / 16 + 2, "apply_mask bits padding");
-        // SAFETY: features checked by `for_isa`; `x` and `y` hold `y.len()` floats (same
-        // pointer when in place, which the kernel allows); `bits` is long enough for every
-        // 16-bit window the kernel reads.
-        unsafe { (self.apply_mask)(x, y.as_mut_ptr(), y.len(), bits.as_ptr(), scale, nt) }
-    }
-
-    /// Fused dropout of `y.len()` elements at block positions `j0 ..` of the block with streams
-    /// `st`; the block-indexed keep bits are left in `bits` (`BLOCK / 16 + 2` words).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn dropout_segment(
-        &self,
-        st: &[StreamState; STREAMS],
-        j0: usize,
-        x: Src,
-        y: &mut [f32],
-        bits: &mut [u16; BLOCK / 16 + 2],
-        thresh: u32,
-        scale: f32,
-        nt: bool,
-    ) {
-        let x = x.ptr(y);
-        assert!(j0 + y.len() <= BLOCK, "dropout_segment crosses a block");
-        // SAFETY: features checked by `for_isa`; `x`, `y` hold `y.len()` floats; the segment
-        // lies inside one block and `bits` has the padded block size the kernel needs.
-        unsafe {
-            (self.dropout_segment)(
-                st,
-                j0,
-                x,
-                y.as_mut_ptr(),
-                y.len(),
-                bits.as_mut_ptr(),
-                thresh,
-                scale,
-                nt,
-            )
-        }
-    }
-
-    /// Channel-wise dropout of the planes of `y` (`len` elements each): plane `j` is
-    /// `x`'s scaled by `s` where bit `j` of `bits` is set, `+0.0` elsewhere.
-    pub(crate) fn scale_planes(
-        &self,
-        x: Src,
-        y: &mut [f32],
-        len: usize,
-        bits: &[u16],
-        s: f32,
-        nt: bool,
-    ) {
-        assert!(len > 0 && y.len().is_multiple_of(len), "plane length");
-        let planes = y.len() / len;
-        assert!(bits.len() >= planes.div_ceil(16), "keep bits");
-        let x = x.ptr(y);
-        // SAFETY: features checked by `for_isa`; `x` and `y` hold planes·len floats, `bits`
-        // ceil(planes/16) words.
-        unsafe { (self.scale_planes)(x, y.as_mut_ptr(), planes, len, bits.as_ptr(), s, nt) }
-    }
-
-    /// `y = x`, bit for bit.
-    pub(crate) fn copy(&self, x: &[f32], y: &mut [f32], nt: bool) {
-        assert_eq!(x.len(), y.len(), "copy length");
-        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` floats and cannot
-        // overlap (one is shared, one exclusive).
-        unsafe { (self.copy)(x.as_ptr(), y.as_mut_ptr(), y.len(), nt) }
-    }
-
     /// `y[i] = x[i]` widened to f32 (bf16).
     #[cfg(feature = "testing")]
     pub(crate) fn widen_bf16(&self, x: &[half::bf16], y: &mut [f32]) {
@@ -224,12 +187,6 @@ impl Kernels {
         assert_eq!(x.len(), y.len(), "narrow length");
         // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
         unsafe { (self.narrow_f16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
-    }
-
-    /// `y[i] = v`.
-    pub(crate) fn fill(&self, y: &mut [f32], v: f32, nt: bool) {
-        // SAFETY: features checked by `for_isa`; `y` holds `y.len()` floats.
-        unsafe { (self.fill)(y.as_mut_ptr(), y.len(), v, nt) }
     }
 
     /// Per-column shifted sums of columns `c0 .. c0 + w` of the `rows` rows of `x` (row
@@ -343,5 +300,90 @@ impl Kernels {
         // which the kernel allows: each value is read before it is written); `aff` the
         // padded rows.
         unsafe { (self.bn_bwd_dx_tiled)(inp, dx.as_mut_ptr(), dr, n, aff.as_ptr(), l, nt) }
+    }
+}
+
+impl<E: crate::simd::elem::Elem> TypedKernels<E> {
+    /// Whether a call writing `out_elems` elements should use non-temporal stores.
+    pub(crate) fn use_nt(&self, out_elems: usize) -> bool {
+        self.nt && out_elems.saturating_mul(size_of::<E>()) >= NT_MIN_BYTES
+    }
+
+    /// `y[i] = bit(bits, i) ? x[i] * scale : +0.0`. `bits` holds bit `i` at `bits[i/16] >> (i%16)`
+    /// and is padded: at least `y.len() / 16 + 2` entries.
+    pub(crate) fn apply_mask(&self, x: Src<E>, y: &mut [E], bits: &[u16], scale: f32, nt: bool) {
+        let x = x.ptr(y);
+        assert!(bits.len() >= y.len() / 16 + 2, "apply_mask bits padding");
+        // SAFETY: features checked by `for_isa`; `x` and `y` hold `y.len()` floats (same
+        // pointer when in place, which the kernel allows); `bits` is long enough for every
+        // 16-bit window the kernel reads.
+        unsafe { (self.apply_mask)(x, y.as_mut_ptr(), y.len(), bits.as_ptr(), scale, nt) }
+    }
+
+    /// Fused dropout of `y.len()` elements at block positions `j0 ..` of the block with streams
+    /// `st`; the block-indexed keep bits are left in `bits` (`BLOCK / 16 + 2` words).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dropout_segment(
+        &self,
+        st: &[StreamState; STREAMS],
+        j0: usize,
+        x: Src<E>,
+        y: &mut [E],
+        bits: &mut [u16; BLOCK / 16 + 2],
+        thresh: u32,
+        scale: f32,
+        nt: bool,
+    ) {
+        let x = x.ptr(y);
+        assert!(j0 + y.len() <= BLOCK, "dropout_segment crosses a block");
+        // SAFETY: features checked by `for_isa`; `x`, `y` hold `y.len()` floats; the segment
+        // lies inside one block and `bits` has the padded block size the kernel needs.
+        unsafe {
+            (self.dropout_segment)(
+                st,
+                j0,
+                x,
+                y.as_mut_ptr(),
+                y.len(),
+                bits.as_mut_ptr(),
+                thresh,
+                scale,
+                nt,
+            )
+        }
+    }
+
+    /// Channel-wise dropout of the planes of `y` (`len` elements each): plane `j` is
+    /// `x`'s scaled by `s` where bit `j` of `bits` is set, `+0.0` elsewhere.
+    pub(crate) fn scale_planes(
+        &self,
+        x: Src<E>,
+        y: &mut [E],
+        len: usize,
+        bits: &[u16],
+        s: f32,
+        nt: bool,
+    ) {
+        assert!(len > 0 && y.len().is_multiple_of(len), "plane length");
+        let planes = y.len() / len;
+        assert!(bits.len() >= planes.div_ceil(16), "keep bits");
+        let x = x.ptr(y);
+        // SAFETY: features checked by `for_isa`; `x` and `y` hold planes·len floats, `bits`
+        // ceil(planes/16) words.
+        unsafe { (self.scale_planes)(x, y.as_mut_ptr(), planes, len, bits.as_ptr(), s, nt) }
+    }
+
+    /// `y = x`, bit for bit.
+    pub(crate) fn copy(&self, x: &[E], y: &mut [E], nt: bool) {
+        assert_eq!(x.len(), y.len(), "copy length");
+        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` floats and cannot
+        // overlap (one is shared, one exclusive).
+        unsafe { (self.copy)(x.as_ptr(), y.as_mut_ptr(), y.len(), nt) }
+    }
+
+    /// `y[i] = v`.
+    pub(crate) fn fill(&self, y: &mut [E], v: f32, nt: bool) {
+        // SAFETY: features checked by `for_isa`; `y` holds `y.len()` floats.
+        unsafe { (self.fill)(y.as_mut_ptr(), y.len(), v, nt) }
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::kernels::bits::{KeepGen, keep_bits};
 use crate::rng::{GROUP, GROUPS_PER_BLOCK, STREAMS, StreamState};
+use crate::simd::elem::Elem;
 use crate::simd::{LANES, Simd};
 
 /// The value of output elements `i .. i + len` of a streaming kernel (`len == 16` for full
@@ -41,9 +42,9 @@ pub(crate) trait Lanes<S: Simd> {
 }
 
 /// Elements [`write_stream`] writes before its first plain-store vector: up to the output's
-/// next 64-byte boundary (none for outputs shorter than the unrolled loop).
+/// next vector boundary (64 bytes for f32; none for outputs shorter than the unrolled loop).
 #[inline(always)]
-pub(crate) fn plain_head(y: *const f32, n: usize) -> usize {
+pub(crate) fn plain_head<E>(y: *const E, n: usize) -> usize {
     if n >= 4 * LANES { nt_head(y, n) } else { 0 }
 }
 
@@ -138,9 +139,9 @@ pub(crate) const PREFETCH_W_AHEAD: usize = 256;
 /// `y` must be valid for `n` writes; `f` must be safe to call for every `(i, len)` with
 /// `i + len <= n`.
 #[inline(always)]
-pub(crate) unsafe fn write_stream<S: Simd>(
+pub(crate) unsafe fn write_stream<S: Simd, E: Elem>(
     s: S,
-    y: *mut f32,
+    y: *mut E,
     n: usize,
     nt: bool,
     f: impl Lanes<S>,
@@ -160,9 +161,9 @@ pub(crate) unsafe fn write_stream<S: Simd>(
 /// # Safety
 /// As [`write_stream`].
 #[inline(always)]
-pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
+pub(crate) unsafe fn write_stream_unfenced<S: Simd, E: Elem, F: Lanes<S>>(
     s: S,
-    y: *mut f32,
+    y: *mut E,
     n: usize,
     nt: bool,
     mut f: F,
@@ -177,7 +178,7 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
                 i = head;
             }
             while i + LANES <= n {
-                s.store_nt(y.add(i), f.at(s, i, LANES));
+                E::store_nt(s, y.add(i), f.at(s, i, LANES));
                 i += LANES;
             }
             if i < n {
@@ -196,21 +197,21 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
         while i + 4 * LANES <= n {
             if F::PREFETCH_W {
                 for u in 0..4 {
-                    s.prefetch_w(y.wrapping_add(i + PREFETCH_W_AHEAD + u * LANES));
+                    s.prefetch_w(y.wrapping_add(i + PREFETCH_W_AHEAD + u * LANES).cast());
                 }
             }
             let v0 = f.at_slot::<0>(s, i);
             let v1 = f.at_slot::<1>(s, i + LANES);
             let v2 = f.at_slot::<2>(s, i + 2 * LANES);
             let v3 = f.at_slot::<3>(s, i + 3 * LANES);
-            s.storeu(y.add(i), v0);
-            s.storeu(y.add(i + LANES), v1);
-            s.storeu(y.add(i + 2 * LANES), v2);
-            s.storeu(y.add(i + 3 * LANES), v3);
+            E::store(s, y.add(i), v0);
+            E::store(s, y.add(i + LANES), v1);
+            E::store(s, y.add(i + 2 * LANES), v2);
+            E::store(s, y.add(i + 3 * LANES), v3);
             i += 4 * LANES;
         }
         while i + LANES <= n {
-            s.storeu(y.add(i), f.at(s, i, LANES));
+            E::store(s, y.add(i), f.at(s, i, LANES));
             i += LANES;
         }
         if i < n {
@@ -219,15 +220,19 @@ pub(crate) unsafe fn write_stream_unfenced<S: Simd, F: Lanes<S>>(
     }
 }
 
-/// Elements before the first 64-byte aligned one of the `len` at `p` (at most `len`): the
-/// head a streaming store (which needs 64-byte alignment) must peel.
+/// Elements before the first one at `p` aligned to a whole vector's bytes (at most `len`):
+/// the head a streaming store (which needs that alignment) must peel.
 #[inline(always)]
-pub(crate) fn nt_head(p: *const f32, len: usize) -> usize {
-    let misalign = p as usize % 64;
+pub(crate) fn nt_head<E>(p: *const E, len: usize) -> usize {
+    // A vector's bytes: 64 for f32 (a cache line), 32 for 16-bit elements, which is what
+    // their streaming store needs — and keeps the head below one vector.
+    let align = LANES * size_of::<E>();
+    let misalign = p as usize % align;
     if misalign == 0 {
         0
     } else {
-        ((64 - misalign) / 4).min(len)
+        // An element type's slices are aligned to its size, so this divides exactly.
+        ((align - misalign) / size_of::<E>()).min(len)
     }
 }
 
@@ -237,13 +242,13 @@ pub(crate) fn nt_head(p: *const f32, len: usize) -> usize {
 /// # Safety
 /// `x` must be valid for `len` reads.
 #[inline(always)]
-pub(crate) unsafe fn load<S: Simd>(s: S, x: *const f32, len: usize) -> S::F {
-    // SAFETY: forwarded; the partial load reads only `len` floats.
+pub(crate) unsafe fn load<S: Simd, E: Elem>(s: S, x: *const E, len: usize) -> S::F {
+    // SAFETY: forwarded; the partial load reads only `len` elements.
     unsafe {
         if len == LANES {
-            s.loadu(x)
+            E::load(s, x)
         } else {
-            s.load_partial(x, len)
+            E::load_partial(s, x, len)
         }
     }
 }
@@ -253,9 +258,9 @@ pub(crate) unsafe fn load<S: Simd>(s: S, x: *const f32, len: usize) -> S::F {
 /// # Safety
 /// `y` must be valid for `len` writes.
 #[inline(always)]
-pub(crate) unsafe fn store_partial<S: Simd>(s: S, y: *mut f32, len: usize, v: S::F) {
+pub(crate) unsafe fn store_partial<S: Simd, E: Elem>(s: S, y: *mut E, len: usize, v: S::F) {
     // SAFETY: forwarded.
-    unsafe { s.store_partial(y, len, v) }
+    unsafe { E::store_partial(s, y, len, v) }
 }
 
 /// Stores the first `len <= 16` lanes of `v` at `y` (a full vector when `len == 16`).
@@ -263,13 +268,13 @@ pub(crate) unsafe fn store_partial<S: Simd>(s: S, y: *mut f32, len: usize, v: S:
 /// # Safety
 /// `y` must be valid for `len` writes.
 #[inline(always)]
-pub(crate) unsafe fn store<S: Simd>(s: S, y: *mut f32, len: usize, v: S::F) {
+pub(crate) unsafe fn store<S: Simd, E: Elem>(s: S, y: *mut E, len: usize, v: S::F) {
     // SAFETY: forwarded.
     unsafe {
         if len == LANES {
-            s.storeu(y, v);
+            E::store(s, y, v);
         } else {
-            s.store_partial(y, len, v);
+            E::store_partial(s, y, len, v);
         }
     }
 }
@@ -287,15 +292,15 @@ unsafe fn bits16(bits: *const u16, i: usize) -> u16 {
 }
 
 /// Masked scale: `bit i of bits ? x[i] * scale : +0.0`.
-struct MaskedScale<S: Simd> {
-    x: *const f32,
+struct MaskedScale<S: Simd, E> {
+    x: *const E,
     bits: *const u16,
     /// Bit of element 0.
     j0: usize,
     sv: S::F,
 }
 
-impl<S: Simd> Lanes<S> for MaskedScale<S> {
+impl<S: Simd, E: Elem> Lanes<S> for MaskedScale<S, E> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         // SAFETY: the kernel's contract covers x[i..i+len] and the bit window at j0 + i.
@@ -311,16 +316,16 @@ impl<S: Simd> Lanes<S> for MaskedScale<S> {
 /// # Safety
 /// `x` valid for `n` reads, `y` for `n` writes, `bits` for `n / 16 + 2` reads.
 #[inline(always)]
-pub(crate) unsafe fn apply_mask<S: Simd>(
+pub(crate) unsafe fn apply_mask<S: Simd, E: Elem>(
     s: S,
-    x: *const f32,
-    y: *mut f32,
+    x: *const E,
+    y: *mut E,
     n: usize,
     bits: *const u16,
     scale: f32,
     nt: bool,
 ) {
-    let f = MaskedScale::<S> {
+    let f = MaskedScale::<S, E> {
         x,
         bits,
         j0: 0,
@@ -342,22 +347,22 @@ const GEN_LEAD: usize = 4 * GROUP;
 const PREFETCH: usize = 512;
 
 /// Dropout with keep bits generated ahead of their use.
-struct FusedDropout<S: Simd> {
+struct FusedDropout<S: Simd, E> {
     keep: KeepGen<S>,
     j0: usize,
-    x: *const f32,
+    x: *const E,
     bits: *mut u16,
     sv: S::F,
 }
 
-impl<S: Simd> Lanes<S> for FusedDropout<S> {
+impl<S: Simd, E: Elem> Lanes<S> for FusedDropout<S, E> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         let p = self.j0 + i;
         // SAFETY: `dropout_segment`'s contract: the bit window at p lies in the padded block
         // buffer, and `ensure` has generated every bit of it below the block's end.
         unsafe {
-            s.prefetch(self.x.wrapping_add(i + PREFETCH));
+            s.prefetch(self.x.wrapping_add(i + PREFETCH).cast());
             self.keep.ensure(s, self.bits, p + LANES + GEN_LEAD);
             s.mul_keep(bits16(self.bits, p), load(s, self.x.add(i), len), self.sv)
         }
@@ -374,12 +379,12 @@ impl<S: Simd> Lanes<S> for FusedDropout<S> {
 /// `j0 + n <= BLOCK`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn dropout_segment<S: Simd>(
+pub(crate) unsafe fn dropout_segment<S: Simd, E: Elem>(
     s: S,
     st: &[StreamState; STREAMS],
     j0: usize,
-    x: *const f32,
-    y: *mut f32,
+    x: *const E,
+    y: *mut E,
     n: usize,
     bits: *mut u16,
     thresh: u32,
@@ -394,7 +399,7 @@ pub(crate) unsafe fn dropout_segment<S: Simd>(
         let (first, end) = (j0 / GROUP, (j0 + n).div_ceil(GROUP).min(GROUPS_PER_BLOCK));
         // SAFETY: groups first .. end of the block: 4·end <= BLOCK / 16 words of `bits`.
         unsafe { keep_bits(s, st, first, end - first, thresh, bits.add(4 * first)) };
-        let f = MaskedScale::<S> {
+        let f = MaskedScale::<S, E> {
             x,
             bits,
             j0,
@@ -416,12 +421,12 @@ pub(crate) unsafe fn dropout_segment<S: Simd>(
 }
 
 /// `x * k`.
-struct Scale<S: Simd> {
-    x: *const f32,
+struct Scale<S: Simd, E> {
+    x: *const E,
     kv: S::F,
 }
 
-impl<S: Simd> Lanes<S> for Scale<S> {
+impl<S: Simd, E: Elem> Lanes<S> for Scale<S, E> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         // SAFETY: the kernel's contract covers x[i..i+len].
@@ -438,10 +443,10 @@ impl<S: Simd> Lanes<S> for Scale<S> {
 /// reads. `x` may equal `y`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn scale_planes<S: Simd>(
+pub(crate) unsafe fn scale_planes<S: Simd, E: Elem>(
     s: S,
-    x: *const f32,
-    y: *mut f32,
+    x: *const E,
+    y: *mut E,
     planes: usize,
     len: usize,
     bits: *const u16,
@@ -454,7 +459,7 @@ pub(crate) unsafe fn scale_planes<S: Simd>(
         unsafe {
             let (xp, yp) = (x.add(j * len), y.add(j * len));
             if (*bits.add(j / 16) >> (j % 16)) & 1 == 1 {
-                write_stream_unfenced(s, yp, len, nt, Scale::<S> { x: xp, kv });
+                write_stream_unfenced(s, yp, len, nt, Scale::<S, E> { x: xp, kv });
             } else {
                 write_stream_unfenced(s, yp, len, nt, Splat::<S>(s.splat(0.0)));
             }
@@ -466,9 +471,9 @@ pub(crate) unsafe fn scale_planes<S: Simd>(
 }
 
 /// `x` as is.
-struct Load(*const f32);
+struct Load<E>(*const E);
 
-impl<S: Simd> Lanes<S> for Load {
+impl<S: Simd, E: Elem> Lanes<S> for Load<E> {
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         // SAFETY: the kernel's contract covers x[i..i+len].
@@ -476,12 +481,14 @@ impl<S: Simd> Lanes<S> for Load {
     }
 }
 
-/// `y = x` bit for bit (no arithmetic, so NaN payloads survive).
+/// `y = x`: bit for bit for f32 (no arithmetic, so NaN payloads survive); for a 16-bit type
+/// widened and narrowed back, which is the identity except that a signalling NaN comes back
+/// quiet (callers that promise a bit-exact copy of 16-bit data copy the bytes instead).
 ///
 /// # Safety
 /// `x` valid for `n` reads, `y` for `n` writes.
 #[inline(always)]
-pub(crate) unsafe fn copy<S: Simd>(s: S, x: *const f32, y: *mut f32, n: usize, nt: bool) {
+pub(crate) unsafe fn copy<S: Simd, E: Elem>(s: S, x: *const E, y: *mut E, n: usize, nt: bool) {
     // SAFETY: `write_stream` passes i + len <= n.
     unsafe { write_stream(s, y, n, nt, Load(x)) }
 }
@@ -501,7 +508,7 @@ impl<S: Simd> Lanes<S> for Splat<S> {
 /// # Safety
 /// `y` valid for `n` writes.
 #[inline(always)]
-pub(crate) unsafe fn fill<S: Simd>(s: S, y: *mut f32, n: usize, v: f32, nt: bool) {
+pub(crate) unsafe fn fill<S: Simd, E: Elem>(s: S, y: *mut E, n: usize, v: f32, nt: bool) {
     // SAFETY: forwarded.
     unsafe { write_stream(s, y, n, nt, Splat::<S>(s.splat(v))) }
 }

@@ -2,10 +2,11 @@
 //! `half::f16`, loaded into and stored from the 16 f32 lanes of a [`Simd`] vector. All
 //! arithmetic is f32: a 16-bit tensor is widened on load and narrowed on store (DESIGN §6).
 
-use super::{Simd, convert};
+use super::{LANES, Simd, convert};
 
 /// An activation element type: 16 of them load as 16 f32 lanes and store back.
-pub(crate) trait Elem: Copy + Send + Sync + 'static {
+/// `pub` only so the public `Element` trait can build on it; the module is private.
+pub trait Elem: Copy + Send + Sync + 'static {
     /// Loads 16 elements from `p`, widened to f32 (exactly).
     ///
     /// # Safety
@@ -16,6 +17,38 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p..p+16` must be writable.
     unsafe fn store<S: Simd>(s: S, p: *mut Self, v: S::F);
+    /// [`Elem::store`] with a non-temporal store.
+    ///
+    /// # Safety
+    /// `p..p+16` must be writable and `p` aligned to the 16 elements' bytes (64 for f32, 32
+    /// for a 16-bit type).
+    unsafe fn store_nt<S: Simd>(s: S, p: *mut Self, v: S::F);
+    /// Loads the first `len < 16` elements at `p`, zeros in the other lanes.
+    ///
+    /// # Safety
+    /// `p..p+len` must be readable.
+    #[inline(always)]
+    unsafe fn load_partial<S: Simd>(s: S, p: *const Self, len: usize) -> S::F {
+        let mut buf = [Self::narrow(0.0); LANES];
+        // SAFETY: `len < 16` elements read from `p` into a 16-element buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len);
+            Self::load(s, buf.as_ptr())
+        }
+    }
+    /// Stores the first `len < 16` lanes of `v` at `p`.
+    ///
+    /// # Safety
+    /// `p..p+len` must be writable.
+    #[inline(always)]
+    unsafe fn store_partial<S: Simd>(s: S, p: *mut Self, len: usize, v: S::F) {
+        let mut buf = [Self::narrow(0.0); LANES];
+        // SAFETY: the buffer holds 16 elements; `len` are copied out to `p`.
+        unsafe {
+            Self::store(s, buf.as_mut_ptr(), v);
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), p, len);
+        }
+    }
     /// One element widened: the bits of [`Elem::load`]'s lanes.
     fn widen(self) -> f32;
     /// One value narrowed: the bits of [`Elem::store`]'s lanes.
@@ -32,6 +65,21 @@ impl Elem for f32 {
     unsafe fn store<S: Simd>(s: S, p: *mut f32, v: S::F) {
         // SAFETY: forwarded.
         unsafe { s.storeu(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_nt<S: Simd>(s: S, p: *mut f32, v: S::F) {
+        // SAFETY: forwarded.
+        unsafe { s.store_nt(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_partial<S: Simd>(s: S, p: *const f32, len: usize) -> S::F {
+        // SAFETY: forwarded (the backend's masked load where it has one).
+        unsafe { s.load_partial(p, len) }
+    }
+    #[inline(always)]
+    unsafe fn store_partial<S: Simd>(s: S, p: *mut f32, len: usize, v: S::F) {
+        // SAFETY: forwarded (the backend's masked store where it has one).
+        unsafe { s.store_partial(p, len, v) }
     }
     #[inline(always)]
     fn widen(self) -> f32 {
@@ -55,6 +103,11 @@ impl Elem for half::bf16 {
         unsafe { s.store_bf16(p.cast(), v) }
     }
     #[inline(always)]
+    unsafe fn store_nt<S: Simd>(s: S, p: *mut half::bf16, v: S::F) {
+        // SAFETY: forwarded: 32-byte aligned, as the 16-bit store needs.
+        unsafe { s.store_bf16_nt(p.cast(), v) }
+    }
+    #[inline(always)]
     fn widen(self) -> f32 {
         convert::bf16_to_f32(self.to_bits())
     }
@@ -74,6 +127,11 @@ impl Elem for half::f16 {
     unsafe fn store<S: Simd>(s: S, p: *mut half::f16, v: S::F) {
         // SAFETY: forwarded; f16 is a transparent u16.
         unsafe { s.store_f16(p.cast(), v) }
+    }
+    #[inline(always)]
+    unsafe fn store_nt<S: Simd>(s: S, p: *mut half::f16, v: S::F) {
+        // SAFETY: forwarded: 32-byte aligned, as the 16-bit store needs.
+        unsafe { s.store_f16_nt(p.cast(), v) }
     }
     #[inline(always)]
     fn widen(self) -> f32 {

@@ -23,7 +23,8 @@ pub(crate) const LANES: usize = 16;
 /// call. All methods are `#[inline(always)]` and carry no `#[target_feature]` (that combination
 /// is rejected by rustc and would block inlining); they are meant to be inlined into the
 /// `#[target_feature]` entry points, where the intrinsics compile to single instructions.
-pub(crate) trait Simd: Copy + Send + Sync {
+/// (`pub` only so the sealed element traits can name it; the module is private.)
+pub trait Simd: Copy + Send + Sync {
     /// 16 × f32.
     type F: Copy;
     /// 16 × u32.
@@ -202,6 +203,24 @@ pub(crate) trait Simd: Copy + Send + Sync {
             // SAFETY: l < 16, writable by the caller's guarantee.
             unsafe { *p.add(l) = convert::f32_to_bf16(x) };
         }
+    }
+    /// [`Simd::store_bf16`] with a non-temporal store.
+    ///
+    /// # Safety
+    /// `p..p+16` must be writable and `p` 32-byte aligned.
+    #[inline(always)]
+    unsafe fn store_bf16_nt(self, p: *mut u16, v: Self::F) {
+        // SAFETY: forwarded (a plain store needs less).
+        unsafe { self.store_bf16(p, v) }
+    }
+    /// [`Simd::store_f16`] with a non-temporal store.
+    ///
+    /// # Safety
+    /// `p..p+16` must be writable and `p` 32-byte aligned.
+    #[inline(always)]
+    unsafe fn store_f16_nt(self, p: *mut u16, v: Self::F) {
+        // SAFETY: forwarded (a plain store needs less).
+        unsafe { self.store_f16(p, v) }
     }
     /// 16 binary16 (bit patterns) at `p` widened to f32, as [`convert::f16_to_f32`].
     ///

@@ -230,23 +230,12 @@ impl Simd for Avx2 {
     #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: [__m256; 2]) {
         // SAFETY: token ⇒ AVX2; the caller guarantees 16 writable u16 (one 32-byte store).
-        unsafe {
-            let round = |x: __m256| {
-                let b = _mm256_castps_si256(x);
-                let hi = _mm256_srli_epi32::<16>(b);
-                let lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
-                let r = _mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
-                let r = _mm256_srli_epi32::<16>(r);
-                let q = _mm256_or_si256(hi, _mm256_set1_epi32(0x40));
-                let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
-                _mm256_blendv_epi8(r, q, nan)
-            };
-            // Values fit 16 bits: the unsigned saturating pack is exact; it interleaves the
-            // 128-bit halves, which the permute puts back in order.
-            let packed = _mm256_packus_epi32(round(v[0]), round(v[1]));
-            let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
-            _mm256_storeu_si256(p.cast(), packed);
-        }
+        unsafe { _mm256_storeu_si256(p.cast(), narrow_bf16(v)) }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16_nt(self, p: *mut u16, v: [__m256; 2]) {
+        // SAFETY: token ⇒ AVX2; 16 writable u16 at a 32-byte aligned `p` (vmovntdq).
+        unsafe { _mm256_stream_si256(p.cast(), narrow_bf16(v)) }
     }
     #[inline(always)]
     unsafe fn load_f16(self, p: *const u16) -> [__m256; 2] {
@@ -260,13 +249,13 @@ impl Simd for Avx2 {
     }
     #[inline(always)]
     unsafe fn store_f16(self, p: *mut u16, v: [__m256; 2]) {
-        // SAFETY: token ⇒ F16C; 16 writable u16. The immediate rounds to nearest even
-        // whatever MXCSR says.
-        unsafe {
-            let lo = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[0]);
-            let hi = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[1]);
-            _mm256_storeu_si256(p.cast(), _mm256_set_m128i(hi, lo));
-        }
+        // SAFETY: token ⇒ F16C; 16 writable u16.
+        unsafe { _mm256_storeu_si256(p.cast(), narrow_f16(v)) }
+    }
+    #[inline(always)]
+    unsafe fn store_f16_nt(self, p: *mut u16, v: [__m256; 2]) {
+        // SAFETY: token ⇒ F16C; 16 writable u16 at a 32-byte aligned `p` (vmovntdq).
+        unsafe { _mm256_stream_si256(p.cast(), narrow_f16(v)) }
     }
 
     #[inline(always)]
@@ -354,5 +343,39 @@ unsafe fn ge_half(a: __m256i, b: __m256i) -> u16 {
     unsafe {
         let ge = _mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a);
         _mm256_movemask_ps(_mm256_castsi256_ps(ge)) as u16
+    }
+}
+
+/// 16 lanes rounded to bf16 (nearest, ties to even; NaN made quiet), in order.
+#[inline(always)]
+fn narrow_bf16(v: [__m256; 2]) -> __m256i {
+    // SAFETY: only reached from `Avx2` methods, whose token proves AVX2.
+    unsafe {
+        let round = |x: __m256| {
+            let b = _mm256_castps_si256(x);
+            let hi = _mm256_srli_epi32::<16>(b);
+            let lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
+            let r = _mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
+            let r = _mm256_srli_epi32::<16>(r);
+            let q = _mm256_or_si256(hi, _mm256_set1_epi32(0x40));
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+            _mm256_blendv_epi8(r, q, nan)
+        };
+        // Values fit 16 bits: the unsigned saturating pack is exact; it interleaves the
+        // 128-bit halves, which the permute puts back in order.
+        let packed = _mm256_packus_epi32(round(v[0]), round(v[1]));
+        _mm256_permute4x64_epi64::<0b11_01_10_00>(packed)
+    }
+}
+
+/// 16 lanes rounded to binary16 by F16C (the immediate rounds to nearest even whatever
+/// MXCSR says), in order.
+#[inline(always)]
+fn narrow_f16(v: [__m256; 2]) -> __m256i {
+    // SAFETY: only reached from `Avx2` methods, whose token proves F16C.
+    unsafe {
+        let lo = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[0]);
+        let hi = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[1]);
+        _mm256_set_m128i(hi, lo)
     }
 }

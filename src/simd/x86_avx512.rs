@@ -211,19 +211,13 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: __m512) {
-        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 writable u16 (one 32-byte
-        // store). Integer rounding rather than vcvtneps2bf16, which treats subnormal inputs
-        // as zero (measured here: 0x007FFFFF → 0x0000 where nearest-even gives 0x0080).
-        unsafe {
-            let b = _mm512_castps_si512(v);
-            let hi = _mm512_srli_epi32::<16>(b);
-            let lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
-            let r = _mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-            let r = _mm512_srli_epi32::<16>(r);
-            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            let r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
-            _mm256_storeu_si256(p.cast(), _mm512_cvtepi32_epi16(r));
-        }
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 writable u16 (one 32-byte store).
+        unsafe { _mm256_storeu_si256(p.cast(), narrow_bf16(v)) }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16_nt(self, p: *mut u16, v: __m512) {
+        // SAFETY: token ⇒ AVX-512F; 16 writable u16 at a 32-byte aligned `p` (vmovntdq).
+        unsafe { _mm256_stream_si256(p.cast(), narrow_bf16(v)) }
     }
     #[inline(always)]
     unsafe fn load_f16(self, p: *const u16) -> __m512 {
@@ -232,12 +226,13 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     unsafe fn store_f16(self, p: *mut u16, v: __m512) {
-        // SAFETY: token ⇒ AVX-512F (vcvtps2ph zmm); 16 writable u16. The immediate rounds
-        // to nearest even whatever MXCSR says.
-        unsafe {
-            let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-            _mm256_storeu_si256(p.cast(), h);
-        }
+        // SAFETY: token ⇒ AVX-512F (vcvtps2ph zmm); 16 writable u16.
+        unsafe { _mm256_storeu_si256(p.cast(), narrow_f16(v)) }
+    }
+    #[inline(always)]
+    unsafe fn store_f16_nt(self, p: *mut u16, v: __m512) {
+        // SAFETY: token ⇒ AVX-512F; 16 writable u16 at a 32-byte aligned `p` (vmovntdq).
+        unsafe { _mm256_stream_si256(p.cast(), narrow_f16(v)) }
     }
 
     #[inline(always)]
@@ -280,4 +275,30 @@ impl Simd for Avx512 {
         // SAFETY: token ⇒ AVX-512F.
         unsafe { _mm512_cmpge_epu32_mask(a, b) }
     }
+}
+
+/// 16 lanes rounded to bf16 (nearest, ties to even; NaN made quiet). Integer rounding rather
+/// than vcvtneps2bf16, which treats subnormal inputs as zero (measured here: 0x007FFFFF →
+/// 0x0000 where nearest-even gives 0x0080) and so cannot give the other ISAs' bits.
+#[inline(always)]
+fn narrow_bf16(v: __m512) -> __m256i {
+    // SAFETY: only reached from `Avx512` methods, whose token proves AVX-512F.
+    unsafe {
+        let b = _mm512_castps_si512(v);
+        let hi = _mm512_srli_epi32::<16>(b);
+        let lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+        let r = _mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+        let r = _mm512_srli_epi32::<16>(r);
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        let r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
+        _mm512_cvtepi32_epi16(r)
+    }
+}
+
+/// 16 lanes rounded to binary16 by vcvtps2ph (the immediate rounds to nearest even whatever
+/// MXCSR says).
+#[inline(always)]
+fn narrow_f16(v: __m512) -> __m256i {
+    // SAFETY: only reached from `Avx512` methods, whose token proves AVX-512F.
+    unsafe { _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v) }
 }
