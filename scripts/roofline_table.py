@@ -15,7 +15,9 @@ import json
 import sys
 from collections import defaultdict
 
-ORDER = ["dropout", "dropout_mask", "dropout_backward", "dropout_channels", "bn_train",
+ORDER = ["dropout", "dropout bf16", "dropout f16", "dropout_mask", "dropout_mask bf16",
+         "dropout_mask f16", "dropout_backward", "dropout_backward bf16", "dropout_backward f16",
+         "dropout_channels", "bn_train",
          "two_pass_bound", "bn_stats", "bn_apply", "bn_infer", "bn_add_relu", "bn_backward",
          "bn_backward_apply"]
 LAYOUTS = {"flat": "flat", "nchw": "NCHW", "nc": "NC", "nhwc": "NHWC"}
@@ -29,7 +31,10 @@ def main():
     by = defaultdict(dict)
     threads = sorted({r["threads"] for r in rows})
     for r in rows:
-        by[(r["kernel"], r["layout"], r["shape"])][r["threads"]] = r
+        # Rows of another element type than f32 get a table of their own ("dropout bf16").
+        dtype = r.get("dtype", "f32")
+        kernel = r["kernel"] if dtype == "f32" else f'{r["kernel"]} {dtype}'
+        by[(kernel, r["layout"], r["shape"])][r["threads"]] = r
     # Kernels this script does not know yet go last, so no row is left out.
     extra = sorted({k[0] for k in by} - set(ORDER))
     for kernel in ORDER + extra:

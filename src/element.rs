@@ -1,6 +1,6 @@
 //! The element types of activation tensors.
 
-/// An activation element type: `f32`, [`bf16`](crate::bf16) or [`f16`](crate::f16) (the
+/// An activation element type: `f32`, [`bf16`](crate::bf16) or [`f16`](struct@crate::f16) (the
 /// `half` crate's types, re-exported). Sealed: implemented for these three only.
 ///
 /// Kernels generic over it read 16-bit elements widened to f32 (exactly), compute in f32 and

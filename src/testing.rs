@@ -470,7 +470,11 @@ fn check_typed<E: crate::Element>(
     let mut ye = vec![E::narrow(1.0); n];
     let mut me = vec![0u8; crate::mask_len(n)];
     crate::dropout_with_mask(&xe, &mut ye, &mut me, params).unwrap();
-    assert_eq!(me[..], mask[..crate::mask_len(n)], "{isa}: 16-bit mask differs");
+    assert_eq!(
+        me[..],
+        mask[..crate::mask_len(n)],
+        "{isa}: 16-bit mask differs"
+    );
     let widened = |v: &[E]| v.iter().map(|e| e.widen()).collect::<Vec<f32>>();
     // Eval mode copies (the mask is all ones).
     let scale = if params.training { params.scale() } else { 1.0 };
