@@ -1,9 +1,10 @@
 //! # dropnorm
 //!
 //! Hand-vectorized CPU kernels for **inverted dropout** and **batch normalization** on raw
-//! slices in NC, NCHW and NHWC layouts: `f32` everywhere, and [`bf16`]/[`f16`](struct@crate::f16) (the `half`
-//! crate's types) for dropout so far — see [`Element`]. The kernels are chosen at run time for
-//! the CPU at hand (AVX-512, AVX2+FMA+F16C or portable SIMD), run in parallel with rayon, give the same bits
+//! slices in NC, NCHW and NHWC layouts: `f32` everywhere, and [`bf16`] /
+//! [`f16`](struct@crate::f16) (the `half` crate's types) for dropout so far — see
+//! [`Element`]. The kernels are chosen at run time for the CPU at hand (AVX-512,
+//! AVX2+FMA+F16C or portable SIMD), run in parallel with rayon, give the same bits
 //! on any thread count, allocate nothing per call beyond reused thread-local scratch, write
 //! into caller-provided buffers, and return a typed [`Error`] — never a panic — on bad input.
 //!
@@ -106,8 +107,9 @@
 //! Each element is dropped with probability `p` and written as `+0.0`; kept elements are
 //! multiplied by `scale = 1/(1-p)` (computed once in `f32`), so `E[y] = x`. Mask generation
 //! and scaling run in one pass over memory. Every dropout function takes `f32`, [`bf16`] or
-//! [`f16`](struct@crate::f16) slices ([`Element`]): a 16-bit element is widened, scaled in f32 and rounded back
-//! once (nearest, ties to even), with the same mask as f32 for the same parameters.
+//! [`f16`](struct@crate::f16) slices ([`Element`]): a 16-bit element is widened, scaled in
+//! f32 and rounded back once (nearest, ties to even), with the same mask as f32 for the same
+//! parameters.
 //!
 //! ### Semantics
 //! - `p = 0` (or eval mode) is a bit-exact copy; `p = 1` writes `+0.0` everywhere.
