@@ -8,14 +8,6 @@ use common::*;
 use dropnorm::rng::BLOCK;
 use dropnorm::*;
 
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
-}
-
 /// Everything the elementwise API writes, as bits.
 fn run_all(x: &[f32], params: &DropoutParams) -> (Vec<u32>, Vec<u8>, Vec<u32>) {
     let mut y = vec![f32::NAN; x.len()];

@@ -188,14 +188,6 @@ fn bf16_and_f16_dropout_match_the_reference() {
 
 main_thread_checks!(bf16_and_f16_dropout_match_the_reference);
 
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
-}
-
 /// Large enough to go parallel (and through the non-temporal path for f32's 32 MiB: not
 /// reached by 16-bit data of this size, whose own threshold is the same bytes).
 #[test]

@@ -695,14 +695,6 @@ main_thread_checks!(
     split_phase_errors_name_the_argument_and_write_nothing,
 );
 
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
-}
-
 /// The split-phase functions give the same bits on 1, 2 and 3 threads, on every ISA.
 #[test]
 fn split_phase_bits_do_not_depend_on_the_thread_count() {

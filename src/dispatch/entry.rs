@@ -14,10 +14,11 @@ macro_rules! with_attrs {
     };
 }
 
-/// `entry_points! { Backend, [attributes of every entry point]; list }`: the entry points of
-/// one backend and `KERNELS`, its table.
+/// `entry_points! { Backend, [attributes of every entry point], Table, Ctor; list }`: the
+/// entry points of one backend and `KERNELS: Table`, its table (`Kernels`, or `TypedKernels<E>`
+/// in a module where `E` names the element type).
 macro_rules! entry_points {
-    ($backend:ty, $attrs:tt ;
+    ($backend:ty, $attrs:tt, $table:ty, $ctor:ident ;
      $( $(#[$field:meta])* $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?
         => $kernel:path ; )*) => {
         $(
@@ -32,32 +33,7 @@ macro_rules! entry_points {
             }
         )*
 
-        pub(crate) static KERNELS: Kernels = Kernels {
-            nt: <$backend as crate::simd::Simd>::NT,
-            $($name),*
-        };
-    };
-}
-
-/// `typed_entry_points! { Backend, [attributes]; typed list }`, in a module where `E` names
-/// the element type: the entry points of one backend and element type, and `KERNELS`, their
-/// table.
-macro_rules! typed_entry_points {
-    ($backend:ty, $attrs:tt ;
-     $( $(#[$field:meta])* $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?
-        => $kernel:path ; )*) => {
-        $(
-            with_attrs! { $attrs
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
-                    // SAFETY: as for `entry_points!`: the table is handed out only where the
-                    // CPU has the backend's features, and its wrappers check the contract.
-                    unsafe { $kernel(<$backend>::new(), $($arg),*) }
-                }
-            }
-        )*
-
-        pub(crate) static KERNELS: TypedKernels<E> = TypedKernels {
+        pub(crate) static KERNELS: $table = $ctor {
             nt: <$backend as crate::simd::Simd>::NT,
             $($name),*
         };
@@ -71,24 +47,24 @@ macro_rules! typed_tables {
         pub(crate) mod f32 {
             use crate::dispatch::table::TypedKernels;
             type E = f32;
-            typed_kernel_list!(typed_entry_points $backend, $attrs);
+            typed_kernel_list!(entry_points $backend, $attrs, TypedKernels<E>, TypedKernels);
         }
         pub(crate) mod bf16 {
             use crate::dispatch::table::TypedKernels;
             type E = half::bf16;
-            typed_kernel_list!(typed_entry_points $backend, $attrs);
+            typed_kernel_list!(entry_points $backend, $attrs, TypedKernels<E>, TypedKernels);
         }
         pub(crate) mod f16 {
             use crate::dispatch::table::TypedKernels;
             type E = half::f16;
-            typed_kernel_list!(typed_entry_points $backend, $attrs);
+            typed_kernel_list!(entry_points $backend, $attrs, TypedKernels<E>, TypedKernels);
         }
     };
 }
 
 pub(super) mod portable {
     use super::Kernels;
-    kernel_list!(entry_points crate::simd::portable::Portable, []);
+    kernel_list!(entry_points crate::simd::portable::Portable, [], Kernels, Kernels);
     typed_tables!(crate::simd::portable::Portable, []);
 }
 
@@ -96,7 +72,7 @@ pub(super) mod portable {
 pub(super) mod avx2 {
     use super::Kernels;
     kernel_list!(entry_points crate::simd::x86_avx2::Avx2,
-        [#[target_feature(enable = "avx2,fma,f16c")]]);
+        [#[target_feature(enable = "avx2,fma,f16c")]], Kernels, Kernels);
     typed_tables!(crate::simd::x86_avx2::Avx2, [#[target_feature(enable = "avx2,fma,f16c")]]);
 }
 
@@ -104,7 +80,8 @@ pub(super) mod avx2 {
 pub(super) mod avx512 {
     use super::Kernels;
     kernel_list!(entry_points crate::simd::x86_avx512::Avx512,
-        [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]]);
+        [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]],
+        Kernels, Kernels);
     typed_tables!(crate::simd::x86_avx512::Avx512,
         [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]]);
 }

@@ -210,3 +210,12 @@ pub fn epilogue(relu: bool) -> dropnorm::Epilogue {
         dropnorm::Epilogue::None
     }
 }
+
+/// `f` on a fresh rayon pool of `threads` threads.
+pub fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
