@@ -478,6 +478,53 @@ fn typed_dropout_rows<E: dropnorm::Element>(
     });
 }
 
+/// Inference and add+ReLU rows over a 16-bit type: `frac` against the copy of the same bytes
+/// (half as many f32, in buffers of their own), elements/s to compare with the f32 rows.
+fn typed_bn_rows<E: dropnorm::Element>(
+    o: &Opts,
+    threads: usize,
+    budget: Duration,
+    (shape, layout, lname, sname): (Shape, Layout, &'static str, &str),
+    (dtype, of): (&'static str, fn(f32) -> E),
+    params: &BnParams,
+    stats: &RunningStats,
+) {
+    let n = shape.numel().expect("fixed shapes");
+    let x: Vec<E> = (0..n)
+        .map(|i| of(((i * 7919) % 1000) as f32 * 0.01 + 3.0))
+        .collect();
+    let res: Vec<E> = x.iter().rev().copied().collect();
+    let mut y = vec![of(0.0); n];
+    let (cx, mut cy) = (vec![1.0f32; n / 2], vec![0.0f32; n / 2]);
+    let none = dropnorm::Epilogue::None;
+    let mut row = |kernel, bytes: f64, f: &mut dyn FnMut()| {
+        if !o.wants(kernel, lname, sname) {
+            return;
+        }
+        let m = measure(o, budget, &cx, &mut cy, bytes, &mut |_| f());
+        Row {
+            kernel,
+            dtype,
+            layout: lname,
+            shape: sname.to_string(),
+            elems: n,
+            threads,
+            isa: o.isa,
+            bytes,
+            m,
+            naive_secs: None,
+        }
+        .print(o.json);
+    };
+    row("bn_infer", 4.0 * n as f64, &mut || {
+        dropnorm::batch_norm_infer(&x, &mut y, shape, layout, params, none, stats).expect("valid")
+    });
+    row("bn_add_relu", 6.0 * n as f64, &mut || {
+        dropnorm::batch_norm_add_relu_infer(&x, &res, &mut y, shape, layout, params, stats)
+            .expect("valid")
+    });
+}
+
 /// The batch-norm training-forward shapes of the roofline.
 fn bn_shapes(quick: bool) -> Vec<(Shape, Layout)> {
     let nchw: &[(usize, usize, usize, usize)] = if quick {
@@ -623,6 +670,31 @@ fn run_bn_train(o: &Opts, threads: usize, budget: Duration) {
             dropnorm::batch_norm_add_relu_infer(&x, &res, y, shape, layout, &params, &stats)
                 .expect("valid")
         });
+
+        let (lo, so) = (lname, sname.clone());
+        let bf16 = (
+            "bf16",
+            dropnorm::bf16::from_f32 as fn(f32) -> dropnorm::bf16,
+        );
+        typed_bn_rows(
+            o,
+            threads,
+            budget,
+            (shape, layout, lo, &so),
+            bf16,
+            &params,
+            &stats,
+        );
+        let f16 = ("f16", dropnorm::f16::from_f32 as fn(f32) -> dropnorm::f16);
+        typed_bn_rows(
+            o,
+            threads,
+            budget,
+            (shape, layout, lo, &so),
+            f16,
+            &params,
+            &stats,
+        );
 
         // Backward (12 B/element: read x and dy, write dx), against a naive two-pass loop.
         let dy = res;

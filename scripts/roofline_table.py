@@ -18,7 +18,8 @@ from collections import defaultdict
 ORDER = ["dropout", "dropout bf16", "dropout f16", "dropout_mask", "dropout_mask bf16",
          "dropout_mask f16", "dropout_backward", "dropout_backward bf16", "dropout_backward f16",
          "dropout_channels", "bn_train",
-         "two_pass_bound", "bn_stats", "bn_apply", "bn_infer", "bn_add_relu", "bn_backward",
+         "two_pass_bound", "bn_stats", "bn_apply", "bn_infer", "bn_infer bf16", "bn_infer f16", "bn_add_relu",
+         "bn_add_relu bf16", "bn_add_relu f16", "bn_backward",
          "bn_backward_apply"]
 LAYOUTS = {"flat": "flat", "nchw": "NCHW", "nc": "NC", "nhwc": "NHWC"}
 

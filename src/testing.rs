@@ -664,9 +664,38 @@ pub fn fuzz_bn_infer(data: &[u8]) {
                     "{isa}: non-finite add+relu output"
                 );
             }
+            infer_typed::<half::bf16>(isa, &cs, &stats);
+            infer_typed::<half::f16>(isa, &cs, &stats);
         })
         .expect("available ISA");
     }
+}
+
+/// Inference of the case's data narrowed to `E` (valid arguments): the f32 kernel's output on
+/// the widened data, narrowed (NaN payloads aside); add+ReLU likewise.
+fn infer_typed<E: crate::Element>(isa: crate::Isa, cs: &BnCase, stats: &crate::RunningStats) {
+    let n = cs.x.len();
+    let narrow = |v: &[f32]| v.iter().map(|&x| E::narrow(x)).collect::<Vec<E>>();
+    let widen = |v: &[E]| v.iter().map(|e| e.widen()).collect::<Vec<f32>>();
+    let (xe, re) = (narrow(&cs.x), narrow(&cs.other[..n]));
+    let (xw, rw) = (widen(&xe), widen(&re));
+    let (p, ep) = (cs.params(), cs.epilogue());
+    let mut ye = vec![E::narrow(0.0); n];
+    crate::batch_norm_infer(&xe, &mut ye, cs.shape, cs.layout, &p, ep, stats).expect("valid");
+    let mut yw = vec![0.0f32; n];
+    crate::batch_norm_infer(&xw, &mut yw, cs.shape, cs.layout, &p, ep, stats).expect("valid");
+    assert!(
+        same_bits(&widen(&ye), &widen(&narrow(&yw))),
+        "{isa}: 16-bit inference is not the f32 kernel narrowed"
+    );
+    crate::batch_norm_add_relu_infer(&xe, &re, &mut ye, cs.shape, cs.layout, &p, stats)
+        .expect("valid");
+    crate::batch_norm_add_relu_infer(&xw, &rw, &mut yw, cs.shape, cs.layout, &p, stats)
+        .expect("valid");
+    assert!(
+        same_bits(&widen(&ye), &widen(&narrow(&yw))),
+        "{isa}: 16-bit add+ReLU is not the f32 kernel narrowed"
+    );
 }
 
 /// The backward fuzz check: a training forward, then its backward (through the fused ReLU

@@ -42,6 +42,7 @@ suites!(
     split_phase: "split_phase.rs",
     convert: "convert.rs",
     dropout_types: "dropout_types.rs",
+    bn_types: "bn_types.rs",
     fuzz_corpus: "fuzz_corpus.rs",
 );
 

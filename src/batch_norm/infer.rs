@@ -4,7 +4,8 @@
 use super::moments::{Geometry, block_width, geometry};
 use super::rows::normalize_rows;
 use super::{BnParams, Epilogue, check_eps, inv_std};
-use crate::dispatch::active_kernels;
+use crate::Element;
+use crate::dispatch::active_typed;
 use crate::dispatch::channels::for_each_block_res;
 use crate::dispatch::{NT_MIN_BYTES_HEAVY, Src};
 use crate::error::check_len;
@@ -25,6 +26,21 @@ pub struct RunningStats<'a> {
 /// channel, from `stats` (then ReLU with [`Epilogue::Relu`]). Centered like the training forward,
 /// never `x·a + b`: that form loses digits when the mean is large against the spread.
 ///
+/// `x` and `y` are `f32`, [`bf16`](crate::bf16) or [`f16`](struct@crate::f16)
+/// ([`Element`]); parameters and statistics are f32. A 16-bit tensor is widened, normalized
+/// by the f32 arithmetic and rounded once: the output is the f32 kernel's on the widened
+/// input, narrowed, bit for bit.
+///
+/// ```
+/// use dropnorm::{BnParams, Epilogue, Layout, RunningStats, Shape, batch_norm_infer, bf16};
+/// let x: Vec<bf16> = [1.0f32, 3.0, 5.0, 7.0].map(bf16::from_f32).to_vec();
+/// let mut y = vec![bf16::ZERO; 4];
+/// let stats = RunningStats { mean: &[2.0, 4.0], var: &[4.0, 1.0] };
+/// batch_norm_infer(&x, &mut y, Shape::nc(2, 2), Layout::Nc, &BnParams::new(0.0), Epilogue::None, &stats)?;
+/// assert_eq!(y.iter().map(|v| v.to_f32()).collect::<Vec<_>>(), [-0.5, -1.0, 1.5, 3.0]);
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+///
 /// ```
 /// use dropnorm::{BnParams, Epilogue, RunningStats, Layout, Shape, batch_norm_infer};
 /// let x = [1.0f32, 3.0, 5.0, 7.0]; // NC (2, 2)
@@ -35,9 +51,9 @@ pub struct RunningStats<'a> {
 /// assert_eq!(y, [-0.5, -1.0, 1.5, 3.0]);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
-pub fn batch_norm_infer(
-    x: &[f32],
-    y: &mut [f32],
+pub fn batch_norm_infer<E: Element>(
+    x: &[E],
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -70,8 +86,8 @@ pub fn batch_norm_infer(
 /// assert_eq!(x, [0.0, 0.0, 0.5, 1.5]);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
-pub fn batch_norm_infer_inplace(
-    x: &mut [f32],
+pub fn batch_norm_infer_inplace<E: Element>(
+    x: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -106,10 +122,10 @@ pub fn batch_norm_infer_inplace(
 /// assert_eq!(y, [0.0, 0.0]); // relu(-1 + 0.5), relu(1 - 9)
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
-pub fn batch_norm_add_relu_infer(
-    x: &[f32],
-    r: &[f32],
-    y: &mut [f32],
+pub fn batch_norm_add_relu_infer<E: Element>(
+    x: &[E],
+    r: &[E],
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -168,10 +184,10 @@ fn affine(params: &BnParams, stats: &RunningStats, ch: usize) -> Affine {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(
-    x: Src,
-    res: Option<&[f32]>,
-    y: &mut [f32],
+fn run<E: Element>(
+    x: Src<E>,
+    res: Option<&[E]>,
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -188,10 +204,10 @@ fn run(
 /// `y = (x − k)·a + b` per channel with the constants `consts(ch)` (then `+ res` and ReLU as
 /// asked), in one pass over a validated tensor: inference, and the training forward's apply
 /// phase.
-pub(crate) fn normalize(
-    x: Src,
-    res: Option<&[f32]>,
-    y: &mut [f32],
+pub(crate) fn normalize<E: Element>(
+    x: Src<E>,
+    res: Option<&[E]>,
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     relu: bool,
@@ -200,7 +216,7 @@ pub(crate) fn normalize(
     if y.is_empty() {
         return;
     }
-    let k = active_kernels();
+    let k = active_typed::<E>();
     // With a residual (a second input) streaming stores pay off from a smaller size.
     let nt = if res.is_some() {
         k.use_nt_from(y.len(), NT_MIN_BYTES_HEAVY)

@@ -4,7 +4,8 @@
 use core::ops::Range;
 
 use super::scratch::scratch_tiles;
-use crate::dispatch::{Kernels, Src};
+use crate::Element;
+use crate::dispatch::{Src, TypedKernels};
 use crate::kernels::bn::Affine;
 use crate::parallel::{Par, for_each_chunk};
 
@@ -14,12 +15,12 @@ use crate::parallel::{Par, for_each_chunk};
 /// [`blocks_last_first`]); inference, with nothing of `x` in cache, goes forward, which the
 /// prefetchers follow better (NC (4096,1024) on two threads 654 → 635 µs).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn normalize_rows(
-    k: &Kernels,
-    x: Src,
-    y: &mut [f32],
+pub(crate) fn normalize_rows<E: Element>(
+    k: &TypedKernels<E>,
+    x: Src<E>,
+    y: &mut [E],
     c: usize,
-    res: Option<Src>,
+    res: Option<Src<E>>,
     relu: bool,
     nt: bool,
     par: Par,
@@ -54,13 +55,15 @@ pub(crate) fn normalize_rows(
     });
 }
 
-/// The `len` values of `buf` (which holds `len + 16`) that start at the same offset from a
-/// 64-byte boundary as `like`. The streaming kernels align their stores (see
+/// The `len` values of `buf` (which holds `len + 16`) that start at the same lane of a vector
+/// as `like` does of its element type's (a 64-byte boundary for f32, 32 for 16-bit types). The streaming kernels align their stores (see
 /// `kernels::stream`), and every task starts a whole number of tiles into the output; a tile
 /// at the output's offset is then read with aligned loads too, not loads split across lines.
-pub(crate) fn aligned_like(buf: &mut [f32], like: *const f32, len: usize) -> &mut [f32] {
-    let lanes = |p: *const f32| (p as usize / 4) % 16;
-    let off = (lanes(like) + 16 - lanes(buf.as_ptr())) % 16;
+pub(crate) fn aligned_like<E>(buf: &mut [f32], like: *const E, len: usize) -> &mut [f32] {
+    // The lane of `like` within its vector (16 elements of `E`), and of `buf` within its.
+    let like_lane = (like as usize / size_of::<E>()) % 16;
+    let buf_lane = (buf.as_ptr() as usize / 4) % 16;
+    let off = (like_lane + 16 - buf_lane) % 16;
     &mut buf[off..off + len]
 }
 

@@ -6,9 +6,9 @@ use super::rows::normalize_rows;
 use super::scratch::scratch_f32;
 use super::stats::ChannelStats;
 use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, inv_std};
-use crate::dispatch::active_kernels;
 use crate::dispatch::channels::for_each_block;
 use crate::dispatch::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
+use crate::dispatch::{TypedKernels, active_kernels, active_typed};
 use crate::error::check_len;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
@@ -189,7 +189,7 @@ fn run(
         return Ok(());
     }
 
-    let k = active_kernels();
+    let (k, t) = (active_kernels(), active_typed::<f32>());
     let n = y.len();
     // The row passes read x twice, add+ReLU reads a second input: streaming stores from a
     // smaller size there.
@@ -236,7 +236,7 @@ fn run(
                         let (f, mean, var) = consts(ch, m);
                         (means[i], vars[i]) = (mean, var);
                         if ch + 1 == chans.end {
-                            block.normalize_one(k, ch, f, relu, nt, false);
+                            block.normalize_one(t, ch, f, relu, nt, false);
                         } else {
                             pivot = block.first(ch + 1);
                             sums = block.normalize_sum_one(k, ch, f, relu, nt, ch + 1, pivot);
@@ -247,7 +247,7 @@ fn run(
         }
         Geometry::Rows { c, .. } => {
             let (means, vars) = (&mut *saved.mean, &mut *saved.invstd);
-            train_rows(k, x, res, y, c, relu, nt, |ch, m| {
+            train_rows(k, t, x, res, y, c, relu, nt, |ch, m| {
                 let (f, mean, var) = consts(ch, m);
                 (means[ch], vars[ch]) = (mean, var);
                 f
@@ -276,6 +276,7 @@ fn run(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_rows(
     k: &Kernels,
+    t: &TypedKernels<f32>,
     x: Src,
     res: Option<&[f32]>,
     y: &mut [f32],
@@ -296,7 +297,7 @@ pub(crate) fn train_rows(
         });
         let aff: &[f32] = aff;
         let par = Par::above_threshold(y.len(), 1);
-        normalize_rows(k, x, y, c, res.map(Src::Slice), relu, nt, par, true, |ch| {
+        normalize_rows(t, x, y, c, res.map(Src::Slice), relu, nt, par, true, |ch| {
             Affine {
                 k: aff[3 * ch],
                 a: aff[3 * ch + 1],

@@ -10,10 +10,11 @@
 use core::marker::PhantomData;
 use core::ops::Range;
 
-use super::table::{Kernels, Src};
+use super::table::{Kernels, Src, TypedKernels};
 use crate::kernels::bn::Affine;
 use crate::kernels::bn_backward::{BwdConsts, BwdIn};
 use crate::parallel::{Par, for_each_chunk2};
+use crate::simd::elem::Elem;
 
 /// The shape of an NCHW tensor: channel `ch` is `n` runs of `hw` elements at
 /// `(i·c + ch)·hw`, `i < n`.
@@ -30,21 +31,29 @@ impl Runs {
     }
 }
 
-/// The input and output base pointers, shared by the tasks of one [`for_each_block`].
-#[derive(Clone, Copy)]
-pub(crate) struct Base {
-    x: *const f32,
-    y: *mut f32,
+/// The input and output base pointers, shared by the tasks of one [`for_each_block`], of
+/// element type `E` (f32 for the training forward; any for inference).
+pub(crate) struct Base<E = f32> {
+    x: *const E,
+    y: *mut E,
     /// A second input with the layout of `x` (the residual of add+ReLU), or null.
-    r: *const f32,
+    r: *const E,
 }
+
+// Manual impls: a derive would ask `E: Copy`; raw pointers are `Copy` whatever `E`.
+impl<E> Clone for Base<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for Base<E> {}
 
 // SAFETY: the pointers come from a `&[f32]`/`&mut [f32]` borrowed for the whole
 // `for_each_block` call, and each task touches only the channels of its own block, so no
 // element is written by one task while another task reads or writes it.
-unsafe impl Send for Base {}
+unsafe impl<E> Send for Base<E> {}
 // SAFETY: as above.
-unsafe impl Sync for Base {}
+unsafe impl<E> Sync for Base<E> {}
 
 /// Exclusive access to the channels `c0 .. c1` of an NCHW tensor, through the pointers `P`
 /// ([`Base`] for forward and inference, [`BwdBase`] for backward).
@@ -64,7 +73,42 @@ impl<P> ChannelBlock<'_, P> {
 }
 
 /// A block of a forward or inference (input, output, residual).
-pub(crate) type Block<'a> = ChannelBlock<'a, Base>;
+pub(crate) type Block<'a, E = f32> = ChannelBlock<'a, Base<E>>;
+
+impl<E: Elem> Block<'_, E> {
+    /// The residual (if any) at element offset `at`.
+    fn res_at(&self, at: usize) -> *const E {
+        if self.base.r.is_null() {
+            self.base.r
+        } else {
+            self.base.r.wrapping_add(at)
+        }
+    }
+
+    /// Normalizes every channel of the block with `aff[i]` for channel `c0 + i`, in address
+    /// order, adding the residual (if the block has one) before the ReLU.
+    pub(crate) fn normalize_all(
+        &mut self,
+        t: &TypedKernels<E>,
+        aff: &[Affine],
+        relu: bool,
+        nt: bool,
+    ) {
+        let w = self.c1 - self.c0;
+        assert!(
+            aff.len() >= w && !self.base.y.is_null(),
+            "normalize on a read-only block"
+        );
+        let Runs { n, c, hw } = self.geo;
+        let at = self.c0 * hw;
+        let (x, y) = (self.base.x.wrapping_add(at), self.base.y.wrapping_add(at));
+        let r = self.res_at(at);
+        // SAFETY: features checked; image i's runs of channels c0..c1 are
+        // [c0·hw + i·c·hw, +w·hw) of the tensors (x, y and the residual share the layout),
+        // owned by this block; `aff` holds w constants.
+        unsafe { (t.bn_normalize_runs)(x, y, n, hw, c * hw, w, aff.as_ptr(), r, relu, nt, 0) }
+    }
+}
 
 impl Block<'_> {
     /// The input's first element of channel `ch` (a good pivot: it is a sample of the data).
@@ -74,15 +118,6 @@ impl Block<'_> {
         // SAFETY: `for_each_block` only makes blocks of non-empty channels (every channel has
         // at least one element), and element `at` belongs to channel `ch` of this block.
         unsafe { *self.base.x.add(at) }
-    }
-
-    /// The residual (if any) at element offset `at`.
-    fn res_at(&self, at: usize) -> *const f32 {
-        if self.base.r.is_null() {
-            self.base.r
-        } else {
-            self.base.r.wrapping_add(at)
-        }
     }
 
     /// `(n, c, hw)`, checking that `ch` is one of the block's channels.
@@ -106,7 +141,7 @@ impl Block<'_> {
     /// `ch + 1` (if any) into L2 meanwhile.
     pub(crate) fn normalize_one(
         &mut self,
-        k: &Kernels,
+        t: &TypedKernels<f32>,
         ch: usize,
         f: Affine,
         relu: bool,
@@ -123,7 +158,7 @@ impl Block<'_> {
         let r = self.res_at(ch * hw);
         // SAFETY: features checked; run r of channel `ch` is [ch·hw + r·c·hw, +hw) of the
         // tensors (and the residual), owned by this block. Prefetches never fault.
-        unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, 1, &f, r, relu, nt, pf) }
+        unsafe { (t.bn_normalize_runs)(x, y, n, hw, c * hw, 1, &f, r, relu, nt, pf) }
     }
 
     /// Normalizes NCHW channel `ch` with `f` and returns, from the same loop, the shifted sums
@@ -153,28 +188,6 @@ impl Block<'_> {
         unsafe { (k.bn_normalize_sum_runs)(x, y, n, hw, c * hw, f, r, relu, nt, xs, pivot) }
     }
 
-    /// Normalizes every channel of the block with `aff[i]` for channel `c0 + i`, in address
-    /// order, adding the residual (if the block has one) before the ReLU.
-    pub(crate) fn normalize_all(&mut self, k: &Kernels, aff: &[Affine], relu: bool, nt: bool) {
-        let w = self.c1 - self.c0;
-        assert!(
-            aff.len() >= w && !self.base.y.is_null(),
-            "normalize on a read-only block"
-        );
-        let Runs { n, c, hw } = self.geo;
-        let at = self.c0 * hw;
-        let (x, y) = (self.base.x.wrapping_add(at), self.base.y.wrapping_add(at));
-        let r = if self.base.r.is_null() {
-            self.base.r
-        } else {
-            self.base.r.wrapping_add(at)
-        };
-        // SAFETY: features checked; image i's runs of channels c0..c1 are
-        // [c0·hw + i·c·hw, +w·hw) of the tensors (x, y and the residual share the layout),
-        // owned by this block; `aff` holds w constants.
-        unsafe { (k.bn_normalize_runs)(x, y, n, hw, c * hw, w, aff.as_ptr(), r, relu, nt, 0) }
-    }
-
     /// Shifted sums of each channel of the block: `out[i] = [Σ(x − K_i), Σ(x − K_i)²]` for
     /// channel `c0 + i` with pivot `pivots[i]`, the channels read together in address order.
     pub(crate) fn sums(&self, k: &Kernels, pivots: &[f32], out: &mut [[f64; 2]]) {
@@ -196,14 +209,14 @@ impl Block<'_> {
 /// Calls `f(block)` for the blocks of `width` adjacent channels of the NCHW tensor `y` (input
 /// `x`, or `y` itself in place), each block also seeing the same channels of `res` (a second
 /// input of the same shape, for add+ReLU). Each block goes to exactly one task.
-pub(crate) fn for_each_block_res(
-    x: Src,
-    res: Option<&[f32]>,
-    y: &mut [f32],
+pub(crate) fn for_each_block_res<E: Elem>(
+    x: Src<E>,
+    res: Option<&[E]>,
+    y: &mut [E],
     geo: Runs,
     width: usize,
     par: Par,
-    f: impl Fn(Block<'_>) + Sync + Send,
+    f: impl Fn(Block<'_, E>) + Sync + Send,
 ) {
     let c = geo.c;
     assert!(width > 0 && geo.numel() == y.len());

@@ -45,20 +45,6 @@ macro_rules! kernel_list {
                 out: *mut f64,
             ) => crate::kernels::bn::sums_runs;
 
-            bn_normalize_runs(
-                x: *const f32,
-                y: *mut f32,
-                runs: usize,
-                len: usize,
-                stride: usize,
-                g: usize,
-                aff: *const crate::kernels::bn::Affine,
-                res: *const f32,
-                relu: bool,
-                nt: bool,
-                prefetch: usize,
-            ) => crate::kernels::bn::normalize_runs;
-
             bn_normalize_sum_runs(
                 x: *const f32,
                 y: *mut f32,
@@ -81,17 +67,6 @@ macro_rules! kernel_list {
                 pivots: *const f32,
                 out: *mut f64,
             ) => crate::kernels::bn::sums_rows;
-
-            bn_normalize_tiled(
-                x: *const f32,
-                y: *mut f32,
-                n: usize,
-                aff: *const f32,
-                l: usize,
-                res: *const f32,
-                relu: bool,
-                nt: bool,
-            ) => crate::kernels::bn::normalize_tiled;
 
             bn_bwd_sums_runs(
                 inp: crate::kernels::bn_backward::BwdIn,
@@ -179,6 +154,31 @@ macro_rules! typed_kernel_list {
                 s: f32,
                 nt: bool,
             ) => crate::kernels::stream::scale_planes;
+
+            bn_normalize_runs(
+                x: *const E,
+                y: *mut E,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                g: usize,
+                aff: *const crate::kernels::bn::Affine,
+                res: *const E,
+                relu: bool,
+                nt: bool,
+                prefetch: usize,
+            ) => crate::kernels::bn::normalize_runs;
+
+            bn_normalize_tiled(
+                x: *const E,
+                y: *mut E,
+                n: usize,
+                aff: *const f32,
+                l: usize,
+                res: *const E,
+                relu: bool,
+                nt: bool,
+            ) => crate::kernels::bn::normalize_tiled;
 
             copy(x: *const E, y: *mut E, n: usize, nt: bool) => crate::kernels::stream::copy;
 

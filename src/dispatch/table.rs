@@ -108,11 +108,6 @@ pub(crate) const NT_MIN_BYTES: usize = 32 << 20;
 pub(crate) const NT_MIN_BYTES_HEAVY: usize = 8 << 20;
 
 impl Kernels {
-    /// Whether a call writing `out_elems` floats should use non-temporal stores.
-    pub(crate) fn use_nt(&self, out_elems: usize) -> bool {
-        self.use_nt_from(out_elems, NT_MIN_BYTES)
-    }
-
     /// Whether to use non-temporal stores for `out_elems` floats with threshold `min_bytes`.
     pub(crate) fn use_nt_from(&self, out_elems: usize, min_bytes: usize) -> bool {
         self.nt && out_elems.saturating_mul(4) >= min_bytes
@@ -221,31 +216,6 @@ impl Kernels {
         }
     }
 
-    /// `y[i] = (x[i] − k[i mod l])·a[i mod l] + b[i mod l]`, with `aff = [k; a; b]` rows of
-    /// `l + 16` (the last 16 repeating the first), `l` a multiple of 16.
-    /// With `res`, `y = relu(normalized + res)` (`res` as long as `y`, or `Src::InPlace` for
-    /// `y` itself).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn bn_normalize_tiled(
-        &self,
-        x: Src,
-        y: &mut [f32],
-        aff: &[f32],
-        l: usize,
-        res: Option<Src>,
-        relu: bool,
-        nt: bool,
-    ) {
-        let x = x.ptr(y);
-        let res = res.map_or(core::ptr::null(), |r| r.ptr(y));
-        assert!(l >= 16 && l.is_multiple_of(16) && aff.len() >= 3 * (l + 16));
-        // SAFETY: features checked; `x`, `y` (and `res`) hold y.len() floats, `aff` the
-        // padded rows.
-        unsafe {
-            (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, res, relu, nt)
-        }
-    }
-
     /// Backward sums `[Σdy; Σdy·(x − mean)]` (added to `out`, `w` each) of columns
     /// `c0 .. c0 + w` (`w <= 64`) of the rows of `x`/`dy`/`y` (row stride `stride`).
     #[allow(clippy::too_many_arguments)]
@@ -306,7 +276,13 @@ impl Kernels {
 impl<E: crate::simd::elem::Elem> TypedKernels<E> {
     /// Whether a call writing `out_elems` elements should use non-temporal stores.
     pub(crate) fn use_nt(&self, out_elems: usize) -> bool {
-        self.nt && out_elems.saturating_mul(size_of::<E>()) >= NT_MIN_BYTES
+        self.use_nt_from(out_elems, NT_MIN_BYTES)
+    }
+
+    /// Whether to use non-temporal stores for `out_elems` elements with threshold
+    /// `min_bytes` (of output).
+    pub(crate) fn use_nt_from(&self, out_elems: usize, min_bytes: usize) -> bool {
+        self.nt && out_elems.saturating_mul(size_of::<E>()) >= min_bytes
     }
 
     /// `y[i] = bit(bits, i) ? x[i] * scale : +0.0`. `bits` holds bit `i` at `bits[i/16] >> (i%16)`
@@ -385,5 +361,30 @@ impl<E: crate::simd::elem::Elem> TypedKernels<E> {
     pub(crate) fn fill(&self, y: &mut [E], v: f32, nt: bool) {
         // SAFETY: features checked by `for_isa`; `y` holds `y.len()` floats.
         unsafe { (self.fill)(y.as_mut_ptr(), y.len(), v, nt) }
+    }
+
+    /// `y[i] = (x[i] − k[i mod l])·a[i mod l] + b[i mod l]`, with `aff = [k; a; b]` rows of
+    /// `l + 16` (the last 16 repeating the first), `l` a multiple of 16.
+    /// With `res`, `y = relu(normalized + res)` (`res` as long as `y`, or `Src::InPlace` for
+    /// `y` itself).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_normalize_tiled(
+        &self,
+        x: Src<E>,
+        y: &mut [E],
+        aff: &[f32],
+        l: usize,
+        res: Option<Src<E>>,
+        relu: bool,
+        nt: bool,
+    ) {
+        let x = x.ptr(y);
+        let res = res.map_or(core::ptr::null(), |r| r.ptr(y));
+        assert!(l >= 16 && l.is_multiple_of(16) && aff.len() >= 3 * (l + 16));
+        // SAFETY: features checked; `x`, `y` (and `res`) hold y.len() floats, `aff` the
+        // padded rows.
+        unsafe {
+            (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, res, relu, nt)
+        }
     }
 }

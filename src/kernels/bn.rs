@@ -17,6 +17,7 @@ use crate::kernels::stream::{
     write_stream_unfenced,
 };
 use crate::kernels::sums::{Sums, Visit, XTerms};
+use crate::simd::elem::Elem;
 use crate::simd::{LANES, Simd};
 
 /// Shifted sums of `g` adjacent NCHW channels, each over its `runs` runs of `len` values
@@ -71,18 +72,18 @@ pub(crate) unsafe fn sums_rows<S: Simd>(
 }
 
 /// The centered affine map of one vector, optionally followed by ReLU.
-struct Normalize<S: Simd, const RELU: bool> {
-    x: *const f32,
+struct Normalize<S: Simd, E, const RELU: bool> {
+    x: *const E,
     k: S::F,
     a: S::F,
     b: S::F,
     /// Residual added before the ReLU, at the same offsets as `x` (null: none).
-    res: *const f32,
+    res: *const E,
     /// Elements ahead of `x` to prefetch into L2 (0: none).
     prefetch: usize,
 }
 
-impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
+impl<S: Simd, E: Elem, const RELU: bool> Normalize<S, E, RELU> {
     #[inline(always)]
     fn activate(s: S, o: S::F) -> S::F {
         if RELU { s.relu(o) } else { o }
@@ -96,8 +97,8 @@ impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
     #[inline(always)]
     unsafe fn value(
         s: S,
-        x: *const f32,
-        res: *const f32,
+        x: *const E,
+        res: *const E,
         i: usize,
         len: usize,
         [k, a, b]: [S::F; 3],
@@ -114,7 +115,7 @@ impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
     /// # Safety
     /// `res`, when not null, valid for reads of `i..i+len`.
     #[inline(always)]
-    unsafe fn finish(s: S, o: S::F, res: *const f32, i: usize, len: usize) -> S::F {
+    unsafe fn finish(s: S, o: S::F, res: *const E, i: usize, len: usize) -> S::F {
         if res.is_null() {
             Self::activate(s, o)
         } else {
@@ -124,13 +125,13 @@ impl<S: Simd, const RELU: bool> Normalize<S, RELU> {
     }
 }
 
-impl<S: Simd, const RELU: bool> Lanes<S> for Normalize<S, RELU> {
+impl<S: Simd, E: Elem, const RELU: bool> Lanes<S> for Normalize<S, E, RELU> {
     const PREFETCH_W: bool = true;
 
     #[inline(always)]
     unsafe fn at(&mut self, s: S, i: usize, len: usize) -> S::F {
         if self.prefetch != 0 {
-            s.prefetch_l2(self.x.wrapping_add(i + self.prefetch));
+            s.prefetch_l2(self.x.wrapping_add(i + self.prefetch).cast());
         }
         // SAFETY: the kernel's contract covers x[i..i+len] and res[i..i+len].
         unsafe { Self::value(s, self.x, self.res, i, len, [self.k, self.a, self.b]) }
@@ -156,16 +157,16 @@ pub(crate) struct Affine {
 /// `y + r·stride + [0, g·len)` writable for every `r < runs`; `aff` valid for `g` reads.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn normalize_runs<S: Simd>(
+pub(crate) unsafe fn normalize_runs<S: Simd, E: Elem>(
     s: S,
-    x: *const f32,
-    y: *mut f32,
+    x: *const E,
+    y: *mut E,
     runs: usize,
     len: usize,
     stride: usize,
     g: usize,
     aff: *const Affine,
-    res: *const f32,
+    res: *const E,
     relu: bool,
     nt: bool,
     prefetch: usize,
@@ -180,7 +181,7 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
                 let (xr, yr) = (x.add(at), y.add(at));
                 let res = if res.is_null() { res } else { res.add(at) };
                 if relu {
-                    let op = Normalize::<S, true> {
+                    let op = Normalize::<S, E, true> {
                         x: xr,
                         k,
                         a,
@@ -190,7 +191,7 @@ pub(crate) unsafe fn normalize_runs<S: Simd>(
                     };
                     write_stream_unfenced(s, yr, len, nt, op);
                 } else {
-                    let op = Normalize::<S, false> {
+                    let op = Normalize::<S, E, false> {
                         x: xr,
                         k,
                         a,
@@ -301,7 +302,7 @@ impl<S: Simd, const RELU: bool> StoreAt<S> for NormalizeStore<S, RELU> {
         // SAFETY: the caller's offsets are within the run (see `Shifted`).
         unsafe {
             let abc = [self.k, self.a, self.b];
-            let o = Normalize::<S, RELU>::value(s, self.x, self.res, i, len, abc);
+            let o = Normalize::<S, f32, RELU>::value(s, self.x, self.res, i, len, abc);
             if nt {
                 s.store_nt(self.y.add(i), o);
             } else {
@@ -407,9 +408,9 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd, const RELU: bool>(
 /// floats, the last 16 repeating the first, so a vector starting anywhere below `l` reads
 /// contiguously). `j` is tracked incrementally: `write_stream` visits `i` in increasing steps
 /// of at most 16.
-struct NormalizeWith<S: Simd, const RELU: bool, const TRACK: bool> {
-    x: *const f32,
-    res: *const f32,
+struct NormalizeWith<S: Simd, E, const RELU: bool, const TRACK: bool> {
+    x: *const E,
+    res: *const E,
     aff: *const f32,
     l: usize,
     j: usize,
@@ -417,7 +418,9 @@ struct NormalizeWith<S: Simd, const RELU: bool, const TRACK: bool> {
     _s: core::marker::PhantomData<S>,
 }
 
-impl<S: Simd, const RELU: bool, const TRACK: bool> Lanes<S> for NormalizeWith<S, RELU, TRACK> {
+impl<S: Simd, E: Elem, const RELU: bool, const TRACK: bool> Lanes<S>
+    for NormalizeWith<S, E, RELU, TRACK>
+{
     const PREFETCH_W: bool = true;
 
     #[inline(always)]
@@ -439,23 +442,23 @@ impl<S: Simd, const RELU: bool, const TRACK: bool> Lanes<S> for NormalizeWith<S,
             let k = load(s, self.aff.add(j), len);
             let a = load(s, self.aff.add(r + j), len);
             let b = load(s, self.aff.add(2 * r + j), len);
-            Normalize::<S, RELU>::value(s, self.x, self.res, i, len, [k, a, b])
+            Normalize::<S, E, RELU>::value(s, self.x, self.res, i, len, [k, a, b])
         }
     }
 }
 
 /// [`NormalizeWith`] for constants of period 64 (see [`OverTile64`]).
-struct NormalizeTile64<S: Simd, const RELU: bool> {
-    x: *const f32,
-    res: *const f32,
+struct NormalizeTile64<S: Simd, E, const RELU: bool> {
+    x: *const E,
+    res: *const E,
     _s: core::marker::PhantomData<S>,
 }
 
-impl<S: Simd, const RELU: bool> WithConsts<S, 3> for NormalizeTile64<S, RELU> {
+impl<S: Simd, E: Elem, const RELU: bool> WithConsts<S, 3> for NormalizeTile64<S, E, RELU> {
     #[inline(always)]
     unsafe fn apply(&self, s: S, i: usize, len: usize, consts: [S::F; 3]) -> S::F {
         // SAFETY: the kernel's contract covers x[i..i+len] (and res).
-        unsafe { Normalize::<S, RELU>::value(s, self.x, self.res, i, len, consts) }
+        unsafe { Normalize::<S, E, RELU>::value(s, self.x, self.res, i, len, consts) }
     }
 }
 
@@ -469,23 +472,23 @@ impl<S: Simd, const RELU: bool> WithConsts<S, 3> for NormalizeTile64<S, RELU> {
 /// `3(l + 16)` reads, `l >= 16`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn normalize_tiled<S: Simd>(
+pub(crate) unsafe fn normalize_tiled<S: Simd, E: Elem>(
     s: S,
-    x: *const f32,
-    y: *mut f32,
+    x: *const E,
+    y: *mut E,
     n: usize,
     aff: *const f32,
     l: usize,
-    res: *const f32,
+    res: *const E,
     relu: bool,
     nt: bool,
 ) {
     // SAFETY: forwarded.
     unsafe {
         if relu {
-            tiled::<S, true>(s, x, y, n, aff, l, res, nt)
+            tiled::<S, E, true>(s, x, y, n, aff, l, res, nt)
         } else {
-            tiled::<S, false>(s, x, y, n, aff, l, res, nt)
+            tiled::<S, E, false>(s, x, y, n, aff, l, res, nt)
         }
     }
 }
@@ -499,14 +502,14 @@ pub(crate) unsafe fn normalize_tiled<S: Simd>(
 /// As [`normalize_tiled`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tiled<S: Simd, const RELU: bool>(
+unsafe fn tiled<S: Simd, E: Elem, const RELU: bool>(
     s: S,
-    x: *const f32,
-    y: *mut f32,
+    x: *const E,
+    y: *mut E,
     n: usize,
     aff: *const f32,
     l: usize,
-    res: *const f32,
+    res: *const E,
     nt: bool,
 ) {
     let pd = core::marker::PhantomData;
@@ -514,12 +517,12 @@ unsafe fn tiled<S: Simd, const RELU: bool>(
     unsafe {
         if l == 64 {
             let op = OverTile64 {
-                kernel: NormalizeTile64::<S, RELU> { x, res, _s: pd },
+                kernel: NormalizeTile64::<S, E, RELU> { x, res, _s: pd },
                 tile: Tile64::new(s, aff, y, n),
             };
             write_stream(s, y, n, nt, op);
         } else if nt {
-            let op = NormalizeWith::<S, RELU, true> {
+            let op = NormalizeWith::<S, E, RELU, true> {
                 x,
                 res,
                 aff,
@@ -532,7 +535,7 @@ unsafe fn tiled<S: Simd, const RELU: bool>(
         } else {
             for t0 in (0..n).step_by(l) {
                 let res = if res.is_null() { res } else { res.add(t0) };
-                let op = NormalizeWith::<S, RELU, false> {
+                let op = NormalizeWith::<S, E, RELU, false> {
                     x: x.add(t0),
                     res,
                     aff,

@@ -67,7 +67,7 @@ impl<S: Simd, const R: usize> Tile64<S, R> {
     /// # Safety
     /// `aff` valid for `R · TILE64_ROW` reads.
     #[inline(always)]
-    pub(crate) unsafe fn new(s: S, aff: *const f32, y: *const f32, n: usize) -> Self {
+    pub(crate) unsafe fn new<E>(s: S, aff: *const f32, y: *const E, n: usize) -> Self {
         let head = plain_head(y, n);
         let mut slots = [[s.splat(0.0); R]; 4];
         for (u, slot) in slots.iter_mut().enumerate() {

@@ -1,0 +1,291 @@
+//! Batch-norm inference over bf16 and f16 activations, on every ISA and layout: the output
+//! is the f32 kernel's output on the widened inputs, narrowed (round to nearest even), bit
+//! for bit — the arithmetic is the f32 kernel's, on the same constants — and so within one
+//! ulp of the type of the narrowed f64 result; with ReLU, the residual add, in place; odd
+//! starts and guards; the same bits on 1, 2 and 3 threads; bad input writes nothing.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use dropnorm::{
+    BnParams, Epilogue, Layout, RunningStats, Shape, batch_norm_add_relu_infer, batch_norm_infer,
+    batch_norm_infer_inplace, bf16, f16, with_isa,
+};
+
+const LAYOUTS: [Layout; 3] = [Layout::Nc, Layout::Nchw, Layout::Nhwc];
+
+/// The `half` crate's conversions, the reference.
+trait Half: dropnorm::Element + core::fmt::Debug {
+    fn of(v: f32) -> Self;
+    fn wide(self) -> f32;
+    fn raw(self) -> u16;
+}
+
+impl Half for bf16 {
+    fn of(v: f32) -> Self {
+        bf16::from_f32(v)
+    }
+    fn wide(self) -> f32 {
+        self.to_f32()
+    }
+    fn raw(self) -> u16 {
+        self.to_bits()
+    }
+}
+
+impl Half for f16 {
+    fn of(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+    fn wide(self) -> f32 {
+        self.to_f32()
+    }
+    fn raw(self) -> u16 {
+        self.to_bits()
+    }
+}
+
+fn raw<E: Half>(v: &[E]) -> Vec<u16> {
+    v.iter().map(|e| e.raw()).collect()
+}
+
+/// Shapes with every path: NCHW runs (odd planes), NCHW with `H·W = 1` (the NC path), NC/NHWC
+/// with a channel count dividing 64 (constants in registers) and not, more than 64 channels.
+fn shapes(layout: Layout) -> Vec<Shape> {
+    let mut s = vec![
+        Shape::nchw(2, 3, 5, 7),
+        Shape::nchw(3, 16, 4, 4),
+        Shape::nchw(2, 70, 3, 3),
+        Shape::nchw(9, 5, 1, 1),
+        Shape::nchw(4, 32, 9, 9),
+    ];
+    if layout == Layout::Nc {
+        s.iter_mut()
+            .for_each(|s| *s = Shape::nc(s.n * s.h * s.w, s.c));
+    }
+    s
+}
+
+/// Data in the type: normal values around a per-tensor offset, a few specials.
+fn data_in<E: Half>(n: usize, salt: u64) -> Vec<E> {
+    data(n, salt)
+        .into_iter()
+        .map(|v| E::of(v * 3.0 + 1.0))
+        .collect()
+}
+
+/// Inference (kind 0), in place (1) or add+ReLU (2) of `x` (residual `r`) in `E`, and the f32
+/// kernel on the widened inputs, narrowed.
+#[allow(clippy::too_many_arguments)]
+fn both<E: Half>(
+    x: &[E],
+    r: &[E],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    stats: &RunningStats,
+    relu: bool,
+    kind: u8,
+) -> (Vec<u16>, Vec<u16>) {
+    let n = x.len();
+    let ep = epilogue(relu);
+    let mut y = vec![E::of(-5.0); n + 2];
+    let out = &mut y[1..n + 1];
+    match kind {
+        0 => batch_norm_infer(x, out, shape, layout, params, ep, stats).unwrap(),
+        1 => {
+            out.copy_from_slice(x);
+            batch_norm_infer_inplace(out, shape, layout, params, ep, stats).unwrap()
+        }
+        _ => batch_norm_add_relu_infer(x, r, out, shape, layout, params, stats).unwrap(),
+    }
+    let guard = E::of(-5.0).raw();
+    assert_eq!((y[0].raw(), y[n + 1].raw()), (guard, guard), "guards");
+    let xw: Vec<f32> = x.iter().map(|v| v.wide()).collect();
+    let rw: Vec<f32> = r.iter().map(|v| v.wide()).collect();
+    let mut yw = vec![0.0f32; n];
+    match kind {
+        2 => batch_norm_add_relu_infer(&xw, &rw, &mut yw, shape, layout, params, stats).unwrap(),
+        _ => batch_norm_infer(&xw, &mut yw, shape, layout, params, ep, stats).unwrap(),
+    }
+    let want = yw.iter().map(|&v| E::of(v).raw()).collect();
+    (raw(&y[1..n + 1]), want)
+}
+
+fn check_type<E: Half>(name: &str) {
+    for_each_isa(|isa| {
+        for layout in LAYOUTS {
+            for (si, shape) in shapes(layout).into_iter().enumerate() {
+                let n = shape.numel().unwrap();
+                let c = shape.c;
+                // An odd start: the tensor 2 bytes past its allocation's alignment.
+                let xs = data_in::<E>(n + 1, si as u64);
+                let (x, r) = (&xs[1..], data_in::<E>(n, 50 + si as u64));
+                let mean: Vec<f32> = (0..c).map(|i| 1.0 + i as f32 * 0.125).collect();
+                let var: Vec<f32> = (0..c).map(|i| 2.0 + (i % 7) as f32).collect();
+                let stats = RunningStats {
+                    mean: &mean,
+                    var: &var,
+                };
+                let (g, b): (Vec<f32>, Vec<f32>) = (0..c)
+                    .map(|i| (0.5 + i as f32 * 0.01, i as f32 * 0.1 - 1.0))
+                    .unzip();
+                for params in [BnParams::new(1e-5), BnParams::new(1e-3).with_affine(&g, &b)] {
+                    for relu in [false, true] {
+                        for kind in 0..3u8 {
+                            let (got, want) =
+                                both(x, &r, shape, layout, &params, &stats, relu, kind);
+                            assert!(
+                                got == want,
+                                "{isa} {name} {layout:?} {shape:?} relu {relu} kind {kind}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn bf16_and_f16_inference_is_the_f32_kernel_narrowed() {
+    check_type::<bf16>("bf16");
+    check_type::<f16>("f16");
+}
+
+/// Against f64: within one ulp of the type of the exact result narrowed (the f32 kernel is
+/// within a few f32 ulps of f64, and narrowing can then land on either side of a tie).
+fn bf16_inference_within_one_ulp_of_f64() {
+    let shape = Shape::nchw(4, 3, 6, 5);
+    let n = shape.numel().unwrap();
+    let x = data_in::<bf16>(n, 9);
+    let (mean, var) = ([0.5f32, -1.0, 2.0], [1.5f32, 4.0, 0.25]);
+    let stats = RunningStats {
+        mean: &mean,
+        var: &var,
+    };
+    let params = BnParams::new(1e-5);
+    for layout in [Layout::Nchw, Layout::Nhwc] {
+        for_each_isa(|isa| {
+            let mut y = vec![bf16::ZERO; n];
+            batch_norm_infer(&x, &mut y, shape, layout, &params, Epilogue::None, &stats).unwrap();
+            for (i, (&xv, &yv)) in x.iter().zip(&y).enumerate() {
+                let ch = match layout {
+                    Layout::Nchw => i / 30 % 3,
+                    _ => i % 3,
+                };
+                let exact = (xv.to_f64() - mean[ch] as f64) / (var[ch] as f64 + 1e-5).sqrt();
+                let want = bf16::from_f64(exact);
+                if !exact.is_finite() {
+                    assert!(!yv.to_f32().is_finite() || yv.is_nan(), "{isa} [{i}]");
+                    continue;
+                }
+                let ulps = (yv.to_bits() as i32 - want.to_bits() as i32).abs();
+                assert!(
+                    ulps <= 1,
+                    "{isa} {layout:?} [{i}]: {yv} vs {want} ({exact})"
+                );
+            }
+        });
+    }
+}
+
+/// A bad argument writes nothing into a 16-bit output either.
+fn typed_errors_write_nothing() {
+    let shape = Shape::nc(4, 2);
+    let x = vec![bf16::ONE; 8];
+    let stats = RunningStats {
+        mean: &[0.0, 0.0],
+        var: &[1.0, -1.0],
+    };
+    let mut y = vec![bf16::from_bits(0x1234); 8];
+    let p = BnParams::new(0.0);
+    let e = batch_norm_infer(&x, &mut y, shape, Layout::Nc, &p, Epilogue::None, &stats);
+    assert!(
+        e.is_err() && y.iter().all(|v| v.to_bits() == 0x1234),
+        "{e:?}"
+    );
+    let stats = RunningStats {
+        mean: &[0.0, 0.0],
+        var: &[1.0, 1.0],
+    };
+    let e = batch_norm_infer(
+        &x,
+        &mut y[..7],
+        shape,
+        Layout::Nc,
+        &p,
+        Epilogue::None,
+        &stats,
+    );
+    assert!(
+        e.is_err() && y.iter().all(|v| v.to_bits() == 0x1234),
+        "{e:?}"
+    );
+}
+
+main_thread_checks!(
+    bf16_and_f16_inference_is_the_f32_kernel_narrowed,
+    bf16_inference_within_one_ulp_of_f64,
+    typed_errors_write_nothing,
+);
+
+/// Large enough to go parallel; the same bits on 1, 2 and 3 threads.
+#[test]
+fn typed_inference_bits_do_not_depend_on_the_thread_count() {
+    for layout in LAYOUTS {
+        let shape = match layout {
+            Layout::Nc => Shape::nc(4000, 70),
+            _ => Shape::nchw(8, 70, 25, 15),
+        };
+        let n = shape.numel().unwrap();
+        let x = data_in::<f16>(n, 3);
+        let mean = vec![0.25f32; 70];
+        let var = vec![3.0f32; 70];
+        let stats = RunningStats {
+            mean: &mean,
+            var: &var,
+        };
+        for isa in dropnorm::Isa::available() {
+            let run = || {
+                with_isa(isa, || {
+                    let mut y = vec![f16::ZERO; n];
+                    let p = BnParams::new(1e-5);
+                    batch_norm_infer(&x, &mut y, shape, layout, &p, Epilogue::Relu, &stats)
+                        .unwrap();
+                    raw(&y)
+                })
+                .unwrap()
+            };
+            let one = in_pool(1, run);
+            for t in [2, 3] {
+                assert!(in_pool(t, run) == one, "{isa} {layout:?}: {t} threads");
+            }
+        }
+    }
+}
+
+/// 16-bit outputs of 32 MiB (8 MiB with a residual) take the non-temporal stores.
+#[test]
+fn typed_inference_non_temporal_path() {
+    let c = 64;
+    let mean = vec![0.5f32; c];
+    let var = vec![2.0f32; c];
+    let stats = RunningStats {
+        mean: &mean,
+        var: &var,
+    };
+    let p = BnParams::new(1e-5);
+    for (shape, layout) in [
+        (Shape::nc((16 << 20) / c + 3, c), Layout::Nc),
+        (Shape::nchw(64, c, 64, 65), Layout::Nchw),
+    ] {
+        let n = shape.numel().unwrap();
+        let x = data_in::<bf16>(n + 1, 1);
+        let r = data_in::<bf16>(n, 2);
+        let (got, want) = both(&x[1..], &r, shape, layout, &p, &stats, false, 0);
+        assert!(got == want, "{layout:?}: non-temporal inference");
+        let (got, want) = both(&x[1..n + 1], &r[..n], shape, layout, &p, &stats, true, 2);
+        assert!(got == want, "{layout:?}: non-temporal add+ReLU");
+    }
+}
