@@ -9,10 +9,10 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dropnorm::{
-    BnGrads, BnParams, ChannelStats, GradSums, Isa, Layout, RunningStats, SavedStats,
+    BnGrads, BnParams, ChannelStats, Element, GradSums, Isa, Layout, RunningStats, SavedStats,
     SavedStatsMut, Shape, batch_norm_add_relu_infer, batch_norm_apply, batch_norm_backward,
-    batch_norm_backward_apply, batch_norm_backward_sums, batch_norm_infer, batch_norm_train,
-    channel_stats, reference, with_isa,
+    batch_norm_backward_apply, batch_norm_backward_sums, batch_norm_infer, batch_norm_train, bf16,
+    channel_stats, f16, reference, with_isa,
 };
 
 fn bench(c: &mut Criterion) {
@@ -137,6 +137,8 @@ fn bench(c: &mut Criterion) {
             });
         }
         g.finish();
+        typed_infer(c, "bf16", shape, layout, &params, &stats, bf16::from_f32);
+        typed_infer(c, "f16", shape, layout, &params, &stats, f16::from_f32);
         let mut g = c.benchmark_group(format!(
             "bn_add_relu/{layout:?}/{}x{}x{}x{}",
             shape.n, shape.c, shape.h, shape.w
@@ -244,3 +246,36 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+/// Inference over a 16-bit element type (4 B/element).
+fn typed_infer<E: Element>(
+    c: &mut Criterion,
+    dtype: &str,
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    stats: &RunningStats,
+    of: fn(f32) -> E,
+) {
+    let n = shape.numel().unwrap();
+    let x: Vec<E> = (0..n)
+        .map(|i| of(((i * 7919) % 1000) as f32 * 0.01))
+        .collect();
+    let mut y = vec![of(0.0); n];
+    let mut g = c.benchmark_group(format!(
+        "bn_infer_{dtype}/{layout:?}/{}x{}x{}x{}",
+        shape.n, shape.c, shape.h, shape.w
+    ));
+    g.throughput(Throughput::Bytes(4 * n as u64));
+    for isa in Isa::available() {
+        g.bench_function(BenchmarkId::new("forward", isa), |b| {
+            b.iter(|| {
+                with_isa(isa, || {
+                    let ep = dropnorm::Epilogue::None;
+                    batch_norm_infer(black_box(&x), &mut y, shape, layout, params, ep, stats)
+                })
+            })
+        });
+    }
+    g.finish();
+}

@@ -1,5 +1,6 @@
 //! Dropout throughput per ISA against the naive scalar version (one `rand_xoshiro` call and a
-//! branch per element), on 1 Mi elements (cache-resident on large-L2/L3 parts) and 16 Mi (DRAM).
+//! branch per element), on 1 Mi elements (cache-resident on large-L2/L3 parts) and 16 Mi (DRAM);
+//! f32, and bf16/f16 (`dropout_bf16/…`, `dropout_f16/…`).
 //!
 //! `cargo bench --bench dropout -- --warm-up-time 1 --measurement-time 3`
 
@@ -7,7 +8,8 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dropnorm::{
-    DropoutParams, Isa, dropout, dropout_backward, dropout_with_mask, mask_len, reference, with_isa,
+    DropoutParams, Element, Isa, bf16, dropout, dropout_backward, dropout_with_mask, f16, mask_len,
+    reference, with_isa,
 };
 
 fn bench(c: &mut Criterion) {
@@ -41,7 +43,30 @@ fn bench(c: &mut Criterion) {
             b.iter(|| reference::dropout_naive(black_box(&x), &mut y, 0.5, 42))
         });
         g.finish();
+        typed(c, "bf16", n, bf16::from_f32);
+        typed(c, "f16", n, f16::from_f32);
     }
+}
+
+/// The same over a 16-bit element type (4 B/element: half the bytes of f32).
+fn typed<E: Element>(c: &mut Criterion, dtype: &str, n: usize, of: fn(f32) -> E) {
+    let x: Vec<E> = (0..n).map(|i| of(i as f32 * 1e-3)).collect();
+    let mut y = vec![of(0.0); n];
+    let params = DropoutParams::new(0.5, 42);
+    let mut g = c.benchmark_group(format!("dropout_{dtype}/{n}"));
+    g.throughput(Throughput::Bytes(4 * n as u64));
+    if n > 1 << 22 {
+        g.sample_size(20);
+    }
+    for isa in Isa::available() {
+        g.bench_function(BenchmarkId::new("forward", isa), |b| {
+            b.iter(|| with_isa(isa, || dropout(black_box(&x), &mut y, &params)))
+        });
+        g.bench_function(BenchmarkId::new("backward", isa), |b| {
+            b.iter(|| with_isa(isa, || dropout_backward(black_box(&x), &mut y, &params)))
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench);
