@@ -478,7 +478,7 @@ fn typed_dropout_rows<E: dropnorm::Element>(
     });
 }
 
-/// Inference and add+ReLU rows over a 16-bit type: `frac` against the copy of the same bytes
+/// Training-forward, inference and add+ReLU rows over a 16-bit type: `frac` against the copy of the same bytes
 /// (half as many f32, in buffers of their own), elements/s to compare with the f32 rows.
 fn typed_bn_rows<E: dropnorm::Element>(
     o: &Opts,
@@ -516,6 +516,16 @@ fn typed_bn_rows<E: dropnorm::Element>(
         }
         .print(o.json);
     };
+    let c = shape.c;
+    let (mut mean, mut invstd) = (vec![0.0f32; c], vec![0.0f32; c]);
+    row("bn_train", 4.0 * n as f64, &mut || {
+        let saved = SavedStatsMut {
+            mean: &mut mean,
+            invstd: &mut invstd,
+        };
+        dropnorm::batch_norm_train(&x, &mut y, shape, layout, params, none, saved, None)
+            .expect("valid")
+    });
     row("bn_infer", 4.0 * n as f64, &mut || {
         dropnorm::batch_norm_infer(&x, &mut y, shape, layout, params, none, stats).expect("valid")
     });

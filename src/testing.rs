@@ -452,6 +452,8 @@ pub fn fuzz_bn_train(data: &[u8]) {
                 same_bits(&rm3, &rm) && same_bits(&rv3, &rv) && nb3 == nb,
                 "{isa}: running stats differ after stats + apply"
             );
+            train_typed::<half::bf16>(isa, &x, shape, layout, &params, epilogue);
+            train_typed::<half::f16>(isa, &x, shape, layout, &params, epilogue);
         })
         .expect("available ISA");
     }
@@ -491,6 +493,43 @@ fn check_typed<E: crate::Element>(
     let mut z = xe.clone();
     crate::dropout_inplace(&mut z, params).unwrap();
     assert!(same_bits(&widened(&z), &want), "{isa}: 16-bit in place");
+}
+
+/// The training forward of `x` narrowed to `E` (valid arguments): the f32 kernel's output
+/// and saved statistics on the widened data, narrowed (NaN payloads aside).
+fn train_typed<E: crate::Element>(
+    isa: crate::Isa,
+    x: &[f32],
+    shape: crate::Shape,
+    layout: crate::Layout,
+    params: &crate::BnParams,
+    epilogue: crate::Epilogue,
+) {
+    use crate::SavedStatsMut;
+    let c = shape.c;
+    let xe: Vec<E> = x.iter().map(|&v| E::narrow(v)).collect();
+    let xw: Vec<f32> = xe.iter().map(|e| e.widen()).collect();
+    let (mut ye, mut yw) = (vec![E::narrow(0.0); x.len()], vec![0.0f32; x.len()]);
+    let (mut m1, mut s1, mut m2, mut s2) = (vec![0.0; c], vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+    let saved = SavedStatsMut {
+        mean: &mut m1,
+        invstd: &mut s1,
+    };
+    crate::batch_norm_train(&xe, &mut ye, shape, layout, params, epilogue, saved, None)
+        .expect("valid");
+    let saved = SavedStatsMut {
+        mean: &mut m2,
+        invstd: &mut s2,
+    };
+    crate::batch_norm_train(&xw, &mut yw, shape, layout, params, epilogue, saved, None)
+        .expect("valid");
+    let narrowed: Vec<f32> = yw.iter().map(|&v| E::narrow(v).widen()).collect();
+    let got: Vec<f32> = ye.iter().map(|e| e.widen()).collect();
+    assert!(same_bits(&got, &narrowed), "{isa}: 16-bit training output");
+    assert!(
+        same_bits(&m1, &m2) && same_bits(&s1, &s2),
+        "{isa}: 16-bit training statistics"
+    );
 }
 
 /// Decoded fuzz input for the batch-norm inference/backward checks.

@@ -1,16 +1,20 @@
-//! Batch-norm inference over bf16 and f16 activations, on every ISA and layout: the output
-//! is the f32 kernel's output on the widened inputs, narrowed (round to nearest even), bit
-//! for bit — the arithmetic is the f32 kernel's, on the same constants — and so within one
-//! ulp of the type of the narrowed f64 result; with ReLU, the residual add, in place; odd
-//! starts and guards; the same bits on 1, 2 and 3 threads; bad input writes nothing.
+//! Batch norm over bf16 and f16 activations, on every ISA and layout: inference and the
+//! training forward (one call, in place, add+ReLU, statistics then apply) give the f32
+//! kernel's output on the widened inputs, narrowed (round to nearest even), bit for bit — the
+//! arithmetic is the f32 kernel's, on the same constants — and the training statistics are
+//! the f32 kernel's on the widened values; so within one ulp of the type of the narrowed f64
+//! result; odd starts and guards; the same bits on 1, 2 and 3 threads; bad input writes
+//! nothing.
 
 #[macro_use]
 mod common;
 
 use common::*;
 use dropnorm::{
-    BnParams, Epilogue, Layout, RunningStats, Shape, batch_norm_add_relu_infer, batch_norm_infer,
-    batch_norm_infer_inplace, bf16, f16, with_isa,
+    BnParams, ChannelStats, Epilogue, Layout, Momentum, RunningStats, RunningStatsMut,
+    SavedStatsMut, Shape, batch_norm_add_relu_apply, batch_norm_add_relu_infer,
+    batch_norm_add_relu_train, batch_norm_apply, batch_norm_infer, batch_norm_infer_inplace,
+    batch_norm_train, batch_norm_train_inplace, bf16, channel_stats, f16, with_isa,
 };
 
 const LAYOUTS: [Layout; 3] = [Layout::Nc, Layout::Nchw, Layout::Nhwc];
@@ -224,7 +228,124 @@ fn typed_errors_write_nothing() {
     );
 }
 
+/// Everything a training forward writes: the output's bits and the saved and running
+/// statistics' bits.
+type TrainOut = (Vec<u16>, Vec<u32>);
+
+/// The training forward of kind 0 (out of place), 1 (in place), 2 (add+ReLU), 3 (statistics
+/// then apply), 4 (statistics then add+ReLU apply) over `x`, residual `r`, in any element type; the output narrowed to `E`.
+#[allow(clippy::too_many_arguments)]
+fn train_in<T: dropnorm::Element, E: Half>(
+    x: &[T],
+    r: &[T],
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    relu: bool,
+    kind: u8,
+    to_e: impl Fn(&[T]) -> Vec<E>,
+) -> TrainOut {
+    let c = shape.c;
+    let (mut mean, mut invstd) = (vec![f32::NAN; c], vec![f32::NAN; c]);
+    let (mut rm, mut rv, mut batches) = (vec![0.5f32; c], vec![2.0f32; c], 2u64);
+    let saved = SavedStatsMut {
+        mean: &mut mean,
+        invstd: &mut invstd,
+    };
+    let running = RunningStatsMut {
+        mean: &mut rm,
+        var: &mut rv,
+        batches: &mut batches,
+    };
+    let running = Some((running, Momentum::PyTorch(0.1)));
+    let ep = epilogue(relu);
+    let mut y = x.to_vec();
+    match kind {
+        0 => batch_norm_train(x, &mut y, shape, layout, params, ep, saved, running),
+        1 => batch_norm_train_inplace(&mut y, shape, layout, params, ep, saved, running),
+        2 => batch_norm_add_relu_train(x, r, &mut y, shape, layout, params, saved, running),
+        _ => {
+            let mut st = vec![ChannelStats::default(); c];
+            channel_stats(x, &mut st, shape, layout).unwrap();
+            if kind == 3 {
+                batch_norm_apply(x, &mut y, shape, layout, params, ep, &st, saved, running)
+            } else {
+                batch_norm_add_relu_apply(x, r, &mut y, shape, layout, params, &st, saved, running)
+            }
+        }
+    }
+    .unwrap();
+    // NaN payloads are not part of the contract (README, Determinism): NaNs compare equal.
+    let stats = mean.iter().chain(&invstd).chain(&rm).chain(&rv);
+    let stats = stats.map(|v| {
+        if v.is_nan() {
+            f32::NAN.to_bits()
+        } else {
+            v.to_bits()
+        }
+    });
+    let y = to_e(&y)
+        .iter()
+        .map(|v| if v.wide().is_nan() { 0x7FFF } else { v.raw() })
+        .collect();
+    (y, stats.collect())
+}
+
+fn check_train<E: Half>(name: &str) {
+    for_each_isa(|isa| {
+        for layout in LAYOUTS {
+            for (si, shape) in shapes(layout).into_iter().enumerate() {
+                let n = shape.numel().unwrap();
+                // Finite data (a NaN would make a channel's statistics NaN and hide the rest),
+                // far from zero mean, and one tensor with the specials.
+                let finite = |n: usize, salt: u64| -> Vec<E> {
+                    normals(n, salt)
+                        .iter()
+                        .map(|v| E::of((20.0 + 3.0 * v) as f32))
+                        .collect()
+                };
+                let xs = if si == 0 {
+                    data_in::<E>(n + 1, 7)
+                } else {
+                    finite(n + 1, 7 + si as u64)
+                };
+                let (x, r) = (&xs[1..], finite(n, 70 + si as u64));
+                let xw: Vec<f32> = x.iter().map(|v| v.wide()).collect();
+                let rw: Vec<f32> = r.iter().map(|v| v.wide()).collect();
+                let (g, b): (Vec<f32>, Vec<f32>) = (0..shape.c)
+                    .map(|i| (0.5 + i as f32 * 0.01, i as f32 * 0.1 - 1.0))
+                    .unzip();
+                let params = BnParams::new(1e-5).with_affine(&g, &b);
+                for relu in [false, true] {
+                    for kind in 0..5u8 {
+                        let same = |v: &[E]| v.to_vec();
+                        let narrowed = |v: &[f32]| v.iter().map(|&f| E::of(f)).collect();
+                        let got = train_in(x, &r, shape, layout, &params, relu, kind, same);
+                        let want = train_in(&xw, &rw, shape, layout, &params, relu, kind, narrowed);
+                        assert!(
+                            got == want,
+                            "{isa} {name} {layout:?} {shape:?} relu {relu} kind {kind}: y {} stats {} {:?}",
+                            got.0 == want.0,
+                            got.1 == want.1,
+                            got.1.iter().zip(&want.1).position(|(a, b)| a != b)
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The training forward (one call, in place, add+ReLU, statistics then apply) over bf16 and
+/// f16: the statistics of the widened values, bit for bit those of the f32 kernel on them,
+/// and its output narrowed.
+fn bf16_and_f16_training_is_the_f32_kernel_narrowed() {
+    check_train::<bf16>("bf16");
+    check_train::<f16>("f16");
+}
+
 main_thread_checks!(
+    bf16_and_f16_training_is_the_f32_kernel_narrowed,
     bf16_and_f16_inference_is_the_f32_kernel_narrowed,
     bf16_inference_within_one_ulp_of_f64,
     typed_errors_write_nothing,

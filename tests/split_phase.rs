@@ -465,7 +465,7 @@ fn tiny_shards_are_fine_to_sum() {
     };
     let p = BnParams::new(0.0);
     let r = Some((running, Momentum::PyTorch(0.5)));
-    batch_norm_apply(
+    batch_norm_apply::<f32>(
         &[],
         &mut [],
         empty,
@@ -673,7 +673,7 @@ fn split_phase_errors_name_the_argument_and_write_nothing() {
             invstd: &mut [],
         };
         // Nothing to normalize and no channel: fine either way, but no panic.
-        let _ = batch_norm_apply(
+        let _ = batch_norm_apply::<f32>(
             &[],
             &mut [],
             huge,

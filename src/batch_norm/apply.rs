@@ -10,6 +10,7 @@ use super::infer::normalize;
 use super::scratch::scratch_f32;
 use super::stats::ChannelStats;
 use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
+use crate::Element;
 use crate::dispatch::Src;
 use crate::error::check_len;
 use crate::kernels::bn::Affine;
@@ -121,9 +122,9 @@ pub(crate) fn finish_channel(
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_apply(
-    x: &[f32],
-    y: &mut [f32],
+pub fn batch_norm_apply<E: Element>(
+    x: &[E],
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -163,8 +164,8 @@ pub fn batch_norm_apply(
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_apply_inplace(
-    x: &mut [f32],
+pub fn batch_norm_apply_inplace<E: Element>(
+    x: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -205,10 +206,10 @@ pub fn batch_norm_apply_inplace(
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_add_relu_apply(
-    x: &[f32],
-    r: &[f32],
-    y: &mut [f32],
+pub fn batch_norm_add_relu_apply<E: Element>(
+    x: &[E],
+    r: &[E],
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -267,10 +268,10 @@ fn check_stats(arg: &'static str, c: usize, stats: &[ChannelStats]) -> Result<()
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(
-    x: Src,
-    res: Option<&[f32]>,
-    y: &mut [f32],
+fn run<E: Element>(
+    x: Src<E>,
+    res: Option<&[E]>,
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,

@@ -10,7 +10,8 @@
 use core::ops::Range;
 
 use super::scratch::{scratch_f32, scratch_f64};
-use crate::dispatch::Kernels;
+use crate::Element;
+use crate::dispatch::TypedKernels;
 use crate::dispatch::channels::{Block, Runs};
 use crate::kernels::sums::ROW_SEGMENT;
 use crate::parallel::{Par, for_each_chunk};
@@ -64,7 +65,12 @@ pub(crate) fn block_width(geo: Runs) -> usize {
 /// The pivot is the channel's first value; if the mean lies more than 4σ from it (an outlier
 /// pivot), the sums are taken again around the mean, so the cancellation in
 /// `Σv²/n − (Σv/n)²` never costs more than a factor of 17 in relative precision.
-pub(crate) fn moments(k: &Kernels, block: &Block, count: usize, out: &mut [(f32, f64, f64)]) {
+pub(crate) fn moments<E: Element>(
+    k: &TypedKernels<E>,
+    block: &Block<E>,
+    count: usize,
+    out: &mut [(f32, f64, f64)],
+) {
     let chans = block.channels();
     let w = chans.len();
     let mut pivots = [0.0f32; MAX_BLOCK];
@@ -173,9 +179,9 @@ pub(crate) fn chunked_sums(
 
 /// Shifted sums of every column of `x` (`c` columns) around `pivots`, into `sums` (`2c`, in
 /// the [`sum_index`] layout); `partials` is scratch of `stats_chunks(rows, c) · 2c`.
-fn column_sums(
-    k: &Kernels,
-    x: &[f32],
+fn column_sums<E: Element>(
+    k: &TypedKernels<E>,
+    x: &[E],
     c: usize,
     pivots: &[f32],
     sums: &mut [f64],
@@ -195,15 +201,17 @@ fn column_sums(
 /// one row), with the same pivot rule as the NCHW path (the first row's value; the mean if
 /// that lies more than 4σ away).
 /// `pivots` is scratch of `c` floats.
-pub(crate) fn row_moments(
-    k: &Kernels,
-    x: &[f32],
+pub(crate) fn row_moments<E: Element>(
+    k: &TypedKernels<E>,
+    x: &[E],
     c: usize,
     pivots: &mut [f32],
     mut f: impl FnMut(usize, (f32, f64, f64)),
 ) {
     let count = x.len() / c;
-    pivots.copy_from_slice(&x[..c]);
+    for (p, v) in pivots.iter_mut().zip(&x[..c]) {
+        *p = v.widen();
+    }
     let chunks = stats_chunks(count, c);
     {
         scratch_f64((1 + chunks) * 2 * c, |buf| {
@@ -229,9 +237,9 @@ pub(crate) fn row_moments(
 }
 
 /// [`row_moments`] with its own pivot scratch.
-pub(crate) fn row_moments_alone(
-    k: &Kernels,
-    x: &[f32],
+pub(crate) fn row_moments_alone<E: Element>(
+    k: &TypedKernels<E>,
+    x: &[E],
     c: usize,
     f: impl FnMut(usize, (f32, f64, f64)),
 ) {

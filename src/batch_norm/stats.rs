@@ -3,7 +3,8 @@
 use super::moments::{
     Geometry, MAX_BLOCK, block_width, count_per_channel, geometry, moments, row_moments_alone,
 };
-use crate::dispatch::active_kernels;
+use crate::Element;
+use crate::dispatch::active_typed;
 use crate::dispatch::channels::for_each_block_read;
 use crate::error::check_len;
 use crate::parallel::Par;
@@ -134,8 +135,8 @@ impl ChannelStats {
 /// assert_eq!(out[0].mean, 5.5);
 /// assert_eq!(out[1].var(), 81.0);
 /// ```
-pub fn channel_stats(
-    x: &[f32],
+pub fn channel_stats<E: Element>(
+    x: &[E],
     out: &mut [ChannelStats],
     shape: Shape,
     layout: Layout,
@@ -150,7 +151,7 @@ pub fn channel_stats(
         });
         return Ok(());
     }
-    let k = active_kernels();
+    let k = active_typed::<E>();
     let stats = |(_, mean, var): (f32, f64, f64)| ChannelStats::from_moments(count, mean, var);
     match geometry(shape, layout) {
         Geometry::Runs(geo) => {

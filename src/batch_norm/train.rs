@@ -6,9 +6,10 @@ use super::rows::normalize_rows;
 use super::scratch::scratch_f32;
 use super::stats::ChannelStats;
 use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, inv_std};
+use crate::Element;
 use crate::dispatch::channels::for_each_block;
-use crate::dispatch::{Kernels, NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
-use crate::dispatch::{TypedKernels, active_kernels, active_typed};
+use crate::dispatch::{NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
+use crate::dispatch::{TypedKernels, active_typed};
 use crate::error::check_len;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
@@ -18,6 +19,11 @@ use crate::{Error, Layout, Shape};
 /// variance, writes `y = γ·(x − mean)/sqrt(var + eps) + β` (then ReLU with [`Epilogue::Relu`]),
 /// saves the mean and `invstd` for backward, and updates `running` if given: the running
 /// statistics with the given [`Momentum`], and their batch count.
+///
+/// `x` and `y` are `f32`, [`bf16`](crate::bf16) or [`f16`](struct@crate::f16)
+/// ([`Element`](crate::Element)); parameters and statistics are f32. The statistics of a
+/// 16-bit tensor are those of its widened values (the f32 kernel's, bit for bit), and its
+/// output is the f32 kernel's output narrowed once.
 ///
 /// Each channel (NCHW) or block of up to 64 adjacent channels (NC, NHWC) is read for its
 /// statistics and normalized right after, while it is still in cache, so each element crosses
@@ -49,9 +55,9 @@ use crate::{Error, Layout, Shape};
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_train(
-    x: &[f32],
-    y: &mut [f32],
+pub fn batch_norm_train<E: Element>(
+    x: &[E],
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -91,10 +97,10 @@ pub fn batch_norm_train(
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_add_relu_train(
-    x: &[f32],
-    r: &[f32],
-    y: &mut [f32],
+pub fn batch_norm_add_relu_train<E: Element>(
+    x: &[E],
+    r: &[E],
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -137,8 +143,8 @@ pub fn batch_norm_add_relu_train(
 /// assert_eq!(rmean, [0.3, 0.5]);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
-pub fn batch_norm_train_inplace(
-    x: &mut [f32],
+pub fn batch_norm_train_inplace<E: Element>(
+    x: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -162,10 +168,10 @@ pub fn batch_norm_train_inplace(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(
-    x: Src,
-    res: Option<&[f32]>,
-    y: &mut [f32],
+fn run<E: Element>(
+    x: Src<E>,
+    res: Option<&[E]>,
+    y: &mut [E],
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -189,12 +195,12 @@ fn run(
         return Ok(());
     }
 
-    let (k, t) = (active_kernels(), active_typed::<f32>());
+    let t = active_typed::<E>();
     let n = y.len();
     // The row passes read x twice, add+ReLU reads a second input: streaming stores from a
     // smaller size there.
     let heavy = res.is_some() || matches!(geometry(shape, layout), Geometry::Rows { .. });
-    let nt = k.use_nt_from(
+    let nt = t.use_nt_from(
         n,
         if heavy {
             NT_MIN_BYTES_HEAVY
@@ -227,11 +233,11 @@ fn run(
                 |mut block, means, vars| {
                     let chans = block.channels();
                     let mut pivot = block.first(chans.start);
-                    let mut sums = block.sums_one(k, chans.start, pivot);
+                    let mut sums = block.sums_one(t, chans.start, pivot);
                     for (i, ch) in chans.clone().enumerate() {
                         let (mut m, better) = from_sums(pivot, sums, count);
                         if let Some(b) = better {
-                            m = from_sums(b, block.sums_one(k, ch, b), count).0;
+                            m = from_sums(b, block.sums_one(t, ch, b), count).0;
                         }
                         let (f, mean, var) = consts(ch, m);
                         (means[i], vars[i]) = (mean, var);
@@ -239,7 +245,7 @@ fn run(
                             block.normalize_one(t, ch, f, relu, nt, false);
                         } else {
                             pivot = block.first(ch + 1);
-                            sums = block.normalize_sum_one(k, ch, f, relu, nt, ch + 1, pivot);
+                            sums = block.normalize_sum_one(t, ch, f, relu, nt, ch + 1, pivot);
                         }
                     }
                 },
@@ -247,7 +253,7 @@ fn run(
         }
         Geometry::Rows { c, .. } => {
             let (means, vars) = (&mut *saved.mean, &mut *saved.invstd);
-            train_rows(k, t, x, res, y, c, relu, nt, |ch, m| {
+            train_rows(t, x, res, y, c, relu, nt, |ch, m| {
                 let (f, mean, var) = consts(ch, m);
                 (means[ch], vars[ch]) = (mean, var);
                 f
@@ -274,12 +280,11 @@ fn run(
 /// Training forward for NC/NHWC (the row driver): statistics by rows, then `y` normalized by rows with
 /// `consts(ch, (pivot, mean, var))`, which also records each channel's saved statistics.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn train_rows(
-    k: &Kernels,
-    t: &TypedKernels<f32>,
-    x: Src,
-    res: Option<&[f32]>,
-    y: &mut [f32],
+pub(crate) fn train_rows<E: Element>(
+    t: &TypedKernels<E>,
+    x: Src<E>,
+    res: Option<&[E]>,
+    y: &mut [E],
     c: usize,
     relu: bool,
     nt: bool,
@@ -287,11 +292,11 @@ pub(crate) fn train_rows(
 ) {
     scratch_f32(4 * c, |buf| {
         let (pivots, aff) = buf.split_at_mut(c);
-        let src: &[f32] = match x {
+        let src: &[E] = match x {
             Src::Slice(xs) => xs,
             Src::InPlace => y,
         };
-        row_moments(k, src, c, pivots, |ch, m| {
+        row_moments(t, src, c, pivots, |ch, m| {
             let f = consts(ch, m);
             (aff[3 * ch], aff[3 * ch + 1], aff[3 * ch + 2]) = (f.k, f.a, f.b);
         });

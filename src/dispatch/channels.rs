@@ -110,14 +110,14 @@ impl<E: Elem> Block<'_, E> {
     }
 }
 
-impl Block<'_> {
+impl<E: Elem> Block<'_, E> {
     /// The input's first element of channel `ch` (a good pivot: it is a sample of the data).
     pub(crate) fn first(&self, ch: usize) -> f32 {
         assert!(self.channels().contains(&ch));
         let at = ch * self.geo.hw;
         // SAFETY: `for_each_block` only makes blocks of non-empty channels (every channel has
         // at least one element), and element `at` belongs to channel `ch` of this block.
-        unsafe { *self.base.x.add(at) }
+        unsafe { (*self.base.x.add(at)).widen() }
     }
 
     /// `(n, c, hw)`, checking that `ch` is one of the block's channels.
@@ -127,7 +127,7 @@ impl Block<'_> {
     }
 
     /// Shifted sums `[Σ(x − K), Σ(x − K)²]` of NCHW channel `ch` around `pivot`.
-    pub(crate) fn sums_one(&self, k: &Kernels, ch: usize, pivot: f32) -> [f64; 2] {
+    pub(crate) fn sums_one(&self, k: &TypedKernels<E>, ch: usize, pivot: f32) -> [f64; 2] {
         let (n, c, hw) = self.runs_geometry(ch);
         let mut t = [0.0f64; 2];
         let x = self.base.x.wrapping_add(ch * hw);
@@ -141,7 +141,7 @@ impl Block<'_> {
     /// `ch + 1` (if any) into L2 meanwhile.
     pub(crate) fn normalize_one(
         &mut self,
-        t: &TypedKernels<f32>,
+        t: &TypedKernels<E>,
         ch: usize,
         f: Affine,
         relu: bool,
@@ -166,7 +166,7 @@ impl Block<'_> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn normalize_sum_one(
         &mut self,
-        k: &Kernels,
+        k: &TypedKernels<E>,
         ch: usize,
         f: Affine,
         relu: bool,
@@ -190,7 +190,7 @@ impl Block<'_> {
 
     /// Shifted sums of each channel of the block: `out[i] = [Σ(x − K_i), Σ(x − K_i)²]` for
     /// channel `c0 + i` with pivot `pivots[i]`, the channels read together in address order.
-    pub(crate) fn sums(&self, k: &Kernels, pivots: &[f32], out: &mut [[f64; 2]]) {
+    pub(crate) fn sums(&self, k: &TypedKernels<E>, pivots: &[f32], out: &mut [[f64; 2]]) {
         let w = self.c1 - self.c0;
         assert!(pivots.len() >= w && out.len() >= w && w <= 64);
         let Runs { n, c, hw } = self.geo;
@@ -245,16 +245,16 @@ pub(crate) fn for_each_block_res<E: Elem>(
 /// tensor `y` (input `x`, or `y` itself in place; residual `res` for add+ReLU), `a` and `b` being per-channel outputs cut
 /// into the same blocks. Each block goes to exactly one task; in parallel when `par`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn for_each_block<A: Send, B: Send>(
-    x: Src,
-    res: Option<&[f32]>,
-    y: &mut [f32],
+pub(crate) fn for_each_block<E: Elem, A: Send, B: Send>(
+    x: Src<E>,
+    res: Option<&[E]>,
+    y: &mut [E],
     geo: Runs,
     width: usize,
     par: Par,
     a: &mut [A],
     b: &mut [B],
-    f: impl Fn(Block<'_>, &mut [A], &mut [B]) + Sync + Send,
+    f: impl Fn(Block<'_, E>, &mut [A], &mut [B]) + Sync + Send,
 ) {
     let c = geo.c;
     assert!(width > 0 && geo.numel() == y.len() && a.len() == c && b.len() == c);
@@ -296,13 +296,13 @@ fn spread<P: Copy + Send + Sync, A: Send, B: Send>(
 
 /// Like [`for_each_block`] for reading only: blocks of `x`, with one per-channel output `a`.
 /// The blocks' normalizing methods must not be called (they assert).
-pub(crate) fn for_each_block_read<A: Send>(
-    x: &[f32],
+pub(crate) fn for_each_block_read<E: Elem, A: Send>(
+    x: &[E],
     geo: Runs,
     width: usize,
     par: Par,
     a: &mut [A],
-    f: impl Fn(Block<'_>, &mut [A]) + Sync + Send,
+    f: impl Fn(Block<'_, E>, &mut [A]) + Sync + Send,
 ) {
     let c = geo.c;
     assert!(width > 0 && geo.numel() == x.len() && a.len() == c);

@@ -35,39 +35,6 @@ macro_rules! kernel_list {
             narrow_f16(x: *const f32, y: *mut half::f16, n: usize)
                 => crate::kernels::convert::narrow;
 
-            bn_sums_runs(
-                x: *const f32,
-                runs: usize,
-                len: usize,
-                stride: usize,
-                g: usize,
-                pivots: *const f32,
-                out: *mut f64,
-            ) => crate::kernels::bn::sums_runs;
-
-            bn_normalize_sum_runs(
-                x: *const f32,
-                y: *mut f32,
-                runs: usize,
-                len: usize,
-                stride: usize,
-                f: crate::kernels::bn::Affine,
-                res: *const f32,
-                relu: bool,
-                nt: bool,
-                xs: *const f32,
-                pivot: f32,
-            ) -> [f64; 2] => crate::kernels::bn::normalize_sum_runs_relu;
-
-            bn_sums_rows(
-                x: *const f32,
-                rows: usize,
-                stride: usize,
-                w: usize,
-                pivots: *const f32,
-                out: *mut f64,
-            ) => crate::kernels::bn::sums_rows;
-
             bn_bwd_sums_runs(
                 inp: crate::kernels::bn_backward::BwdIn,
                 runs: usize,
@@ -179,6 +146,39 @@ macro_rules! typed_kernel_list {
                 relu: bool,
                 nt: bool,
             ) => crate::kernels::bn::normalize_tiled;
+
+            bn_sums_runs(
+                x: *const E,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                g: usize,
+                pivots: *const f32,
+                out: *mut f64,
+            ) => crate::kernels::bn::sums_runs;
+
+            bn_normalize_sum_runs(
+                x: *const E,
+                y: *mut E,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                f: crate::kernels::bn::Affine,
+                res: *const E,
+                relu: bool,
+                nt: bool,
+                xs: *const E,
+                pivot: f32,
+            ) -> [f64; 2] => crate::kernels::bn::normalize_sum_runs_relu;
+
+            bn_sums_rows(
+                x: *const E,
+                rows: usize,
+                stride: usize,
+                w: usize,
+                pivots: *const f32,
+                out: *mut f64,
+            ) => crate::kernels::bn::sums_rows;
 
             copy(x: *const E, y: *mut E, n: usize, nt: bool) => crate::kernels::stream::copy;
 

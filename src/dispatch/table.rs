@@ -184,38 +184,6 @@ impl Kernels {
         unsafe { (self.narrow_f16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
     }
 
-    /// Per-column shifted sums of columns `c0 .. c0 + w` of the `rows` rows of `x` (row
-    /// stride `stride`), around `pivots[0..w]`, added to `out[0..w]` and `out[w..2w]`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn bn_sums_rows(
-        &self,
-        x: &[f32],
-        rows: usize,
-        stride: usize,
-        c0: usize,
-        w: usize,
-        pivots: &[f32],
-        out: &mut [f64],
-    ) {
-        assert!(w > 0 && w <= crate::kernels::sums::ROW_SEGMENT && c0 + w <= stride);
-        assert!(pivots.len() >= w && out.len() >= 2 * w && rows * stride <= x.len());
-        if rows == 0 {
-            return;
-        }
-        // SAFETY: features checked by `for_isa`; row r's columns are
-        // x[r·stride + c0 .. + w], inside `x` since rows·stride <= x.len() and c0 + w <= stride.
-        unsafe {
-            (self.bn_sums_rows)(
-                x.as_ptr().add(c0),
-                rows,
-                stride,
-                w,
-                pivots.as_ptr(),
-                out.as_mut_ptr(),
-            )
-        }
-    }
-
     /// Backward sums `[Σdy; Σdy·(x − mean)]` (added to `out`, `w` each) of columns
     /// `c0 .. c0 + w` (`w <= 64`) of the rows of `x`/`dy`/`y` (row stride `stride`).
     #[allow(clippy::too_many_arguments)]
@@ -385,6 +353,38 @@ impl<E: crate::simd::elem::Elem> TypedKernels<E> {
         // padded rows.
         unsafe {
             (self.bn_normalize_tiled)(x, y.as_mut_ptr(), y.len(), aff.as_ptr(), l, res, relu, nt)
+        }
+    }
+
+    /// Per-column shifted sums of columns `c0 .. c0 + w` of the `rows` rows of `x` (row
+    /// stride `stride`), around `pivots[0..w]`, added to `out[0..w]` and `out[w..2w]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_sums_rows(
+        &self,
+        x: &[E],
+        rows: usize,
+        stride: usize,
+        c0: usize,
+        w: usize,
+        pivots: &[f32],
+        out: &mut [f64],
+    ) {
+        assert!(w > 0 && w <= crate::kernels::sums::ROW_SEGMENT && c0 + w <= stride);
+        assert!(pivots.len() >= w && out.len() >= 2 * w && rows * stride <= x.len());
+        if rows == 0 {
+            return;
+        }
+        // SAFETY: features checked by `for_isa`; row r's columns are
+        // x[r·stride + c0 .. + w], inside `x` since rows·stride <= x.len() and c0 + w <= stride.
+        unsafe {
+            (self.bn_sums_rows)(
+                x.as_ptr().add(c0),
+                rows,
+                stride,
+                w,
+                pivots.as_ptr(),
+                out.as_mut_ptr(),
+            )
         }
     }
 }

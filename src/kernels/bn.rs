@@ -29,9 +29,9 @@ use crate::simd::{LANES, Simd};
 /// `out` for `2g` writes.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sums_runs<S: Simd>(
+pub(crate) unsafe fn sums_runs<S: Simd, E: Elem>(
     s: S,
-    x: *const f32,
+    x: *const E,
     runs: usize,
     len: usize,
     stride: usize,
@@ -58,9 +58,9 @@ pub(crate) unsafe fn sums_runs<S: Simd>(
 /// `x + r·stride + [0, w)` readable for every `r < rows`; `pivots` valid for `w` reads, `out`
 /// for `2w` reads and writes; `0 < w <= ROW_SEGMENT`.
 #[inline(always)]
-pub(crate) unsafe fn sums_rows<S: Simd>(
+pub(crate) unsafe fn sums_rows<S: Simd, E: Elem>(
     s: S,
-    x: *const f32,
+    x: *const E,
     rows: usize,
     stride: usize,
     w: usize,
@@ -240,7 +240,7 @@ impl<V> Shifted<V> {
     /// `op` over a run of `len` elements whose output starts at `out`; non-temporal stores
     /// when `nt`.
     #[inline(always)]
-    pub(crate) fn new(op: V, out: *const f32, len: usize, nt: bool) -> Self {
+    pub(crate) fn new<E>(op: V, out: *const E, len: usize, nt: bool) -> Self {
         let head = nt_head(out, len);
         Shifted {
             op,
@@ -286,28 +286,28 @@ impl<V> Shifted<V> {
 }
 
 /// Normalizes one vector of a run with plain stores, alongside [`Sums::add_run`](crate::kernels::sums::Sums::add_run).
-struct NormalizeStore<S: Simd, const RELU: bool> {
-    x: *const f32,
-    y: *mut f32,
+struct NormalizeStore<S: Simd, E, const RELU: bool> {
+    x: *const E,
+    y: *mut E,
     k: S::F,
     a: S::F,
     b: S::F,
     /// Residual added before the ReLU (null: none).
-    res: *const f32,
+    res: *const E,
 }
 
-impl<S: Simd, const RELU: bool> StoreAt<S> for NormalizeStore<S, RELU> {
+impl<S: Simd, E: Elem, const RELU: bool> StoreAt<S> for NormalizeStore<S, E, RELU> {
     #[inline(always)]
     unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool) {
         // SAFETY: the caller's offsets are within the run (see `Shifted`).
         unsafe {
             let abc = [self.k, self.a, self.b];
-            let o = Normalize::<S, f32, RELU>::value(s, self.x, self.res, i, len, abc);
+            let o = Normalize::<S, E, RELU>::value(s, self.x, self.res, i, len, abc);
             if nt {
-                s.store_nt(self.y.add(i), o);
+                E::store_nt(s, self.y.add(i), o);
             } else {
                 // The hint never faults, past the run or not.
-                s.prefetch_w(self.y.wrapping_add(i + PREFETCH_W_AHEAD));
+                s.prefetch_w(self.y.wrapping_add(i + PREFETCH_W_AHEAD).cast());
                 store(s, self.y.add(i), len, o);
             }
         }
@@ -320,26 +320,26 @@ impl<S: Simd, const RELU: bool> StoreAt<S> for NormalizeStore<S, RELU> {
 /// As [`normalize_sum_runs`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn normalize_sum_runs_relu<S: Simd>(
+pub(crate) unsafe fn normalize_sum_runs_relu<S: Simd, E: Elem>(
     s: S,
-    x: *const f32,
-    y: *mut f32,
+    x: *const E,
+    y: *mut E,
     runs: usize,
     len: usize,
     stride: usize,
     f: Affine,
-    res: *const f32,
+    res: *const E,
     relu: bool,
     nt: bool,
-    xs: *const f32,
+    xs: *const E,
     pivot: f32,
 ) -> [f64; 2] {
     // SAFETY: forwarded.
     unsafe {
         if relu {
-            normalize_sum_runs::<S, true>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
+            normalize_sum_runs::<S, E, true>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
         } else {
-            normalize_sum_runs::<S, false>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
+            normalize_sum_runs::<S, E, false>(s, x, y, runs, len, stride, f, res, nt, xs, pivot)
         }
     }
 }
@@ -356,17 +356,17 @@ pub(crate) unsafe fn normalize_sum_runs_relu<S: Simd>(
 /// likewise, when not null) readable, `y + r·stride + [0, len)` writable.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn normalize_sum_runs<S: Simd, const RELU: bool>(
+pub(crate) unsafe fn normalize_sum_runs<S: Simd, E: Elem, const RELU: bool>(
     s: S,
-    x: *const f32,
-    y: *mut f32,
+    x: *const E,
+    y: *mut E,
     runs: usize,
     len: usize,
     stride: usize,
     f: Affine,
-    res: *const f32,
+    res: *const E,
     nt: bool,
-    xs: *const f32,
+    xs: *const E,
     pivot: f32,
 ) -> [f64; 2] {
     let (k, a, b) = (s.splat(f.k), s.splat(f.a), s.splat(f.b));
@@ -382,7 +382,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd, const RELU: bool>(
         } else {
             res.wrapping_add(at)
         };
-        let op = NormalizeStore::<S, RELU> {
+        let op = NormalizeStore::<S, E, RELU> {
             x: xr,
             y: yr,
             k,

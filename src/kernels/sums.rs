@@ -15,6 +15,7 @@
 //! (rows).
 
 use crate::kernels::stream::load;
+use crate::simd::elem::Elem;
 use crate::simd::{LANES, Simd};
 
 /// Terms an f32 accumulator lane takes at most between flushes to f64 (~1e-6 relative error
@@ -158,15 +159,23 @@ pub(crate) trait Terms<S: Simd>: Copy {
     fn base(self) -> *const f32;
 }
 
-/// The forward's terms `x`, `x − K`, `x − K` of `x`.
-#[derive(Clone, Copy)]
-pub(crate) struct XTerms {
-    pub x: *const f32,
+/// The forward's terms `x`, `x − K`, `x − K` of `x` (any element type, widened).
+pub(crate) struct XTerms<E = f32> {
+    pub x: *const E,
 }
 
-impl<S: Simd> Terms<S> for XTerms {
+// Manual impls: a derive would ask `E: Copy`; a raw pointer is `Copy` whatever `E`.
+impl<E> Clone for XTerms<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for XTerms<E> {}
+
+impl<S: Simd, E: Elem> Terms<S> for XTerms<E> {
     type First = Wide<S>;
-    const ROTATE: bool = true;
+    // The rotated aligned-row reads are written for f32 rows (the same bits either way).
+    const ROTATE: bool = size_of::<E>() == 4;
 
     #[inline(always)]
     unsafe fn at(self, s: S, i: usize, len: usize, k: S::F) -> [S::F; 3] {
@@ -191,7 +200,8 @@ impl<S: Simd> Terms<S> for XTerms {
 
     #[inline(always)]
     fn base(self) -> *const f32 {
-        self.x
+        // Read as f32 only when `ROTATE`, that is when `E` is f32.
+        self.x.cast()
     }
 }
 
