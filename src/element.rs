@@ -3,9 +3,9 @@
 /// An activation element type: `f32`, [`bf16`](crate::bf16) or [`f16`](struct@crate::f16) (the
 /// `half` crate's types, re-exported). Sealed: implemented for these three only.
 ///
-/// Taken by every dropout function, batch-norm inference and the training forward (one call,
-/// in place, add+ReLU, `channel_stats` and the split phase's `apply`); the backward kernels
-/// take f32 so far. Kernels generic over it read 16-bit elements widened to f32 (exactly), compute in f32 and
+/// Taken by every dropout and batch-norm function for its activation tensors (`x`, `y`, the
+/// residual, `dy`, `dx`, `dr`); the layers ([`BatchNorm`](crate::BatchNorm),
+/// [`Dropout`](crate::Dropout)) are f32. Kernels generic over it read 16-bit elements widened to f32 (exactly), compute in f32 and
 /// narrow their outputs back (round to nearest, ties to even; NaN stays a quiet NaN; f16
 /// overflows to ±inf), with the same bits on every ISA and thread count. Parameters and
 /// statistics are f32 whatever the activations' type (PyTorch's mixed precision).

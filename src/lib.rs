@@ -2,8 +2,8 @@
 //!
 //! Hand-vectorized CPU kernels for **inverted dropout** and **batch normalization** on raw
 //! slices in NC, NCHW and NHWC layouts: `f32` everywhere, and [`bf16`] /
-//! [`f16`](struct@crate::f16) (the `half` crate's types) for dropout and the batch-norm
-//! forward (training and inference; backward is f32 so far) — see [`Element`]. The kernels are chosen at run time for the CPU at hand (AVX-512,
+//! [`f16`](struct@crate::f16) (the `half` crate's types) for every kernel — see
+//! [`Element`]. The kernels are chosen at run time for the CPU at hand (AVX-512,
 //! AVX2+FMA+F16C or portable SIMD), run in parallel with rayon, give the same bits
 //! on any thread count, allocate nothing per call beyond reused thread-local scratch, write
 //! into caller-provided buffers, and return a typed [`Error`] — never a panic — on bad input.

@@ -11,10 +11,12 @@ mod common;
 
 use common::*;
 use dropnorm::{
-    BnParams, ChannelStats, Epilogue, Layout, Momentum, RunningStats, RunningStatsMut,
-    SavedStatsMut, Shape, batch_norm_add_relu_apply, batch_norm_add_relu_infer,
-    batch_norm_add_relu_train, batch_norm_apply, batch_norm_infer, batch_norm_infer_inplace,
-    batch_norm_train, batch_norm_train_inplace, bf16, channel_stats, f16, with_isa,
+    AddReluGrads, BnGrads, BnParams, ChannelStats, Epilogue, GradSums, Layout, Momentum,
+    RunningStats, RunningStatsMut, SavedStats, SavedStatsMut, Shape, batch_norm_add_relu_apply,
+    batch_norm_add_relu_backward, batch_norm_add_relu_infer, batch_norm_add_relu_train,
+    batch_norm_apply, batch_norm_backward, batch_norm_backward_apply, batch_norm_backward_eval,
+    batch_norm_backward_sums, batch_norm_infer, batch_norm_infer_inplace, batch_norm_train,
+    batch_norm_train_inplace, bf16, channel_stats, f16, with_isa,
 };
 
 const LAYOUTS: [Layout; 3] = [Layout::Nc, Layout::Nchw, Layout::Nhwc];
@@ -344,7 +346,131 @@ fn bf16_and_f16_training_is_the_f32_kernel_narrowed() {
     check_train::<f16>("f16");
 }
 
+/// Backward of kind 0 (one call), 1 (add+ReLU: also `dr`), 2 (eval mode), 3 (sums then
+/// apply), over `x`, `dy` and the forward output `y` (used with a ReLU), in any element type:
+/// `dx` (and `dr`) narrowed to `E`, and the bits of `dγ`, `dβ`.
+#[allow(clippy::too_many_arguments)]
+fn backward_in<T: dropnorm::Element, E: Half>(
+    x: &[T],
+    dy: &[T],
+    y: Option<&[T]>,
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    kind: u8,
+    to_e: impl Fn(&[T]) -> Vec<E>,
+) -> TrainOut {
+    let (n, c) = (x.len(), shape.c);
+    let mean: Vec<f32> = (0..c).map(|i| 20.0 + i as f32 * 0.01).collect();
+    let invstd: Vec<f32> = (0..c).map(|i| 1.0 / (3.0 + (i % 5) as f32)).collect();
+    let saved = SavedStats {
+        mean: &mean,
+        invstd: &invstd,
+    };
+    let mut dx = x.to_vec();
+    let mut dr = x.to_vec();
+    let (mut dg, mut db) = (vec![f32::NAN; c], vec![f32::NAN; c]);
+    let grads = BnGrads {
+        dx: &mut dx,
+        dgamma: &mut dg,
+        dbeta: &mut db,
+    };
+    match kind {
+        0 => batch_norm_backward(x, dy, y, grads, shape, layout, params, &saved),
+        1 => {
+            let grads = AddReluGrads {
+                dx: grads.dx,
+                dr: &mut dr,
+                dgamma: grads.dgamma,
+                dbeta: grads.dbeta,
+            };
+            let y = y.unwrap_or(x);
+            batch_norm_add_relu_backward(x, dy, y, grads, shape, layout, params, &saved)
+        }
+        2 => {
+            let stats = RunningStats {
+                mean: &mean,
+                var: &invstd,
+            };
+            batch_norm_backward_eval(x, dy, y, grads, shape, layout, params, &stats)
+        }
+        _ => {
+            let mut sums = vec![GradSums::default(); c];
+            batch_norm_backward_sums(x, dy, y, &mut sums, shape, layout, &saved).unwrap();
+            batch_norm_backward_apply(x, dy, y, grads, shape, layout, params, &saved, &sums)
+        }
+    }
+    .unwrap();
+    let canon = |v: &[T]| -> Vec<u16> {
+        to_e(v)
+            .iter()
+            .map(|e| if e.wide().is_nan() { 0x7FFF } else { e.raw() })
+            .collect()
+    };
+    let mut out = canon(&dx);
+    if kind == 1 {
+        out.extend(canon(&dr));
+    }
+    let g = dg.iter().chain(&db);
+    let g = g.map(|v| {
+        if v.is_nan() {
+            f32::NAN.to_bits()
+        } else {
+            v.to_bits()
+        }
+    });
+    assert_eq!(n, x.len());
+    (out, g.collect())
+}
+
+fn check_backward<E: Half>(name: &str) {
+    for_each_isa(|isa| {
+        for layout in LAYOUTS {
+            for (si, shape) in shapes(layout).into_iter().enumerate() {
+                let n = shape.numel().unwrap();
+                let finite = |n: usize, salt: u64, mid: f64| -> Vec<E> {
+                    normals(n, salt)
+                        .iter()
+                        .map(|v| E::of((mid + 3.0 * v) as f32))
+                        .collect()
+                };
+                let xs = finite(n + 1, 11 + si as u64, 20.0);
+                let x = &xs[1..];
+                let dy = finite(n, 90 + si as u64, 0.0);
+                let yf = finite(n, 40 + si as u64, 0.0); // a forward output: half positive
+                let wide = |v: &[E]| v.iter().map(|e| e.wide()).collect::<Vec<f32>>();
+                let (xw, dyw, yw) = (wide(x), wide(&dy), wide(&yf));
+                let g: Vec<f32> = (0..shape.c).map(|i| 0.5 + i as f32 * 0.01).collect();
+                let params = BnParams::new(1e-5).with_affine(&g, &g);
+                for relu in [false, true] {
+                    for kind in 0..4u8 {
+                        let same = |v: &[E]| v.to_vec();
+                        let narrowed = |v: &[f32]| v.iter().map(|&f| E::of(f)).collect();
+                        let (y, ywo) = (relu.then_some(&yf[..]), relu.then_some(&yw[..]));
+                        let got = backward_in(x, &dy, y, shape, layout, &params, kind, same);
+                        let want =
+                            backward_in(&xw, &dyw, ywo, shape, layout, &params, kind, narrowed);
+                        assert!(
+                            got == want,
+                            "{isa} {name} {layout:?} {shape:?} relu {relu} kind {kind}"
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Every backward (one call, add+ReLU with `dr`, eval mode, sums then apply) over bf16 and
+/// f16: the f32 kernel's gradients on the widened values, `dx` (and `dr`) narrowed, `dγ` and
+/// `dβ` bit for bit.
+fn bf16_and_f16_backward_is_the_f32_kernel_narrowed() {
+    check_backward::<bf16>("bf16");
+    check_backward::<f16>("f16");
+}
+
 main_thread_checks!(
+    bf16_and_f16_backward_is_the_f32_kernel_narrowed,
     bf16_and_f16_training_is_the_f32_kernel_narrowed,
     bf16_and_f16_inference_is_the_f32_kernel_narrowed,
     bf16_inference_within_one_ulp_of_f64,

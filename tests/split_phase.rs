@@ -445,7 +445,7 @@ fn tiny_shards_are_fine_to_sum() {
         }
     );
     let empty = Shape::nc(0, 3);
-    batch_norm_backward_sums(&[], &[], None, &mut sums, empty, Layout::Nc, &saved).unwrap();
+    batch_norm_backward_sums::<f32>(&[], &[], None, &mut sums, empty, Layout::Nc, &saved).unwrap();
     assert_eq!(sums, [GradSums::default(); 3]);
     // An empty shard still takes part in phase 2: it updates its running statistics.
     let stats = [ChannelStats {
@@ -658,9 +658,9 @@ fn split_phase_errors_name_the_argument_and_write_nothing() {
             mean: &[],
             invstd: &[],
         };
-        let r = batch_norm_backward_sums(&[], &[], None, &mut [], huge, layout, &saved);
+        let r = batch_norm_backward_sums::<f32>(&[], &[], None, &mut [], huge, layout, &saved);
         assert!(r.is_err(), "{layout:?}: {r:?}");
-        let grads = BnGrads {
+        let grads = BnGrads::<f32> {
             dx: &mut [],
             dgamma: &mut [],
             dbeta: &mut [],

@@ -14,9 +14,10 @@ use super::moments::{
 use super::rows::{aligned_like, blocks_last_first, tile_layout, tile_task};
 use super::scratch::{scratch_f32, scratch_f64};
 use super::{BnParams, check_eps, inv_std};
-use crate::dispatch::active_kernels;
+use crate::Element;
+use crate::dispatch::active_typed;
 use crate::dispatch::channels::for_each_bwd_block;
-use crate::dispatch::{Kernels, NT_MIN_BYTES_HEAVY, Src};
+use crate::dispatch::{NT_MIN_BYTES_HEAVY, Src, TypedKernels};
 use crate::error::check_len;
 use crate::kernels::bn_backward::BwdConsts;
 use crate::kernels::sums::ROW_SEGMENT;
@@ -35,9 +36,9 @@ pub struct SavedStats<'a> {
 
 /// Where backward writes. All are overwritten (not accumulated into).
 #[derive(Debug)]
-pub struct BnGrads<'a> {
+pub struct BnGrads<'a, E = f32> {
     /// Gradient of the input, as long as `x`.
-    pub dx: &'a mut [f32],
+    pub dx: &'a mut [E],
     /// Gradient of γ, one per channel (`Σdy·xhat`; written even without affine parameters).
     pub dgamma: &'a mut [f32],
     /// Gradient of β, one per channel (`Σdy`).
@@ -47,11 +48,11 @@ pub struct BnGrads<'a> {
 /// Where the add+ReLU backward writes: the batch-norm gradients and the residual's. All are
 /// overwritten (not accumulated into).
 #[derive(Debug)]
-pub struct AddReluGrads<'a> {
+pub struct AddReluGrads<'a, E = f32> {
     /// Gradient of the input, as long as `x`.
-    pub dx: &'a mut [f32],
+    pub dx: &'a mut [E],
     /// Gradient of the residual `r` (`dy` where `y > 0`), as long as `x`.
-    pub dr: &'a mut [f32],
+    pub dr: &'a mut [E],
     /// Gradient of γ, one per channel.
     pub dgamma: &'a mut [f32],
     /// Gradient of β, one per channel.
@@ -59,6 +60,10 @@ pub struct AddReluGrads<'a> {
 }
 
 /// Backward of [`batch_norm_train`](super::batch_norm_train).
+///
+/// `x`, `dy`, `y` and `dx` are `f32`, [`bf16`](crate::bf16) or [`f16`](struct@crate::f16)
+/// ([`Element`](crate::Element)); `dγ`, `dβ`, parameters and statistics are f32. A 16-bit
+/// backward is the f32 kernel's on the widened values, `dx` narrowed once.
 ///
 /// `params` are the forward's (γ is used; β and eps are not needed). `y` is `Some` exactly
 /// when the forward fused a ReLU ([`Epilogue::Relu`](super::Epilogue)): its output, and the
@@ -78,11 +83,11 @@ pub struct AddReluGrads<'a> {
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_backward(
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
-    grads: BnGrads,
+pub fn batch_norm_backward<E: Element>(
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
+    grads: BnGrads<E>,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -126,11 +131,11 @@ pub fn batch_norm_backward(
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_add_relu_backward(
-    x: &[f32],
-    dy: &[f32],
-    y: &[f32],
-    grads: AddReluGrads,
+pub fn batch_norm_add_relu_backward<E: Element>(
+    x: &[E],
+    dy: &[E],
+    y: &[E],
+    grads: AddReluGrads<E>,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -179,11 +184,11 @@ pub fn batch_norm_add_relu_backward(
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_backward_eval(
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
-    grads: BnGrads,
+pub fn batch_norm_backward_eval<E: Element>(
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
+    grads: BnGrads<E>,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -241,10 +246,10 @@ impl Norm<'_> {
 /// Checks a backward's tensors, parameters, statistics and the per-channel gradients'
 /// lengths; returns the tensor's length and its values per channel.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn validate(
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
+pub(crate) fn validate<E>(
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
     dx_len: usize,
     shape: Shape,
     layout: Layout,
@@ -300,16 +305,16 @@ pub(crate) fn bwd_consts(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
-    dr: Option<&mut [f32]>,
+fn run<E: Element>(
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
+    dr: Option<&mut [E]>,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
     norm: Norm,
-    grads: BnGrads,
+    grads: BnGrads<E>,
 ) -> Result<(), Error> {
     let per_channel = [
         ("grads.dgamma", grads.dgamma.len()),
@@ -325,7 +330,7 @@ fn run(
         grads.dbeta.fill(0.0);
         return Ok(());
     }
-    let k = active_kernels();
+    let k = active_typed::<E>();
     // Two inputs (x and dy): streaming stores from the lower threshold.
     let nt = k.use_nt_from(n, NT_MIN_BYTES_HEAVY);
     let par = Par::above_threshold(n, 1);
@@ -390,13 +395,13 @@ fn run(
 /// NC/NHWC backward: the two sums by row chunks (partials merged in a fixed order), then `dx`
 /// (and `dr`) by rows with tiled constants.
 #[allow(clippy::too_many_arguments)]
-fn backward_rows(
-    k: &Kernels,
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
-    dx: &mut [f32],
-    dr: Option<&mut [f32]>,
+fn backward_rows<E: Element>(
+    k: &TypedKernels<E>,
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
+    dx: &mut [E],
+    dr: Option<&mut [E]>,
     c: usize,
     nt: bool,
     mut consts: impl FnMut(usize, [f64; 2]) -> BwdConsts,
@@ -414,11 +419,11 @@ fn backward_rows(
 /// columns (dy masked by `y > 0` when `y` is given), taken by row chunks merged in a fixed
 /// order, in the [`sum_index`] layout.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn row_grad_sums(
-    k: &Kernels,
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
+pub(crate) fn row_grad_sums<E: Element>(
+    k: &TypedKernels<E>,
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
     c: usize,
     mean: &[f32],
     f: impl FnOnce(&[f64]),
@@ -445,13 +450,13 @@ pub(crate) fn row_grad_sums(
 /// `after_sums`: a sums pass over the same rows just ran, so blocks go last to first (see
 /// [`blocks_last_first`]).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn row_dx(
-    k: &Kernels,
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
-    dx: &mut [f32],
-    dr: Option<&mut [f32]>,
+pub(crate) fn row_dx<E: Element>(
+    k: &TypedKernels<E>,
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
+    dx: &mut [E],
+    dr: Option<&mut [E]>,
     c: usize,
     nt: bool,
     after_sums: bool,

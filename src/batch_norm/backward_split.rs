@@ -8,9 +8,10 @@ use super::BnParams;
 use super::apply::check_counts;
 use super::backward::{BnGrads, Norm, SavedStats, bwd_consts, row_dx, row_grad_sums, validate};
 use super::moments::{Geometry, block_width, geometry, sum_index};
+use crate::Element;
 use crate::dispatch::NT_MIN_BYTES_HEAVY;
 use crate::dispatch::Src;
-use crate::dispatch::active_kernels;
+use crate::dispatch::active_typed;
 use crate::dispatch::channels::{for_each_bwd_block, for_each_bwd_block_read};
 use crate::parallel::Par;
 use crate::{Error, Layout, Shape};
@@ -73,10 +74,10 @@ impl GradSums {
 /// assert_eq!(db, [3.0]);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
-pub fn batch_norm_backward_sums(
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
+pub fn batch_norm_backward_sums<E: Element>(
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
     out: &mut [GradSums],
     shape: Shape,
     layout: Layout,
@@ -94,7 +95,7 @@ pub fn batch_norm_backward_sums(
         });
         return Ok(());
     }
-    let k = active_kernels();
+    let k = active_typed::<E>();
     let mean = saved.mean;
     let sums = |[dy, dy_xmu]: [f64; 2]| GradSums { count, dy, dy_xmu };
     match geometry(shape, layout) {
@@ -143,11 +144,11 @@ pub fn batch_norm_backward_sums(
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_backward_apply(
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
-    grads: BnGrads,
+pub fn batch_norm_backward_apply<E: Element>(
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
+    grads: BnGrads<E>,
     shape: Shape,
     layout: Layout,
     params: &BnParams,
@@ -174,7 +175,7 @@ pub fn batch_norm_backward_apply(
     if n == 0 {
         return Ok(());
     }
-    let k = active_kernels();
+    let k = active_typed::<E>();
     let nt = k.use_nt_from(n, NT_MIN_BYTES_HEAVY);
     match geometry(shape, layout) {
         Geometry::Runs(geo) => {

@@ -10,7 +10,7 @@
 use core::marker::PhantomData;
 use core::ops::Range;
 
-use super::table::{Kernels, Src, TypedKernels};
+use super::table::{Src, TypedKernels};
 use crate::kernels::bn::Affine;
 use crate::kernels::bn_backward::{BwdConsts, BwdIn};
 use crate::parallel::{Par, for_each_chunk2};
@@ -327,25 +327,32 @@ pub(crate) fn for_each_block_read<E: Elem, A: Send>(
     });
 }
 
-/// Pointers of a batch-norm backward over an NCHW tensor.
-#[derive(Clone, Copy)]
-pub(crate) struct BwdBase {
-    inp: BwdIn,
-    dx: *mut f32,
-    dr: *mut f32,
+/// Pointers of a batch-norm backward over an NCHW tensor of element type `E`.
+pub(crate) struct BwdBase<E = f32> {
+    inp: BwdIn<E>,
+    dx: *mut E,
+    dr: *mut E,
 }
+
+// Manual impls: a derive would ask `E: Copy`; raw pointers are `Copy` whatever `E`.
+impl<E> Clone for BwdBase<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for BwdBase<E> {}
 
 // SAFETY: as for `Base`: borrowed for the whole `for_each_bwd_block` call, and each task
 // touches only its own channels of the outputs.
-unsafe impl Send for BwdBase {}
+unsafe impl<E> Send for BwdBase<E> {}
 // SAFETY: as above.
-unsafe impl Sync for BwdBase {}
+unsafe impl<E> Sync for BwdBase<E> {}
 
 /// A block of a batch-norm backward (its channels of the outputs).
-pub(crate) type BwdBlock<'a> = ChannelBlock<'a, BwdBase>;
+pub(crate) type BwdBlock<'a, E = f32> = ChannelBlock<'a, BwdBase<E>>;
 
-impl BwdBlock<'_> {
-    fn inputs(&self, ch: usize) -> (BwdIn, usize) {
+impl<E: Elem> BwdBlock<'_, E> {
+    fn inputs(&self, ch: usize) -> (BwdIn<E>, usize) {
         assert!(self.channels().contains(&ch));
         let at = ch * self.geo.hw;
         let i = self.base.inp;
@@ -362,7 +369,7 @@ impl BwdBlock<'_> {
     }
 
     /// `[Σdy, Σdy·(x − mean)]` of channel `ch` (dy masked by `y > 0` with a fused ReLU).
-    pub(crate) fn sums(&self, k: &Kernels, ch: usize, mean: f32) -> [f64; 2] {
+    pub(crate) fn sums(&self, k: &TypedKernels<E>, ch: usize, mean: f32) -> [f64; 2] {
         let (inp, _) = self.inputs(ch);
         let Runs { n, c, hw } = self.geo;
         // SAFETY: features checked; run r of channel `ch` is at ch·hw + r·c·hw, inside every
@@ -371,7 +378,7 @@ impl BwdBlock<'_> {
     }
 
     /// `dx` (and `dr`) of channel `ch` with constants `f`.
-    pub(crate) fn dx(&mut self, k: &Kernels, ch: usize, f: BwdConsts, nt: bool) {
+    pub(crate) fn dx(&mut self, k: &TypedKernels<E>, ch: usize, f: BwdConsts, nt: bool) {
         assert!(!self.base.dx.is_null(), "dx on a read-only block");
         let (inp, at) = self.inputs(ch);
         let Runs { n, c, hw } = self.geo;
@@ -387,12 +394,12 @@ impl BwdBlock<'_> {
     }
 }
 
-impl BwdBlock<'_> {
+impl<E: Elem> BwdBlock<'_, E> {
     /// `dx` (and `dr`) of channel `ch` with constants `f` and, from the same loop, the sums of
     /// channel `next` around `mean_next` — the same bits as [`BwdBlock::sums`].
     pub(crate) fn dx_sums(
         &mut self,
-        k: &Kernels,
+        k: &TypedKernels<E>,
         ch: usize,
         f: BwdConsts,
         nt: bool,
@@ -419,18 +426,18 @@ impl BwdBlock<'_> {
 /// backward: inputs `x`, `dy` (or `dx` itself, in place) and the forward output `y` (for a
 /// fused ReLU), outputs `dx` and `dr` (for add+ReLU), per-channel outputs `a`, `b`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn for_each_bwd_block<A: Send, B: Send>(
-    x: &[f32],
-    dy: Src,
-    y: Option<&[f32]>,
-    dx: &mut [f32],
-    dr: Option<&mut [f32]>,
+pub(crate) fn for_each_bwd_block<E: Elem, A: Send, B: Send>(
+    x: &[E],
+    dy: Src<E>,
+    y: Option<&[E]>,
+    dx: &mut [E],
+    dr: Option<&mut [E]>,
     geo: Runs,
     width: usize,
     par: Par,
     a: &mut [A],
     b: &mut [B],
-    f: impl Fn(BwdBlock<'_>, &mut [A], &mut [B]) + Sync + Send,
+    f: impl Fn(BwdBlock<'_, E>, &mut [A], &mut [B]) + Sync + Send,
 ) {
     let n = geo.numel();
     assert!(width > 0 && x.len() == n && dx.len() == n && a.len() == geo.c && b.len() == geo.c);
@@ -454,15 +461,15 @@ pub(crate) fn for_each_bwd_block<A: Send, B: Send>(
 /// the inputs `x`, `dy`, `y`, with one per-channel output `a`. The blocks' `dx` methods must
 /// not be called (they assert).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn for_each_bwd_block_read<A: Send>(
-    x: &[f32],
-    dy: &[f32],
-    y: Option<&[f32]>,
+pub(crate) fn for_each_bwd_block_read<E: Elem, A: Send>(
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
     geo: Runs,
     width: usize,
     par: Par,
     a: &mut [A],
-    f: impl Fn(BwdBlock<'_>, &mut [A]) + Sync + Send,
+    f: impl Fn(BwdBlock<'_, E>, &mut [A]) + Sync + Send,
 ) {
     let n = geo.numel();
     assert!(width > 0 && x.len() == n && dy.len() == n && a.len() == geo.c);

@@ -35,56 +35,6 @@ macro_rules! kernel_list {
             narrow_f16(x: *const f32, y: *mut half::f16, n: usize)
                 => crate::kernels::convert::narrow;
 
-            bn_bwd_sums_runs(
-                inp: crate::kernels::bn_backward::BwdIn,
-                runs: usize,
-                len: usize,
-                stride: usize,
-                mean: f32,
-            ) -> [f64; 2] => crate::kernels::bn_backward::sums_runs;
-
-            bn_bwd_dx_runs(
-                inp: crate::kernels::bn_backward::BwdIn,
-                dx: *mut f32,
-                dr: *mut f32,
-                runs: usize,
-                len: usize,
-                stride: usize,
-                c: crate::kernels::bn_backward::BwdConsts,
-                nt: bool,
-            ) => crate::kernels::bn_backward::dx_runs;
-
-            bn_bwd_dx_sums_runs(
-                inp: crate::kernels::bn_backward::BwdIn,
-                dx: *mut f32,
-                dr: *mut f32,
-                runs: usize,
-                len: usize,
-                stride: usize,
-                c: crate::kernels::bn_backward::BwdConsts,
-                nt: bool,
-                next: crate::kernels::bn_backward::BwdIn,
-                mean_next: f32,
-            ) -> [f64; 2] => crate::kernels::bn_backward::dx_sums_runs;
-
-            bn_bwd_sums_rows(
-                inp: crate::kernels::bn_backward::BwdIn,
-                rows: usize,
-                stride: usize,
-                w: usize,
-                mean: *const f32,
-                out: *mut f64,
-            ) => crate::kernels::bn_backward::sums_rows;
-
-            bn_bwd_dx_tiled(
-                inp: crate::kernels::bn_backward::BwdIn,
-                dx: *mut f32,
-                dr: *mut f32,
-                n: usize,
-                aff: *const f32,
-                l: usize,
-                nt: bool,
-            ) => crate::kernels::bn_backward::dx_tiled;
         }
     };
 }
@@ -179,6 +129,57 @@ macro_rules! typed_kernel_list {
                 pivots: *const f32,
                 out: *mut f64,
             ) => crate::kernels::bn::sums_rows;
+
+            bn_bwd_sums_runs(
+                inp: crate::kernels::bn_backward::BwdIn<E>,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                mean: f32,
+            ) -> [f64; 2] => crate::kernels::bn_backward::sums_runs;
+
+            bn_bwd_dx_runs(
+                inp: crate::kernels::bn_backward::BwdIn<E>,
+                dx: *mut E,
+                dr: *mut E,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                c: crate::kernels::bn_backward::BwdConsts,
+                nt: bool,
+            ) => crate::kernels::bn_backward::dx_runs;
+
+            bn_bwd_dx_sums_runs(
+                inp: crate::kernels::bn_backward::BwdIn<E>,
+                dx: *mut E,
+                dr: *mut E,
+                runs: usize,
+                len: usize,
+                stride: usize,
+                c: crate::kernels::bn_backward::BwdConsts,
+                nt: bool,
+                next: crate::kernels::bn_backward::BwdIn<E>,
+                mean_next: f32,
+            ) -> [f64; 2] => crate::kernels::bn_backward::dx_sums_runs;
+
+            bn_bwd_sums_rows(
+                inp: crate::kernels::bn_backward::BwdIn<E>,
+                rows: usize,
+                stride: usize,
+                w: usize,
+                mean: *const f32,
+                out: *mut f64,
+            ) => crate::kernels::bn_backward::sums_rows;
+
+            bn_bwd_dx_tiled(
+                inp: crate::kernels::bn_backward::BwdIn<E>,
+                dx: *mut E,
+                dr: *mut E,
+                n: usize,
+                aff: *const f32,
+                l: usize,
+                nt: bool,
+            ) => crate::kernels::bn_backward::dx_tiled;
 
             copy(x: *const E, y: *mut E, n: usize, nt: bool) => crate::kernels::stream::copy;
 

@@ -16,7 +16,9 @@ macro_rules! kernel_table {
         /// so a rayon closure can capture it.
         #[derive(Clone, Copy)]
         pub(crate) struct Kernels {
-            /// Whether this ISA has real non-temporal stores.
+            /// Whether this ISA has real non-temporal stores (its kernels write none: the
+            /// streaming ones are in the typed tables; set by the shared `entry_points!`).
+            #[allow(dead_code)]
             pub nt: bool,
             $(
                 $(#[$field])*
@@ -108,11 +110,6 @@ pub(crate) const NT_MIN_BYTES: usize = 32 << 20;
 pub(crate) const NT_MIN_BYTES_HEAVY: usize = 8 << 20;
 
 impl Kernels {
-    /// Whether to use non-temporal stores for `out_elems` floats with threshold `min_bytes`.
-    pub(crate) fn use_nt_from(&self, out_elems: usize, min_bytes: usize) -> bool {
-        self.nt && out_elems.saturating_mul(4) >= min_bytes
-    }
-
     /// The table for `isa`, or `None` if this CPU lacks it.
     pub(crate) fn for_isa(isa: Isa) -> Option<&'static Kernels> {
         if !isa.is_available() {
@@ -182,62 +179,6 @@ impl Kernels {
         assert_eq!(x.len(), y.len(), "narrow length");
         // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
         unsafe { (self.narrow_f16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
-    }
-
-    /// Backward sums `[Σdy; Σdy·(x − mean)]` (added to `out`, `w` each) of columns
-    /// `c0 .. c0 + w` (`w <= 64`) of the rows of `x`/`dy`/`y` (row stride `stride`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn bn_bwd_sums_rows(
-        &self,
-        x: &[f32],
-        dy: &[f32],
-        y: Option<&[f32]>,
-        stride: usize,
-        c0: usize,
-        w: usize,
-        mean: &[f32],
-        out: &mut [f64],
-    ) {
-        let rows = x.len() / stride;
-        assert!(w > 0 && w <= 64 && c0 + w <= stride && x.len() == rows * stride);
-        assert!(dy.len() == x.len() && y.is_none_or(|y| y.len() == x.len()));
-        assert!(mean.len() >= w && out.len() >= 2 * w);
-        let inp = BwdIn {
-            x: x.as_ptr().wrapping_add(c0),
-            dy: dy.as_ptr().wrapping_add(c0),
-            y: y.map_or(core::ptr::null(), |y| y.as_ptr().wrapping_add(c0)),
-        };
-        // SAFETY: features checked; row r's columns c0..c0+w lie inside all three inputs.
-        unsafe { (self.bn_bwd_sums_rows)(inp, rows, stride, w, mean.as_ptr(), out.as_mut_ptr()) }
-    }
-
-    /// Backward `dx` (and `dr`) over contiguous values with constants of period `l` in `aff`
-    /// (`[m; a; c1; c0]`, rows of `l + 16`). `dy` may be `dx` itself (`Src::InPlace`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn bn_bwd_dx_tiled(
-        &self,
-        x: &[f32],
-        dy: Src,
-        y: Option<&[f32]>,
-        dx: &mut [f32],
-        dr: Option<&mut [f32]>,
-        aff: &[f32],
-        l: usize,
-        nt: bool,
-    ) {
-        let n = dx.len();
-        assert!(x.len() == n && y.is_none_or(|y| y.len() == n));
-        assert!(dr.as_ref().is_none_or(|d| d.len() == n) && aff.len() >= 4 * (l + 16));
-        let inp = BwdIn {
-            x: x.as_ptr(),
-            dy: dy.ptr(dx),
-            y: y.map_or(core::ptr::null(), |y| y.as_ptr()),
-        };
-        let dr = dr.map_or(core::ptr::null_mut(), |d| d.as_mut_ptr());
-        // SAFETY: features checked; every input and output holds n values (dy may alias dx,
-        // which the kernel allows: each value is read before it is written); `aff` the
-        // padded rows.
-        unsafe { (self.bn_bwd_dx_tiled)(inp, dx.as_mut_ptr(), dr, n, aff.as_ptr(), l, nt) }
     }
 }
 
@@ -386,5 +327,61 @@ impl<E: crate::simd::elem::Elem> TypedKernels<E> {
                 out.as_mut_ptr(),
             )
         }
+    }
+
+    /// Backward sums `[Σdy; Σdy·(x − mean)]` (added to `out`, `w` each) of columns
+    /// `c0 .. c0 + w` (`w <= 64`) of the rows of `x`/`dy`/`y` (row stride `stride`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_bwd_sums_rows(
+        &self,
+        x: &[E],
+        dy: &[E],
+        y: Option<&[E]>,
+        stride: usize,
+        c0: usize,
+        w: usize,
+        mean: &[f32],
+        out: &mut [f64],
+    ) {
+        let rows = x.len() / stride;
+        assert!(w > 0 && w <= 64 && c0 + w <= stride && x.len() == rows * stride);
+        assert!(dy.len() == x.len() && y.is_none_or(|y| y.len() == x.len()));
+        assert!(mean.len() >= w && out.len() >= 2 * w);
+        let inp = BwdIn {
+            x: x.as_ptr().wrapping_add(c0),
+            dy: dy.as_ptr().wrapping_add(c0),
+            y: y.map_or(core::ptr::null(), |y| y.as_ptr().wrapping_add(c0)),
+        };
+        // SAFETY: features checked; row r's columns c0..c0+w lie inside all three inputs.
+        unsafe { (self.bn_bwd_sums_rows)(inp, rows, stride, w, mean.as_ptr(), out.as_mut_ptr()) }
+    }
+
+    /// Backward `dx` (and `dr`) over contiguous values with constants of period `l` in `aff`
+    /// (`[m; a; c1; c0]`, rows of `l + 16`). `dy` may be `dx` itself (`Src::InPlace`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_bwd_dx_tiled(
+        &self,
+        x: &[E],
+        dy: Src<E>,
+        y: Option<&[E]>,
+        dx: &mut [E],
+        dr: Option<&mut [E]>,
+        aff: &[f32],
+        l: usize,
+        nt: bool,
+    ) {
+        let n = dx.len();
+        assert!(x.len() == n && y.is_none_or(|y| y.len() == n));
+        assert!(dr.as_ref().is_none_or(|d| d.len() == n) && aff.len() >= 4 * (l + 16));
+        let inp = BwdIn {
+            x: x.as_ptr(),
+            dy: dy.ptr(dx),
+            y: y.map_or(core::ptr::null(), |y| y.as_ptr()),
+        };
+        let dr = dr.map_or(core::ptr::null_mut(), |d| d.as_mut_ptr());
+        // SAFETY: features checked; every input and output holds n values (dy may alias dx,
+        // which the kernel allows: each value is read before it is written); `aff` the
+        // padded rows.
+        unsafe { (self.bn_bwd_dx_tiled)(inp, dx.as_mut_ptr(), dr, n, aff.as_ptr(), l, nt) }
     }
 }

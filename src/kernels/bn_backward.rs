@@ -10,21 +10,29 @@ use crate::kernels::stream::{
     write_stream_unfenced,
 };
 use crate::kernels::sums::{self, Narrow, NoVisit, Sums, Terms};
+use crate::simd::elem::Elem;
 use crate::simd::{LANES, Simd};
 
 /// The inputs of one run (or row block): `x`, `dy` and, for a fused ReLU, the forward output
 /// `y` (null: no mask).
-#[derive(Clone, Copy)]
-pub(crate) struct BwdIn {
-    pub x: *const f32,
-    pub dy: *const f32,
-    pub y: *const f32,
+pub(crate) struct BwdIn<E = f32> {
+    pub x: *const E,
+    pub dy: *const E,
+    pub y: *const E,
 }
 
-impl BwdIn {
+// Manual impls: a derive would ask `E: Copy`; raw pointers are `Copy` whatever `E`.
+impl<E> Clone for BwdIn<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for BwdIn<E> {}
+
+impl<E: Elem> BwdIn<E> {
     /// The same inputs `at` elements further.
     #[inline(always)]
-    fn add(self, at: usize) -> BwdIn {
+    fn add(self, at: usize) -> BwdIn<E> {
         BwdIn {
             x: self.x.wrapping_add(at),
             dy: self.dy.wrapping_add(at),
@@ -55,7 +63,7 @@ impl BwdIn {
 }
 
 /// Backward's terms `dy`, `dy`, `x − mean` (centre: the mean).
-impl<S: Simd> Terms<S> for BwdIn {
+impl<S: Simd, E: Elem> Terms<S> for BwdIn<E> {
     // f32 suffices for Σdy (it enters dx through mean(dy), beside terms of the same size).
     type First = Narrow<S>;
 
@@ -75,7 +83,8 @@ impl<S: Simd> Terms<S> for BwdIn {
 
     #[inline(always)]
     fn base(self) -> *const f32 {
-        self.x
+        // Never read (`ROTATE` is false for backward's terms).
+        self.x.cast()
     }
 }
 
@@ -93,9 +102,9 @@ pub(crate) struct BwdConsts {
 /// # Safety
 /// The inputs valid for reads of `r·stride + [0, len)` for every `r < runs`.
 #[inline(always)]
-pub(crate) unsafe fn sums_runs<S: Simd>(
+pub(crate) unsafe fn sums_runs<S: Simd, E: Elem>(
     s: S,
-    inp: BwdIn,
+    inp: BwdIn<E>,
     runs: usize,
     len: usize,
     stride: usize,
@@ -114,24 +123,24 @@ pub(crate) unsafe fn sums_runs<S: Simd>(
 /// As [`dx_runs`] for the current channel and [`sums_runs`] for `next`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn dx_sums_runs<S: Simd>(
+pub(crate) unsafe fn dx_sums_runs<S: Simd, E: Elem>(
     s: S,
-    inp: BwdIn,
-    dx: *mut f32,
-    dr: *mut f32,
+    inp: BwdIn<E>,
+    dx: *mut E,
+    dr: *mut E,
     runs: usize,
     len: usize,
     stride: usize,
     c: BwdConsts,
     nt: bool,
-    next: BwdIn,
+    next: BwdIn<E>,
     mean_next: f32,
 ) -> [f64; 2] {
     let mn = s.splat(mean_next);
     let mut acc = Sums::new(s);
     for r in 0..runs {
         let at = r * stride;
-        let op = Dx::<S>::new(s, inp, dr, at, c);
+        let op = Dx::<S, E>::new(s, inp, dr, at, c);
         // SAFETY: run r of both channels is within the contract.
         unsafe {
             if nt && !S::NT {
@@ -152,22 +161,22 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd>(
 }
 
 /// `dx` (and `dr`) of one vector, stored by [`Shifted`] (non-temporally when aligned).
-struct DxStoreAt<S: Simd> {
-    dx: Dx<S>,
-    out: *mut f32,
+struct DxStoreAt<S: Simd, E> {
+    dx: Dx<S, E>,
+    out: *mut E,
 }
 
-impl<S: Simd> StoreAt<S> for DxStoreAt<S> {
+impl<S: Simd, E: Elem> StoreAt<S> for DxStoreAt<S, E> {
     #[inline(always)]
     unsafe fn store_at(&mut self, s: S, i: usize, len: usize, nt: bool) {
         // SAFETY: the caller's offsets are within the run (see `Shifted`).
         unsafe {
             let v = self.dx.at(s, i, len);
             if nt {
-                s.store_nt(self.out.add(i), v);
+                E::store_nt(s, self.out.add(i), v);
             } else {
                 // The hint never faults, past the run or not.
-                s.prefetch_w(self.out.wrapping_add(i + PREFETCH_W_AHEAD));
+                s.prefetch_w(self.out.wrapping_add(i + PREFETCH_W_AHEAD).cast());
                 store(s, self.out.add(i), len, v);
             }
         }
@@ -175,19 +184,19 @@ impl<S: Simd> StoreAt<S> for DxStoreAt<S> {
 }
 
 /// `dx` (and `dr`) of one vector.
-struct Dx<S: Simd> {
-    inp: BwdIn,
-    dr: *mut f32,
+struct Dx<S: Simd, E> {
+    inp: BwdIn<E>,
+    dr: *mut E,
     m: S::F,
     a: S::F,
     c1: S::F,
     c0: S::F,
 }
 
-impl<S: Simd> Dx<S> {
+impl<S: Simd, E: Elem> Dx<S, E> {
     /// The `dx` of the run `at` elements into the inputs and outputs, with constants `c`.
     #[inline(always)]
-    fn new(s: S, inp: BwdIn, dr: *mut f32, at: usize, c: BwdConsts) -> Self {
+    fn new(s: S, inp: BwdIn<E>, dr: *mut E, at: usize, c: BwdConsts) -> Self {
         Dx {
             inp: inp.add(at),
             dr: if dr.is_null() {
@@ -203,7 +212,7 @@ impl<S: Simd> Dx<S> {
     }
 }
 
-impl<S: Simd> Lanes<S> for Dx<S> {
+impl<S: Simd, E: Elem> Lanes<S> for Dx<S, E> {
     const PREFETCH_W: bool = true;
 
     #[inline(always)]
@@ -222,11 +231,11 @@ impl<S: Simd> Lanes<S> for Dx<S> {
 /// `r·stride + [0, len)`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn dx_runs<S: Simd>(
+pub(crate) unsafe fn dx_runs<S: Simd, E: Elem>(
     s: S,
-    inp: BwdIn,
-    dx: *mut f32,
-    dr: *mut f32,
+    inp: BwdIn<E>,
+    dx: *mut E,
+    dr: *mut E,
     runs: usize,
     len: usize,
     stride: usize,
@@ -235,7 +244,7 @@ pub(crate) unsafe fn dx_runs<S: Simd>(
 ) {
     for r in 0..runs {
         let at = r * stride;
-        let op = Dx::<S>::new(s, inp, dr, at, c);
+        let op = Dx::<S, E>::new(s, inp, dr, at, c);
         // SAFETY: run r is within the contract.
         unsafe { write_stream_unfenced(s, dx.add(at), len, nt, op) };
     }
@@ -252,9 +261,9 @@ pub(crate) unsafe fn dx_runs<S: Simd>(
 /// The inputs readable at `r·stride + [0, w)` for every `r < rows`; `mean` valid for `w`
 /// reads, `out` for `2w` reads and writes; `0 < w <= 64`.
 #[inline(always)]
-pub(crate) unsafe fn sums_rows<S: Simd>(
+pub(crate) unsafe fn sums_rows<S: Simd, E: Elem>(
     s: S,
-    inp: BwdIn,
+    inp: BwdIn<E>,
     rows: usize,
     stride: usize,
     w: usize,
@@ -267,15 +276,15 @@ pub(crate) unsafe fn sums_rows<S: Simd>(
 
 /// `dx` (and `dr`) with per-element constants of period `l` from `aff = [m; a; c1; c0]` (rows
 /// of `l + 16`, the last 16 repeating the first), like the forward's tiled normalization.
-struct DxTiled<S: Simd> {
-    inp: BwdIn,
-    dr: *mut f32,
+struct DxTiled<S: Simd, E> {
+    inp: BwdIn<E>,
+    dr: *mut E,
     aff: *const f32,
     l: usize,
     _s: core::marker::PhantomData<S>,
 }
 
-impl<S: Simd> Lanes<S> for DxTiled<S> {
+impl<S: Simd, E: Elem> Lanes<S> for DxTiled<S, E> {
     const PREFETCH_W: bool = true;
 
     #[inline(always)]
@@ -301,11 +310,11 @@ impl<S: Simd> Lanes<S> for DxTiled<S> {
 /// `4(l + 16)` reads.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn dx_tiled<S: Simd>(
+pub(crate) unsafe fn dx_tiled<S: Simd, E: Elem>(
     s: S,
-    inp: BwdIn,
-    dx: *mut f32,
-    dr: *mut f32,
+    inp: BwdIn<E>,
+    dx: *mut E,
+    dr: *mut E,
     n: usize,
     aff: *const f32,
     l: usize,
@@ -323,7 +332,7 @@ pub(crate) unsafe fn dx_tiled<S: Simd>(
         return;
     }
     for t0 in (0..n).step_by(l) {
-        let op = DxTiled::<S> {
+        let op = DxTiled::<S, E> {
             inp: inp.add(t0),
             dr: if dr.is_null() {
                 dr
@@ -346,12 +355,12 @@ pub(crate) unsafe fn dx_tiled<S: Simd>(
 /// The `dx` (and `dr`) of the vectors of one stream given their constants: every backward
 /// `dx` kernel's arithmetic, and with constants of period 64 a kernel of its own (see
 /// [`OverTile64`]).
-struct DxValue {
-    inp: BwdIn,
-    dr: *mut f32,
+struct DxValue<E> {
+    inp: BwdIn<E>,
+    dr: *mut E,
 }
 
-impl DxValue {
+impl<E: Elem> DxValue<E> {
     /// `dx = a·dy + c1·(x − m) + c0` of elements `i..i+len` (and `dr = dy`, masked, when
     /// `dr` is not null): the value every backward kernel stores, whichever way it holds its
     /// constants.
@@ -361,8 +370,8 @@ impl DxValue {
     #[inline(always)]
     unsafe fn value<S: Simd>(
         s: S,
-        inp: BwdIn,
-        dr: *mut f32,
+        inp: BwdIn<E>,
+        dr: *mut E,
         i: usize,
         len: usize,
         [m, a, c1, c0]: [S::F; 4],
@@ -379,7 +388,7 @@ impl DxValue {
     }
 }
 
-impl<S: Simd> WithConsts<S, 4> for DxValue {
+impl<S: Simd, E: Elem> WithConsts<S, 4> for DxValue<E> {
     #[inline(always)]
     unsafe fn apply(&self, s: S, i: usize, len: usize, consts: [S::F; 4]) -> S::F {
         // SAFETY: the kernel's contract covers i..i+len of every input and output.
