@@ -4,8 +4,8 @@
 /// `half` crate's types, re-exported). Sealed: implemented for these three only.
 ///
 /// Taken by every dropout and batch-norm function for its activation tensors (`x`, `y`, the
-/// residual, `dy`, `dx`, `dr`); the layers ([`BatchNorm`](crate::BatchNorm),
-/// [`Dropout`](crate::Dropout)) are f32. Kernels generic over it read 16-bit elements widened to f32 (exactly), compute in f32 and
+/// residual, `dy`, `dx`, `dr`), and by the layers ([`BatchNorm`](crate::BatchNorm),
+/// [`Dropout`](crate::Dropout)), whose state is f32. Kernels generic over it read 16-bit elements widened to f32 (exactly), compute in f32 and
 /// narrow their outputs back (round to nearest, ties to even; NaN stays a quiet NaN; f16
 /// overflows to ±inf), with the same bits on every ISA and thread count. Parameters and
 /// statistics are f32 whatever the activations' type (PyTorch's mixed precision).

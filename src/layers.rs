@@ -3,14 +3,16 @@
 //!
 //! Buffers: a layer owns its parameters (γ, β), running statistics, the batch statistics saved
 //! for backward, and the parameter gradients; the caller owns the activations (`x`, `y`,
-//! `dy`, `dx`). Gradients are **overwritten** by each backward, not accumulated.
+//! `dy`, `dx`), in any [`Element`] type — `f32`, `bf16` or `f16`, as the free functions take
+//! them; parameters, statistics and their gradients are f32. Gradients are **overwritten** by
+//! each backward, not accumulated.
 
 use crate::batch_norm::{
     BnGrads, BnParams, Epilogue, Momentum, RunningStats, RunningStatsMut, SavedStats,
     SavedStatsMut, batch_norm_backward, batch_norm_backward_eval, batch_norm_infer,
     batch_norm_train,
 };
-use crate::{DropoutParams, Error, Layout, Shape, dropout, dropout_backward};
+use crate::{DropoutParams, Element, Error, Layout, Shape, dropout, dropout_backward};
 
 /// A batch-normalization layer over `channels` channels of tensors in `layout`.
 ///
@@ -23,6 +25,18 @@ use crate::{DropoutParams, Error, Layout, Shape, dropout, dropout_backward};
 /// assert!((y[0] + 1.0).abs() < 1e-3 && (y[3] - 1.0).abs() < 1e-3);
 /// bn.eval();
 /// bn.forward(&x, &mut y, Shape::nc(2, 2))?; // running statistics now
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+///
+/// The same layer takes `bf16` or `f16` activations (its state stays f32):
+///
+/// ```
+/// use dropnorm::{BatchNorm, Layout, Shape, bf16};
+/// let mut bn = BatchNorm::new(1, Layout::Nc);
+/// let x = [bf16::from_f32(1.0), bf16::from_f32(3.0)];
+/// let mut y = [bf16::ZERO; 2];
+/// bn.forward(&x, &mut y, Shape::nc(2, 1))?;
+/// assert_eq!(y, [bf16::from_f32(-1.0), bf16::from_f32(1.0)]);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -152,7 +166,7 @@ impl BatchNorm {
     /// assert!((bn.running_var[0] - 1.1).abs() < 1e-6); // 0.9·1 + 0.1·2
     /// # Ok::<(), dropnorm::Error>(())
     /// ```
-    pub fn forward(&mut self, x: &[f32], y: &mut [f32], shape: Shape) -> Result<(), Error> {
+    pub fn forward<E: Element>(&mut self, x: &[E], y: &mut [E], shape: Shape) -> Result<(), Error> {
         if !self.training {
             let stats = RunningStats {
                 mean: &self.running_mean,
@@ -211,12 +225,12 @@ impl BatchNorm {
     /// assert!(dx[0].abs() < 1e-4 && dx[1].abs() < 1e-4);
     /// # Ok::<(), dropnorm::Error>(())
     /// ```
-    pub fn backward(
+    pub fn backward<E: Element>(
         &mut self,
-        x: &[f32],
-        dy: &[f32],
-        y: Option<&[f32]>,
-        dx: &mut [f32],
+        x: &[E],
+        dy: &[E],
+        y: Option<&[E]>,
+        dx: &mut [E],
         shape: Shape,
     ) -> Result<(), Error> {
         let params = BnParams::new(self.eps).with_affine(&self.gamma, &self.beta);
@@ -380,7 +394,7 @@ impl Dropout {
     /// assert!(y.iter().all(|&v| v == 0.0 || v == 1.0 / 0.75));
     /// # Ok::<(), dropnorm::Error>(())
     /// ```
-    pub fn forward(&mut self, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    pub fn forward<E: Element>(&mut self, x: &[E], y: &mut [E]) -> Result<(), Error> {
         dropout(x, y, &self.params(self.step))?;
         if self.training {
             self.step += 1;
@@ -401,7 +415,7 @@ impl Dropout {
     /// assert_eq!(dx, y); // the same elements dropped, the same scale
     /// # Ok::<(), dropnorm::Error>(())
     /// ```
-    pub fn backward(&self, dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
+    pub fn backward<E: Element>(&self, dy: &[E], dx: &mut [E]) -> Result<(), Error> {
         let step = if self.training {
             self.step.saturating_sub(1)
         } else {

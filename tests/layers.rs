@@ -186,8 +186,73 @@ fn dropout_layer_fresh_masks_and_matching_backward() {
     assert_eq!(d.steps(), 3);
 }
 
+/// The layers over bf16 and f16: each forward and backward, training and eval, writes the f32
+/// layer's output on the widened inputs, narrowed, and leaves the same f32 state (running and
+/// saved statistics, `dγ`, `dβ`) bit for bit — the typed kernels are the f32 ones.
+fn layers_take_every_element_type() {
+    fn check<E: dropnorm::Element + Copy + PartialEq + core::fmt::Debug>(
+        of: fn(f32) -> E,
+        wide: fn(E) -> f32,
+    ) {
+        let shape = Shape::nchw(2, 5, 3, 3);
+        let n = 90;
+        let xe: Vec<E> = normals(n, 3).iter().map(|v| of(*v as f32)).collect();
+        let dye: Vec<E> = normals(n, 4).iter().map(|v| of(*v as f32)).collect();
+        let x: Vec<f32> = xe.iter().map(|v| wide(*v)).collect();
+        let dy: Vec<f32> = dye.iter().map(|v| wide(*v)).collect();
+        let narrow = |v: &[f32]| v.iter().map(|f| of(*f)).collect::<Vec<E>>();
+        let (mut typed, mut wide_bn) = (
+            BatchNorm::new(5, Layout::Nhwc),
+            BatchNorm::new(5, Layout::Nhwc),
+        );
+        for bn in [&mut typed, &mut wide_bn] {
+            bn.gamma = vec![1.5, 0.5, 2.0, -1.0, 0.25];
+            bn.beta = vec![0.1, -0.2, 0.3, 0.0, 1.0];
+            bn.epilogue = Epilogue::Relu;
+        }
+        for training in [true, false] {
+            if !training {
+                typed.eval();
+                wide_bn.eval();
+            }
+            let (mut ye, mut y) = (vec![of(0.0); n], vec![0.0f32; n]);
+            typed.forward(&xe, &mut ye, shape).unwrap();
+            wide_bn.forward(&x, &mut y, shape).unwrap();
+            assert_eq!(ye, narrow(&y), "training {training}: forward");
+            assert_eq!(bits(&typed.running_mean), bits(&wide_bn.running_mean));
+            assert_eq!(bits(&typed.running_var), bits(&wide_bn.running_var));
+            // Backward sees the typed forward's output, widened, as the f32 layer's `y`.
+            let yw: Vec<f32> = ye.iter().map(|v| wide(*v)).collect();
+            let (mut dxe, mut dx) = (vec![of(0.0); n], vec![0.0f32; n]);
+            typed
+                .backward(&xe, &dye, Some(&ye), &mut dxe, shape)
+                .unwrap();
+            wide_bn
+                .backward(&x, &dy, Some(&yw), &mut dx, shape)
+                .unwrap();
+            assert_eq!(dxe, narrow(&dx), "training {training}: backward");
+            assert_eq!(bits(&typed.dgamma), bits(&wide_bn.dgamma));
+            assert_eq!(bits(&typed.dbeta), bits(&wide_bn.dbeta));
+        }
+        let (mut d_typed, mut d_wide) = (Dropout::new(0.3, 5), Dropout::new(0.3, 5));
+        for _ in 0..2 {
+            let (mut ye, mut y) = (vec![of(0.0); n], vec![0.0f32; n]);
+            d_typed.forward(&xe, &mut ye).unwrap();
+            d_wide.forward(&x, &mut y).unwrap();
+            assert_eq!(ye, narrow(&y), "dropout forward");
+            let (mut dxe, mut dx) = (vec![of(0.0); n], vec![0.0f32; n]);
+            d_typed.backward(&dye, &mut dxe).unwrap();
+            d_wide.backward(&dy, &mut dx).unwrap();
+            assert_eq!(dxe, narrow(&dx), "dropout backward");
+        }
+    }
+    check::<bf16>(bf16::from_f32, bf16::to_f32);
+    check::<f16>(f16::from_f32, f16::to_f32);
+}
+
 main_thread_checks!(
     batch_norm_layer_running_statistics_in_every_convention,
     batch_norm_layer_backward_equals_the_function,
     dropout_layer_fresh_masks_and_matching_backward,
+    layers_take_every_element_type,
 );
