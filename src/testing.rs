@@ -738,7 +738,7 @@ fn infer_typed<E: crate::Element>(isa: crate::Isa, cs: &BnCase, stats: &crate::R
 }
 
 /// The backward fuzz check: a training forward, then its backward (through the fused ReLU
-/// when flagged, and through add+ReLU): no panic; `Err` exactly for invalid arguments, with
+/// when flagged, and through add+ReLU; also over bf16 and f16): no panic; `Err` exactly for invalid arguments, with
 /// every output untouched; finite gradients for moderate inputs.
 pub fn fuzz_bn_backward(data: &[u8]) {
     use crate::{BnGrads, SavedStats, SavedStatsMut};
@@ -852,7 +852,71 @@ pub fn fuzz_bn_backward(data: &[u8]) {
                 let want = if y[i] > 0.0 { cs.other[i] } else { 0.0 };
                 assert_eq!(dr[i].to_bits(), want.to_bits(), "{isa}: dr[{i}]");
             }
+            backward_typed::<half::bf16>(isa, &cs, &y, &saved);
+            backward_typed::<half::f16>(isa, &cs, &y, &saved);
         })
         .expect("available ISA");
     }
+}
+
+/// Backward (plain or through the fused ReLU, and through add+ReLU) over `x`, `dy` and `y`
+/// narrowed to `E` (valid arguments): the f32 kernel's gradients on the widened data, `dx`
+/// and `dr` narrowed, `dγ`, `dβ` the same bits (NaN payloads aside).
+fn backward_typed<E: crate::Element>(
+    isa: crate::Isa,
+    cs: &BnCase,
+    y: &[f32],
+    saved: &crate::SavedStats,
+) {
+    use crate::{AddReluGrads, BnGrads};
+    let (n, c) = (cs.x.len(), cs.shape.c);
+    let narrow = |v: &[f32]| v.iter().map(|&f| E::narrow(f)).collect::<Vec<E>>();
+    let widen = |v: &[E]| v.iter().map(|e| e.widen()).collect::<Vec<f32>>();
+    let (xe, dye, ye) = (narrow(&cs.x), narrow(&cs.other[..n]), narrow(y));
+    let (xw, dyw, yw) = (widen(&xe), widen(&dye), widen(&ye));
+    let (shape, layout, p) = (cs.shape, cs.layout, cs.params());
+    let (mut dxe, mut dg1, mut db1) = (narrow(&vec![0.0; n]), vec![0.0; c], vec![0.0; c]);
+    let (mut dxw, mut dg2, mut db2) = (vec![0.0; n], vec![0.0; c], vec![0.0; c]);
+    let (yy_e, yy_w) = (cs.relu.then_some(&ye[..]), cs.relu.then_some(&yw[..]));
+    let grads = BnGrads {
+        dx: &mut dxe,
+        dgamma: &mut dg1,
+        dbeta: &mut db1,
+    };
+    crate::batch_norm_backward(&xe, &dye, yy_e, grads, shape, layout, &p, saved).expect("valid");
+    let grads = BnGrads {
+        dx: &mut dxw,
+        dgamma: &mut dg2,
+        dbeta: &mut db2,
+    };
+    crate::batch_norm_backward(&xw, &dyw, yy_w, grads, shape, layout, &p, saved).expect("valid");
+    let narrowed = |v: &[f32]| widen(&narrow(v));
+    assert!(
+        same_bits(&widen(&dxe), &narrowed(&dxw)) && same_bits(&dg1, &dg2) && same_bits(&db1, &db2),
+        "{isa}: 16-bit backward"
+    );
+    let (mut dre, mut drw) = (narrow(&vec![0.0; n]), vec![0.0; n]);
+    let grads = AddReluGrads {
+        dx: &mut dxe,
+        dr: &mut dre,
+        dgamma: &mut dg1,
+        dbeta: &mut db1,
+    };
+    crate::batch_norm_add_relu_backward(&xe, &dye, &ye, grads, shape, layout, &p, saved)
+        .expect("valid");
+    let grads = AddReluGrads {
+        dx: &mut dxw,
+        dr: &mut drw,
+        dgamma: &mut dg2,
+        dbeta: &mut db2,
+    };
+    crate::batch_norm_add_relu_backward(&xw, &dyw, &yw, grads, shape, layout, &p, saved)
+        .expect("valid");
+    assert!(
+        same_bits(&widen(&dxe), &narrowed(&dxw))
+            && same_bits(&widen(&dre), &narrowed(&drw))
+            && same_bits(&dg1, &dg2)
+            && same_bits(&db1, &db2),
+        "{isa}: 16-bit add+ReLU backward"
+    );
 }
