@@ -25,7 +25,7 @@ def run(binary, args):
         if not line.startswith("{"):
             continue
         r = json.loads(line)
-        key = (r["kernel"], r["layout"], r["shape"], r["threads"], r["isa"])
+        key = (r["kernel"], r.get("dtype", "f32"), r["layout"], r["shape"], r["threads"], r["isa"])
         rows[key] = r
     return rows
 
@@ -53,12 +53,12 @@ def main():
             fr.setdefault(key, []).append(b[key]["frac"] / a[key]["frac"])
             tr.setdefault(key, []).append(a[key]["ms"] / b[key]["ms"])
         print(f"round {k + 1}/{rounds} done", file=sys.stderr)
-    print(f"{'kernel':16} {'layout':6} {'shape':16} thr {'isa':8} frac×  (min–max)   speed×")
+    print(f"{'kernel':16} {'type':4} {'layout':6} {'shape':16} thr {'isa':8} frac×  (min–max)   speed×")
     for key in sorted(fr):
         f, t = fr[key], tr[key]
         m = statistics.median(f)
         flag = "  <<" if m < 0.95 else ""
-        print(f"{key[0]:16} {key[1]:6} {key[2]:16} {key[3]:3} {key[4]:8} {m:5.2f}  "
+        print(f"{key[0]:16} {key[1]:4} {key[2]:6} {key[3]:16} {key[4]:3} {key[5]:8} {m:5.2f}  "
               f"({min(f):.2f}–{max(f):.2f})  {statistics.median(t):5.2f}{flag}")
 
 

@@ -39,15 +39,29 @@ pub fn widen_f16(isa: Isa, x: &[half::f16], y: &mut [f32]) -> Result<(), Error> 
     Ok(())
 }
 
-/// `y[i] = x[i]` narrowed with `isa`'s bf16 stores. Panics if the lengths differ.
+/// `y[i] = x[i]` narrowed with the bf16 stores of `isa`'s kernels (on AVX-512 with BF16,
+/// `vcvtneps2bf16` with the integer route for subnormal lanes). Panics if the lengths differ.
 pub fn narrow_bf16(isa: Isa, x: &[f32], y: &mut [half::bf16]) -> Result<(), Error> {
+    use crate::dispatch::Tables;
+    half::bf16::table(isa)
+        .ok_or(Error::IsaUnavailable { isa })?
+        .narrow(x, y);
+    Ok(())
+}
+
+/// As [`narrow_bf16`], always by `isa`'s integer rounding (the route of CPUs without
+/// AVX-512 BF16, and of subnormal lanes on those with it).
+pub fn narrow_bf16_integer(isa: Isa, x: &[f32], y: &mut [half::bf16]) -> Result<(), Error> {
     kernels(isa)?.narrow_bf16(x, y);
     Ok(())
 }
 
 /// As [`narrow_bf16`] for f16.
 pub fn narrow_f16(isa: Isa, x: &[f32], y: &mut [half::f16]) -> Result<(), Error> {
-    kernels(isa)?.narrow_f16(x, y);
+    use crate::dispatch::Tables;
+    half::f16::table(isa)
+        .ok_or(Error::IsaUnavailable { isa })?
+        .narrow(x, y);
     Ok(())
 }
 

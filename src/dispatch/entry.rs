@@ -84,4 +84,15 @@ pub(super) mod avx512 {
         Kernels, Kernels);
     typed_tables!(crate::simd::x86_avx512::Avx512,
         [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]]);
+    /// The bf16 table for CPUs that also have AVX-512 BF16: the same kernels, narrowing by
+    /// `vcvtneps2bf16` (the same bits: subnormal lanes take the integer route).
+    pub(crate) mod bf16_native {
+        use crate::dispatch::table::TypedKernels;
+        type E = half::bf16;
+        typed_kernel_list!(entry_points crate::simd::x86_avx512::Avx512<true>,
+            [#[target_feature(
+                enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"
+            )]],
+            TypedKernels<E>, TypedKernels);
+    }
 }

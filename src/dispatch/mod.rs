@@ -31,8 +31,10 @@ pub trait Tables: crate::simd::elem::Elem {
     fn table(isa: crate::Isa) -> Option<&'static TypedKernels<Self>>;
 }
 
+/// `tables!(type => module, …)`; a type whose AVX-512 table has a variant for CPUs with an
+/// extension names it: `type => module (extension => variant module)`.
 macro_rules! tables {
-    ($($t:ty => $m:ident),*) => {
+    ($($t:ty => $m:ident $(($feature:tt => $variant:ident))?),*) => {
         $(
             impl Tables for $t {
                 fn table(isa: crate::Isa) -> Option<&'static TypedKernels<Self>> {
@@ -45,7 +47,14 @@ macro_rules! tables {
                         #[cfg(target_arch = "x86_64")]
                         Isa::Avx2 => Some(&entry::avx2::$m::KERNELS),
                         #[cfg(target_arch = "x86_64")]
-                        Isa::Avx512 => Some(&entry::avx512::$m::KERNELS),
+                        Isa::Avx512 => {
+                            $(
+                                if std::is_x86_feature_detected!($feature) {
+                                    return Some(&entry::avx512::$variant::KERNELS);
+                                }
+                            )?
+                            Some(&entry::avx512::$m::KERNELS)
+                        }
                         #[cfg(not(target_arch = "x86_64"))]
                         _ => None,
                     }
@@ -54,7 +63,11 @@ macro_rules! tables {
         )*
     };
 }
-tables!(f32 => f32, half::bf16 => bf16, half::f16 => f16);
+tables!(
+    f32 => f32,
+    half::bf16 => bf16 ("avx512bf16" => bf16_native),
+    half::f16 => f16
+);
 
 /// The typed table of [`crate::active_isa`] for element type `E`.
 pub(crate) fn active_typed<E: Tables>() -> &'static TypedKernels<E> {

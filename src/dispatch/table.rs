@@ -165,20 +165,12 @@ impl Kernels {
         unsafe { (self.widen_f16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
     }
 
-    /// `y[i] = x[i]` narrowed to bf16.
+    /// `y[i] = x[i]` narrowed to bf16 by integer rounding.
     #[cfg(feature = "testing")]
     pub(crate) fn narrow_bf16(&self, x: &[f32], y: &mut [half::bf16]) {
         assert_eq!(x.len(), y.len(), "narrow length");
         // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
         unsafe { (self.narrow_bf16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
-    }
-
-    /// `y[i] = x[i]` narrowed to f16.
-    #[cfg(feature = "testing")]
-    pub(crate) fn narrow_f16(&self, x: &[f32], y: &mut [half::f16]) {
-        assert_eq!(x.len(), y.len(), "narrow length");
-        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
-        unsafe { (self.narrow_f16)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
     }
 }
 
@@ -270,6 +262,14 @@ impl<E: crate::simd::elem::Elem> TypedKernels<E> {
     pub(crate) fn fill(&self, y: &mut [E], v: f32, nt: bool) {
         // SAFETY: features checked by `for_isa`; `y` holds `y.len()` floats.
         unsafe { (self.fill)(y.as_mut_ptr(), y.len(), v, nt) }
+    }
+
+    /// `y[i] = x[i]` narrowed, as this table's kernels store.
+    #[cfg(feature = "testing")]
+    pub(crate) fn narrow(&self, x: &[f32], y: &mut [E]) {
+        assert_eq!(x.len(), y.len(), "narrow length");
+        // SAFETY: features checked by `for_isa`; both slices hold `y.len()` elements.
+        unsafe { (self.narrow)(x.as_ptr(), y.as_mut_ptr(), y.len()) }
     }
 
     /// `y[i] = (x[i] − k[i mod l])·a[i mod l] + b[i mod l]`, with `aff = [k; a; b]` rows of

@@ -4,13 +4,15 @@ use core::arch::x86_64::*;
 
 use super::Simd;
 
-/// Token proving the CPU has AVX-512 F/BW/DQ/VL (see [`Isa::Avx512`]).
+/// Token proving the CPU has AVX-512 F/BW/DQ/VL (see [`Isa::Avx512`]), and with
+/// `BF16 = true` also AVX-512 BF16, whose `vcvtneps2bf16` then narrows to bf16.
 #[derive(Clone, Copy)]
-pub(crate) struct Avx512(());
+pub(crate) struct Avx512<const BF16: bool = false>(());
 
-impl Avx512 {
+impl<const BF16: bool> Avx512<BF16> {
     /// # Safety
-    /// The CPU must support `avx512f`, `avx512bw`, `avx512dq` and `avx512vl`.
+    /// The CPU must support `avx512f`, `avx512bw`, `avx512dq` and `avx512vl`, and with
+    /// `BF16` also `avx512bf16`.
     #[inline(always)]
     pub(crate) const unsafe fn new() -> Self {
         Avx512(())
@@ -19,7 +21,7 @@ impl Avx512 {
 
 // Every `unsafe` block below calls AVX-512 intrinsics; a token exists only after runtime
 // detection of AVX-512 (`Avx512::new`), which is the precondition of each of them.
-impl Simd for Avx512 {
+impl<const BF16: bool> Simd for Avx512<BF16> {
     type F = __m512;
     type U = __m512i;
     type W = [__m512d; 2];
@@ -213,13 +215,28 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: __m512) {
-        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 writable u16 (one 32-byte store).
-        unsafe { _mm256_storeu_si256(p.cast(), narrow_bf16(v)) }
+        // SAFETY: token ⇒ AVX-512F (and BF16 where `narrow_bf16_native` is reached); the
+        // caller guarantees 16 writable u16 (one 32-byte store).
+        unsafe {
+            let r = if BF16 {
+                narrow_bf16_native(v)
+            } else {
+                narrow_bf16(v)
+            };
+            _mm256_storeu_si256(p.cast(), r)
+        }
     }
     #[inline(always)]
     unsafe fn store_bf16_nt(self, p: *mut u16, v: __m512) {
-        // SAFETY: token ⇒ AVX-512F; 16 writable u16 at a 32-byte aligned `p` (vmovntdq).
-        unsafe { _mm256_stream_si256(p.cast(), narrow_bf16(v)) }
+        // SAFETY: as `store_bf16`; `p` is 32-byte aligned (vmovntdq).
+        unsafe {
+            let r = if BF16 {
+                narrow_bf16_native(v)
+            } else {
+                narrow_bf16(v)
+            };
+            _mm256_stream_si256(p.cast(), r)
+        }
     }
     #[inline(always)]
     unsafe fn load_f16(self, p: *const u16) -> __m512 {
@@ -294,6 +311,25 @@ fn narrow_bf16(v: __m512) -> __m256i {
         let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
         let r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
         _mm512_cvtepi32_epi16(r)
+    }
+}
+
+/// [`narrow_bf16`] by `vcvtneps2bf16` (one instruction for the rounding, the quieting of NaNs
+/// and the packing, where the integer route takes eight), except that a vector with a
+/// subnormal lane — which the instruction would flush to ±0 — takes the integer route.
+/// Subnormal activations are rare, so the branch is almost never taken and predicts well.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and BF16 (the callers are `Avx512<true>` methods).
+#[inline(always)]
+unsafe fn narrow_bf16_native(v: __m512) -> __m256i {
+    // SAFETY: the caller guarantees AVX-512 F and BF16.
+    unsafe {
+        // Class 0x20: denormal.
+        if _mm512_fpclass_ps_mask::<0x20>(v) != 0 {
+            return narrow_bf16(v);
+        }
+        core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v))
     }
 }
 
