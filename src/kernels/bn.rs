@@ -16,7 +16,7 @@ use crate::kernels::stream::{
     Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, load, nt_head, store, write_stream,
     write_stream_unfenced,
 };
-use crate::kernels::sums::{Sums, Visit, XTerms};
+use crate::kernels::sums::{Sums, Visit, XTerms, prefetch_l2_lines, prefetch_runs};
 use crate::simd::elem::Elem;
 use crate::simd::{LANES, Simd};
 
@@ -374,6 +374,7 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd, E: Elem, const RELU: bool>(
     let mut acc = Sums::new(s);
     // Without streaming stores in the backend, `nt` means nothing: plain stores.
     let nt = nt && S::NT;
+    let pf = prefetch_runs::<E>(runs, len, stride);
     for r in 0..runs {
         let at = r * stride;
         let (xr, yr) = (x.wrapping_add(at), y.wrapping_add(at));
@@ -390,6 +391,10 @@ pub(crate) unsafe fn normalize_sum_runs<S: Simd, E: Elem, const RELU: bool>(
             b,
             res,
         };
+        // The next run of the channel being summed (see `prefetch_l2_lines`).
+        if pf && r + 1 < runs {
+            prefetch_l2_lines(s, xs.wrapping_add(at + stride), len);
+        }
         // SAFETY: run r of all inputs is within the contract.
         unsafe {
             let mut v = Shifted::new(op, yr, len, nt);

@@ -9,7 +9,7 @@ use crate::kernels::stream::{
     Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, load, store, write_stream,
     write_stream_unfenced,
 };
-use crate::kernels::sums::{self, Narrow, NoVisit, Sums, Terms};
+use crate::kernels::sums::{self, Narrow, NoVisit, Sums, Terms, prefetch_l2_lines};
 use crate::simd::elem::Elem;
 use crate::simd::{LANES, Simd};
 
@@ -66,6 +66,7 @@ impl<E: Elem> BwdIn<E> {
 impl<S: Simd, E: Elem> Terms<S> for BwdIn<E> {
     // f32 suffices for Σdy (it enters dx through mean(dy), beside terms of the same size).
     type First = Narrow<S>;
+    type Elem = E;
 
     #[inline(always)]
     unsafe fn at(self, s: S, i: usize, len: usize, m: S::F) -> [S::F; 3] {
@@ -79,6 +80,15 @@ impl<S: Simd, E: Elem> Terms<S> for BwdIn<E> {
     #[inline(always)]
     fn offset(self, at: usize) -> Self {
         self.add(at)
+    }
+
+    #[inline(always)]
+    fn prefetch(self, s: S, len: usize) {
+        prefetch_l2_lines(s, self.x, len);
+        prefetch_l2_lines(s, self.dy, len);
+        if !self.y.is_null() {
+            prefetch_l2_lines(s, self.y, len);
+        }
     }
 
     #[inline(always)]
@@ -138,8 +148,13 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd, E: Elem>(
 ) -> [f64; 2] {
     let mn = s.splat(mean_next);
     let mut acc = Sums::new(s);
+    let pf = sums::prefetch_runs::<E>(runs, len, stride);
     for r in 0..runs {
         let at = r * stride;
+        // The next run of the channel being summed (see `prefetch_l2_lines`).
+        if pf && r + 1 < runs {
+            <BwdIn<E> as Terms<S>>::prefetch(next.add(at + stride), s, len);
+        }
         let op = Dx::<S, E>::new(s, inp, dr, at, c);
         // SAFETY: run r of both channels is within the contract.
         unsafe {

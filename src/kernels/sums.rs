@@ -151,6 +151,12 @@ pub(crate) trait Terms<S: Simd>: Copy {
     /// The same inputs `at` elements further (wrapping: only read within the contract).
     fn offset(self, at: usize) -> Self;
 
+    /// Hints every cache line of elements `0 .. len` of each input into L2 (never faults).
+    fn prefetch(self, s: S, len: usize);
+
+    /// The inputs' element type.
+    type Elem;
+
     /// Whether [`sums_rows`] may read whole rows through aligned vectors ([`rotated`]): only
     /// for a single input, whose address is [`Terms::base`].
     const ROTATE: bool = false;
@@ -174,6 +180,7 @@ impl<E> Copy for XTerms<E> {}
 
 impl<S: Simd, E: Elem> Terms<S> for XTerms<E> {
     type First = Wide<S>;
+    type Elem = E;
     // The rotated aligned-row reads are written for f32 rows (the same bits either way).
     const ROTATE: bool = size_of::<E>() == 4;
 
@@ -196,6 +203,11 @@ impl<S: Simd, E: Elem> Terms<S> for XTerms<E> {
         XTerms {
             x: self.x.wrapping_add(at),
         }
+    }
+
+    #[inline(always)]
+    fn prefetch(self, s: S, len: usize) {
+        prefetch_l2_lines(s, self.x, len);
     }
 
     #[inline(always)]
@@ -349,11 +361,42 @@ pub(crate) unsafe fn sums_runs<S: Simd, T: Terms<S>>(
 ) -> [f64; 2] {
     let c = s.splat(c);
     let mut acc = Sums::<S, T::First>::new(s);
+    let pf = prefetch_runs::<T::Elem>(runs, len, stride);
     for r in 0..runs {
+        if pf && r + 1 < runs {
+            t.offset((r + 1) * stride).prefetch(s, len);
+        }
         // SAFETY: run r is within the contract.
         unsafe { acc.add_run(s, t.offset(r * stride), len, c, NoVisit) };
     }
     acc.finish(s)
+}
+
+/// Whether the run loops over `runs` runs of `len` elements of `E`, `stride` apart, hint
+/// each next run into L2 ([`prefetch_l2_lines`]): for short runs (at most 2 KiB, where the
+/// hardware prefetcher has no time to ramp up) of a tensor beyond the caches (8 MiB). Longer
+/// runs and tensors in cache lost 10–25 % to the hints (paired roofline runs).
+#[inline(always)]
+pub(crate) fn prefetch_runs<E>(runs: usize, len: usize, stride: usize) -> bool {
+    let size = size_of::<E>();
+    len * size <= 2048 && runs.saturating_mul(stride).saturating_mul(size) >= 8 << 20
+}
+
+/// Hints every cache line of `p .. p + len` into L2 (never faults).
+///
+/// The run loops over an NCHW channel call it for the next run while they work on this one:
+/// the next run is a whole image away, too far for the hardware prefetcher to have started
+/// on it, so short runs (a 28×28 plane of 16-bit values is 24 lines) would each begin with a
+/// wait for DRAM. Measured on NCHW (64,256,28,28), 1 thread: bf16 training forward 1.9–2.4 →
+/// 3.3–3.4 Gelem/s, f16 3.0–3.3 → 4.2–4.3.
+#[inline(always)]
+pub(crate) fn prefetch_l2_lines<S: Simd, E>(s: S, p: *const E, len: usize) {
+    let (p, bytes) = (p.cast::<u8>(), len * size_of::<E>());
+    let mut off = 0;
+    while off < bytes {
+        s.prefetch_l2(p.wrapping_add(off).cast());
+        off += 64;
+    }
 }
 
 /// Length of vector `v` of a `w`-wide row segment.
