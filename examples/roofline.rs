@@ -478,7 +478,7 @@ fn typed_dropout_rows<E: dropnorm::Element>(
     });
 }
 
-/// Training-forward, inference and add+ReLU rows over a 16-bit type: `frac` against the copy of the same bytes
+/// Training-forward, inference, add+ReLU and backward rows over a 16-bit type: `frac` against the copy of the same bytes
 /// (half as many f32, in buffers of their own), elements/s to compare with the f32 rows.
 fn typed_bn_rows<E: dropnorm::Element>(
     o: &Opts,
@@ -531,6 +531,21 @@ fn typed_bn_rows<E: dropnorm::Element>(
     });
     row("bn_add_relu", 6.0 * n as f64, &mut || {
         dropnorm::batch_norm_add_relu_infer(&x, &res, &mut y, shape, layout, params, stats)
+            .expect("valid")
+    });
+    // Backward with the statistics of the training row (x, dy → dx: 6 B/element).
+    let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
+    let saved = dropnorm::SavedStats {
+        mean: &mean,
+        invstd: &invstd,
+    };
+    row("bn_backward", 6.0 * n as f64, &mut || {
+        let grads = dropnorm::BnGrads {
+            dx: &mut y,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        };
+        dropnorm::batch_norm_backward(&x, &res, None, grads, shape, layout, params, &saved)
             .expect("valid")
     });
 }

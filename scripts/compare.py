@@ -18,6 +18,9 @@ What it does:
   `native_batch_norm_backward`) and in ONNX Runtime (a one-node `BatchNormalization` model,
   and BatchNormalization -> Add -> Relu for the residual tail; NCHW and NC only: ONNX's
   BatchNormalization has the channel at axis 1);
+* in f32, and for every row the roofline has in bf16 and f16 also in PyTorch's bf16 and f16
+  (activations in the type; weights and statistics f32, PyTorch's mixed precision; ONNX
+  Runtime's CPU BatchNormalization takes f32 only);
 * at the same thread counts (`torch.set_num_threads`, ORT `intra_op_num_threads`), with
   outputs preallocated where the peer allows (`.out` variants in PyTorch, IOBinding in ORT;
   `F.dropout` and `native_dropout` have no `out=`);
@@ -25,7 +28,7 @@ What it does:
   keeping the median over rounds;
 * prints one table per workload: GB/s of the workload's minimum traffic, the same bytes for
   every system (8 B/element; 12 B for add+ReLU and backward; 8 B + 1 bit for dropout with
-  its mask, which PyTorch stores as one byte per element), the fraction of the plain-store copy bandwidth that the roofline measured at that
+  its mask, which PyTorch stores as one byte per element; half of that for bf16 and f16 tensors, except the mask), the fraction of the plain-store copy bandwidth that the roofline measured at that
   size in the same round, and dropnorm's speedup over each peer;
 * writes a bar chart (PNG) and, with --json-out, every measurement.
 """
@@ -52,15 +55,23 @@ KERNELS = [
     "bn_add_relu",
     "bn_backward",
 ]
-BYTES_PER_ELEM = {
-    "dropout": 8.0,
-    "dropout_mask": 8.0 + 1 / 8,
-    "dropout_backward": 8.0,
-    "bn_train": 8.0,
-    "bn_infer": 8.0,
-    "bn_add_relu": 12.0,
-    "bn_backward": 12.0,
+# Tensors each kernel streams (read or written), and the extra bytes per element (the mask).
+STREAMS = {
+    "dropout": (2, 0.0),
+    "dropout_mask": (2, 1 / 8),
+    "dropout_backward": (2, 0.0),
+    "bn_train": (2, 0.0),
+    "bn_infer": (2, 0.0),
+    "bn_add_relu": (3, 0.0),
+    "bn_backward": (3, 0.0),
 }
+DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2}
+DTYPES = ["f32", "bf16", "f16"]
+
+
+def bytes_per_elem(kernel, dtype):
+    streams, extra = STREAMS[kernel]
+    return streams * DTYPE_BYTES[dtype] + extra
 
 
 def parse_args():
@@ -69,7 +80,8 @@ def parse_args():
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
     ap.add_argument("--budget-ms", type=int, default=200, help="time budget per measurement")
     ap.add_argument("--quick", action="store_true", help="roofline --quick shapes, 1 round")
-    ap.add_argument("--filter", default=None, help="only rows whose 'kernel layout shape' contain this")
+    ap.add_argument("--filter", nargs="+", default=None,
+                    help="only rows whose 'kernel layout shape' contain one of these")
     ap.add_argument("--png", default="compare.png", help="bar chart output")
     ap.add_argument("--json-out", default=None, help="write all measurements here")
     ap.add_argument("--no-torch", action="store_true")
@@ -113,10 +125,16 @@ def run_dropnorm(exe, threads, args):
            "--budget-ms", str(args.budget_ms)]
     if args.quick:
         cmd.append("--quick")
-    if args.filter:
-        cmd += ["--filter", args.filter]
-    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rows, seen = [], set()
+    for f in args.filter or [None]:
+        c = cmd + (["--filter", f] if f else [])
+        out = subprocess.run(c, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                if key(r) not in seen:
+                    seen.add(key(r))
+                    rows.append(r)
     # Kernels only: the roofline's reference rows (two_pass_bound) have no peer workload.
     return [r for r in rows if r["kernel"] in KERNELS]
 
@@ -139,23 +157,25 @@ class Torch:
         self.torch, self.F = torch, F
         self.version = torch.__version__
 
-    def tensor(self, layout, dims, seed):
+    def tensor(self, layout, dims, seed, dtype="f32"):
         torch = self.torch
         g = torch.Generator().manual_seed(seed)
         if layout == "flat":
-            return torch.rand(dims[0], generator=g)
-        if layout == "nc":
-            return torch.randn(dims[0], dims[1], generator=g) + 3.0
-        t = torch.randn(*dims, generator=g) + 3.0
+            t = torch.rand(dims[0], generator=g)
+        elif layout == "nc":
+            t = torch.randn(dims[0], dims[1], generator=g) + 3.0
+        else:
+            t = torch.randn(*dims, generator=g) + 3.0
+        t = t.to({"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype])
         if layout == "nhwc":
             t = t.contiguous(memory_format=torch.channels_last)
         return t
 
-    def workload(self, kernel, layout, dims):
+    def workload(self, kernel, layout, dims, dtype="f32"):
         """A zero-argument callable running the workload, or None if PyTorch has none."""
         torch, F = self.torch, self.F
         aten = torch.ops.aten
-        x = self.tensor(layout, dims, 1)
+        x = self.tensor(layout, dims, 1, dtype)
         if kernel == "dropout":
             return lambda: F.dropout(x, 0.5, True)
         if kernel == "dropout_mask":
@@ -175,7 +195,7 @@ class Torch:
             return lambda: aten.native_batch_norm.out(
                 x, w, b, rm, rv, False, 0.1, 1e-5, out=y, save_mean=sm, save_invstd=si)
         if kernel == "bn_add_relu":
-            r = self.tensor(layout, dims, 2)
+            r = self.tensor(layout, dims, 2, dtype)
 
             def add_relu():
                 aten.native_batch_norm.out(
@@ -184,7 +204,7 @@ class Torch:
 
             return add_relu
         if kernel == "bn_backward":
-            dy = self.tensor(layout, dims, 2)
+            dy = self.tensor(layout, dims, 2, dtype)
             _, mean, invstd = aten.native_batch_norm(x, w, b, rm, rv, True, 0.1, 1e-5)
             dx, dw, db = torch.empty_like(x), torch.empty(c), torch.empty(c)
             return lambda: aten.native_batch_norm_backward.out(
@@ -239,8 +259,9 @@ class Ort:
         m.ir_version = 8
         return m.SerializeToString()
 
-    def workload(self, kernel, layout, dims):
-        if kernel not in ("bn_infer", "bn_add_relu") or layout not in ("nchw", "nc"):
+    def workload(self, kernel, layout, dims, dtype="f32"):
+        if (kernel not in ("bn_infer", "bn_add_relu") or layout not in ("nchw", "nc")
+                or dtype != "f32"):
             return None
         np, ort = self.np, self.ort
         add_relu = kernel == "bn_add_relu"
@@ -268,7 +289,7 @@ class Ort:
 
 
 def key(row):
-    return (row["kernel"], row["layout"], row["shape"], row["threads"])
+    return (row["kernel"], row["layout"], row["shape"], row["threads"], row.get("dtype", "f32"))
 
 
 def measure_peer(peer, rows, threads, args):
@@ -276,13 +297,14 @@ def measure_peer(peer, rows, threads, args):
     out = {}
     for row in rows:
         dims = parse_shape(row["layout"], row["shape"])
-        f = peer.workload(row["kernel"], row["layout"], dims)
+        dtype = row.get("dtype", "f32")
+        f = peer.workload(row["kernel"], row["layout"], dims, dtype)
         if f is None:
             continue
         secs = median_time(f, args.budget_ms / 1000)
         del f
         gc.collect()
-        out[key(row)] = BYTES_PER_ELEM[row["kernel"]] * row["elems"] / secs / 1e9
+        out[key(row)] = bytes_per_elem(row["kernel"], dtype) * row["elems"] / secs / 1e9
     return out
 
 
@@ -335,7 +357,7 @@ def main():
         with open(args.json_out, "w") as f:
             json.dump({"meta": meta, "rows": [
                 {"system": s, "kernel": k[0], "layout": k[1], "shape": k[2], "threads": k[3],
-                 "gbps": v, "copy_gbps": cmed[k], "frac": v / cmed[k]}
+                 "dtype": k[4], "gbps": v, "gelems": v / bytes_per_elem(k[0], k[4]), "copy_gbps": cmed[k], "frac": v / cmed[k]}
                 for (s, k), v in sorted(med.items())]}, f, indent=1)
     plot(systems, med, cmed, info, args.png, meta)
 
@@ -351,13 +373,14 @@ def cpu_name():
 
 
 def print_tables(systems, med, cmed, info):
-    keys = sorted(info, key=lambda k: (KERNELS.index(k[0]), k[3], k[1], info[k]["elems"]))
+    keys = sorted(info, key=lambda k: (KERNELS.index(k[0]), DTYPES.index(k[4]), k[3], k[1],
+                                       info[k]["elems"]))
     peers = systems[1:]
-    for kernel in KERNELS:
-        ks = [k for k in keys if k[0] == kernel]
+    for kernel, dtype in [(k, d) for k in KERNELS for d in DTYPES]:
+        ks = [k for k in keys if k[0] == kernel and k[4] == dtype]
         if not ks:
             continue
-        print(f"\n## {kernel} ({BYTES_PER_ELEM[kernel]:g} B/element)\n")
+        print(f"\n## {kernel} {dtype} ({bytes_per_elem(kernel, dtype):g} B/element)\n")
         head = "| layout | shape | threads | copy GB/s | dropnorm GB/s (frac) |"
         for p in peers:
             head += f" {p} GB/s (frac) | vs {p} |"
@@ -384,7 +407,8 @@ def plot(systems, med, cmed, info, png, meta):
     except ImportError:
         print("matplotlib missing: no chart", file=sys.stderr)
         return
-    keys = sorted(info, key=lambda k: (KERNELS.index(k[0]), k[3], k[1], info[k]["elems"]))
+    keys = sorted(info, key=lambda k: (KERNELS.index(k[0]), DTYPES.index(k[4]), k[3], k[1],
+                                       info[k]["elems"]))
     threads = sorted({k[3] for k in keys})
     fig, axes = plt.subplots(len(threads), 1, figsize=(max(12, 0.32 * len(keys)), 5 * len(threads)),
                              squeeze=False)
@@ -401,7 +425,7 @@ def plot(systems, med, cmed, info, png, meta):
                     ys.append(v / cmed[k])
             ax.bar(xs, ys, width, label=s, color=colors.get(s))
         ax.set_xticks(range(len(ks)))
-        ax.set_xticklabels([f"{k[0]} {k[1]} {k[2]}" for k in ks], rotation=70, ha="right",
+        ax.set_xticklabels([f"{k[0]} {k[4]} {k[1]} {k[2]}" for k in ks], rotation=70, ha="right",
                            fontsize=7)
         ax.axhline(1.0, color="black", lw=0.6, ls="--")
         top = max([med[(s, k)] / cmed[k] for s in systems for k in ks if (s, k) in med] + [1])
