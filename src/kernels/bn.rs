@@ -13,8 +13,8 @@
 //! constant channel gives exactly `β`. One subtract and one FMA per element.
 
 use crate::kernels::stream::{
-    Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, load, nt_head, store, write_stream,
-    write_stream_unfenced,
+    Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, line_body, line_head, load, nt_head,
+    store, write_stream, write_stream_unfenced,
 };
 use crate::kernels::sums::{Sums, Visit, XTerms, prefetch_l2_lines, prefetch_runs};
 use crate::simd::elem::Elem;
@@ -241,13 +241,16 @@ impl<V> Shifted<V> {
     /// when `nt`.
     #[inline(always)]
     pub(crate) fn new<E>(op: V, out: *const E, len: usize, nt: bool) -> Self {
-        let head = nt_head(out, len);
-        Shifted {
-            op,
-            head,
-            body: (len - head) / LANES * LANES,
-            nt,
-        }
+        // Streaming stores in whole lines only (see `line_head`); plain ones from a vector
+        // boundary.
+        let (head, body) = if nt {
+            let head = line_head(out, len);
+            (head, line_body::<E>(len - head))
+        } else {
+            let head = nt_head(out, len);
+            (head, (len - head) / LANES * LANES)
+        };
+        Shifted { op, head, body, nt }
     }
 }
 
@@ -272,14 +275,20 @@ impl<V> Shifted<V> {
     where
         V: StoreAt<S>,
     {
-        // SAFETY: head < 16 and len − (head + body) < 16 elements, inside the run.
+        // SAFETY: [0, head) and [head + body, len) lie inside the run, written in pieces of
+        // at most 16 (a head or tail is under a line: up to 31 elements of a 16-bit type).
         unsafe {
-            if self.head > 0 {
-                self.op.store_at(s, 0, self.head, false);
+            let mut i = 0;
+            while i < self.head {
+                let n = (self.head - i).min(LANES);
+                self.op.store_at(s, i, n, false);
+                i += n;
             }
-            let t0 = self.head + self.body;
-            if t0 < len {
-                self.op.store_at(s, t0, len - t0, false);
+            let mut i = self.head + self.body;
+            while i < len {
+                let n = (len - i).min(LANES);
+                self.op.store_at(s, i, n, false);
+                i += n;
             }
         }
     }

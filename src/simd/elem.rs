@@ -108,6 +108,16 @@ impl Elem for half::bf16 {
         unsafe { s.store_bf16_nt(p.cast(), v) }
     }
     #[inline(always)]
+    unsafe fn load_partial<S: Simd>(s: S, p: *const half::bf16, len: usize) -> S::F {
+        // SAFETY: forwarded (the backend's masked load where it has one).
+        unsafe { s.load_bf16_partial(p.cast(), len) }
+    }
+    #[inline(always)]
+    unsafe fn store_partial<S: Simd>(s: S, p: *mut half::bf16, len: usize, v: S::F) {
+        // SAFETY: forwarded (the backend's masked store where it has one).
+        unsafe { s.store_bf16_partial(p.cast(), len, v) }
+    }
+    #[inline(always)]
     fn widen(self) -> f32 {
         convert::bf16_to_f32(self.to_bits())
     }
@@ -132,6 +142,16 @@ impl Elem for half::f16 {
     unsafe fn store_nt<S: Simd>(s: S, p: *mut half::f16, v: S::F) {
         // SAFETY: forwarded: 32-byte aligned, as the 16-bit store needs.
         unsafe { s.store_f16_nt(p.cast(), v) }
+    }
+    #[inline(always)]
+    unsafe fn load_partial<S: Simd>(s: S, p: *const half::f16, len: usize) -> S::F {
+        // SAFETY: forwarded (the backend's masked load where it has one).
+        unsafe { s.load_f16_partial(p.cast(), len) }
+    }
+    #[inline(always)]
+    unsafe fn store_partial<S: Simd>(s: S, p: *mut half::f16, len: usize, v: S::F) {
+        // SAFETY: forwarded (the backend's masked store where it has one).
+        unsafe { s.store_f16_partial(p.cast(), len, v) }
     }
     #[inline(always)]
     fn widen(self) -> f32 {

@@ -204,6 +204,58 @@ pub trait Simd: Copy + Send + Sync {
             unsafe { *p.add(l) = convert::f32_to_bf16(x) };
         }
     }
+    /// The first `len < 16` bf16 at `p` widened (zeros in the other lanes).
+    ///
+    /// # Safety
+    /// `p..p+len` must be readable.
+    #[inline(always)]
+    unsafe fn load_bf16_partial(self, p: *const u16, len: usize) -> Self::F {
+        let mut buf = [0u16; LANES];
+        // SAFETY: `len < 16` elements read from `p` into a 16-element buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len);
+            self.load_bf16(buf.as_ptr())
+        }
+    }
+    /// The first `len < 16` lanes of `v` narrowed to bf16 at `p`.
+    ///
+    /// # Safety
+    /// `p..p+len` must be writable.
+    #[inline(always)]
+    unsafe fn store_bf16_partial(self, p: *mut u16, len: usize, v: Self::F) {
+        let mut buf = [0u16; LANES];
+        // SAFETY: the buffer holds 16 elements; `len` are copied out to `p`.
+        unsafe {
+            self.store_bf16(buf.as_mut_ptr(), v);
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), p, len);
+        }
+    }
+    /// The first `len < 16` binary16 at `p` widened (zeros in the other lanes).
+    ///
+    /// # Safety
+    /// `p..p+len` must be readable.
+    #[inline(always)]
+    unsafe fn load_f16_partial(self, p: *const u16, len: usize) -> Self::F {
+        let mut buf = [0u16; LANES];
+        // SAFETY: `len < 16` elements read from `p` into a 16-element buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len);
+            self.load_f16(buf.as_ptr())
+        }
+    }
+    /// The first `len < 16` lanes of `v` narrowed to binary16 at `p`.
+    ///
+    /// # Safety
+    /// `p..p+len` must be writable.
+    #[inline(always)]
+    unsafe fn store_f16_partial(self, p: *mut u16, len: usize, v: Self::F) {
+        let mut buf = [0u16; LANES];
+        // SAFETY: the buffer holds 16 elements; `len` are copied out to `p`.
+        unsafe {
+            self.store_f16(buf.as_mut_ptr(), v);
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), p, len);
+        }
+    }
     /// [`Simd::store_bf16`] with a non-temporal store.
     ///
     /// # Safety

@@ -202,16 +202,47 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
     #[inline(always)]
     unsafe fn load_bf16(self, p: *const u16) -> __m512 {
         // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 readable u16 (one 32-byte load).
+        unsafe { widen_bf16(_mm256_loadu_si256(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_partial(self, p: *const u16, len: usize) -> __m512 {
+        // SAFETY: token ⇒ AVX-512BW/VL (vmovdqu16 with a mask); masked-off elements are not
+        // accessed, so only `p..p+len` is read. A masked load instead of a buffer avoids a
+        // store-forwarding stall at every run's head and tail.
         unsafe {
-            let w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
-            let v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
-            // A signalling NaN comes back quiet with its payload, as the scalar definition:
-            // vfixupimmps with response 2 (QNaN of the source) for the SNaN class and 1 (the
-            // source) for the seven others — one instruction where testing for NaN and setting
-            // the bit took three, and one the compiler cannot fold away (as it does x + −0).
-            let table = _mm512_set1_epi32(0x1111_1121);
-            _mm512_fixupimm_ps::<0>(v, v, table)
+            widen_bf16(_mm256_maskz_loadu_epi16(
+                ((1u32 << len) - 1) as u16,
+                p.cast(),
+            ))
         }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16_partial(self, p: *mut u16, len: usize, v: __m512) {
+        // SAFETY: token ⇒ AVX-512BW/VL (and BF16 where `narrow_bf16_native` is reached);
+        // only the `len` unmasked elements are written.
+        unsafe {
+            let r = if BF16 {
+                narrow_bf16_native(v)
+            } else {
+                narrow_bf16(v)
+            };
+            _mm256_mask_storeu_epi16(p.cast(), ((1u32 << len) - 1) as u16, r)
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_f16_partial(self, p: *const u16, len: usize) -> __m512 {
+        // SAFETY: as `load_bf16_partial`; vcvtph2ps zmm is AVX-512F.
+        unsafe {
+            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                ((1u32 << len) - 1) as u16,
+                p.cast(),
+            ))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_f16_partial(self, p: *mut u16, len: usize, v: __m512) {
+        // SAFETY: token ⇒ AVX-512BW/VL; only the `len` unmasked elements are written.
+        unsafe { _mm256_mask_storeu_epi16(p.cast(), ((1u32 << len) - 1) as u16, narrow_f16(v)) }
     }
     #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: __m512) {
@@ -293,6 +324,22 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
     fn ge_bits(self, a: __m512i, b: __m512i) -> u16 {
         // SAFETY: token ⇒ AVX-512F.
         unsafe { _mm512_cmpge_epu32_mask(a, b) }
+    }
+}
+
+/// 16 bf16 bit patterns widened to f32, as `convert::bf16_to_f32`.
+#[inline(always)]
+fn widen_bf16(raw: __m256i) -> __m512 {
+    // SAFETY: only reached from `Avx512` methods, whose token proves AVX-512F.
+    unsafe {
+        let w = _mm512_cvtepu16_epi32(raw);
+        let v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
+        // A signalling NaN comes back quiet with its payload, as the scalar definition:
+        // vfixupimmps with response 2 (QNaN of the source) for the SNaN class and 1 (the
+        // source) for the seven others — one instruction where testing for NaN and setting
+        // the bit took three, and one the compiler cannot fold away (as it does x + −0).
+        let table = _mm512_set1_epi32(0x1111_1121);
+        _mm512_fixupimm_ps::<0>(v, v, table)
     }
 }
 
