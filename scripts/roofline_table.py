@@ -19,7 +19,7 @@ ORDER = ["dropout", "dropout bf16", "dropout f16", "dropout_mask", "dropout_mask
          "dropout_mask f16", "dropout_backward", "dropout_backward bf16", "dropout_backward f16",
          "dropout_channels", "bn_train", "bn_train bf16", "bn_train f16",
          "two_pass_bound", "bn_stats", "bn_apply", "bn_infer", "bn_infer bf16", "bn_infer f16", "bn_add_relu",
-         "bn_add_relu bf16", "bn_add_relu f16", "bn_backward",
+         "bn_add_relu bf16", "bn_add_relu f16", "bn_backward", "bn_backward bf16", "bn_backward f16",
          "bn_backward_apply"]
 LAYOUTS = {"flat": "flat", "nchw": "NCHW", "nc": "NC", "nhwc": "NHWC"}
 
