@@ -21,37 +21,6 @@ use dropnorm::{
 
 const LAYOUTS: [Layout; 3] = [Layout::Nc, Layout::Nchw, Layout::Nhwc];
 
-/// The `half` crate's conversions, the reference.
-trait Half: dropnorm::Element + core::fmt::Debug {
-    fn of(v: f32) -> Self;
-    fn wide(self) -> f32;
-    fn raw(self) -> u16;
-}
-
-impl Half for bf16 {
-    fn of(v: f32) -> Self {
-        bf16::from_f32(v)
-    }
-    fn wide(self) -> f32 {
-        self.to_f32()
-    }
-    fn raw(self) -> u16 {
-        self.to_bits()
-    }
-}
-
-impl Half for f16 {
-    fn of(v: f32) -> Self {
-        f16::from_f32(v)
-    }
-    fn wide(self) -> f32 {
-        self.to_f32()
-    }
-    fn raw(self) -> u16 {
-        self.to_bits()
-    }
-}
-
 fn raw<E: Half>(v: &[E]) -> Vec<u16> {
     v.iter().map(|e| e.raw()).collect()
 }

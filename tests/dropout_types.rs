@@ -10,53 +10,9 @@ mod common;
 
 use common::*;
 use dropnorm::{
-    DropoutParams, Element, Isa, Layout, Shape, bf16, dropout, dropout_backward,
-    dropout_backward_with_mask, dropout_channels, dropout_inplace, dropout_with_mask, f16,
-    mask_len, with_isa,
+    DropoutParams, Isa, Layout, Shape, bf16, dropout, dropout_backward, dropout_backward_with_mask,
+    dropout_channels, dropout_inplace, dropout_with_mask, f16, mask_len, with_isa,
 };
-
-/// What the tests need of an element type beyond the library's trait: the `half` crate's own
-/// conversions, which are the reference.
-trait Half: Element + PartialEq + core::fmt::Debug {
-    /// A signalling NaN (exponent all ones, quiet bit clear, payload 1).
-    const SNAN: u16;
-    fn of(v: f32) -> Self;
-    fn wide(self) -> f32;
-    fn raw(self) -> u16;
-    fn from_raw(b: u16) -> Self;
-}
-
-impl Half for bf16 {
-    const SNAN: u16 = 0x7F81;
-    fn of(v: f32) -> Self {
-        bf16::from_f32(v)
-    }
-    fn wide(self) -> f32 {
-        self.to_f32()
-    }
-    fn raw(self) -> u16 {
-        self.to_bits()
-    }
-    fn from_raw(b: u16) -> Self {
-        bf16::from_bits(b)
-    }
-}
-
-impl Half for f16 {
-    const SNAN: u16 = 0x7C01;
-    fn of(v: f32) -> Self {
-        f16::from_f32(v)
-    }
-    fn wide(self) -> f32 {
-        self.to_f32()
-    }
-    fn raw(self) -> u16 {
-        self.to_bits()
-    }
-    fn from_raw(b: u16) -> Self {
-        f16::from_bits(b)
-    }
-}
 
 fn raw<E: Half>(v: &[E]) -> Vec<u16> {
     v.iter().map(|e| e.raw()).collect()

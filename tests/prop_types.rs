@@ -13,41 +13,6 @@ use common::*;
 use dropnorm::*;
 use proptest::prelude::*;
 
-/// The `half` crate's conversions, the reference.
-trait Half: Element + Copy + PartialEq + core::fmt::Debug {
-    const NAME: &'static str;
-    /// Half an ulp, relative, of a normal value.
-    const HALF_ULP: f64;
-    /// The smallest positive (subnormal) value.
-    const TINY: f64;
-    fn of(v: f32) -> Self;
-    fn wide(self) -> f32;
-}
-
-impl Half for bf16 {
-    const NAME: &'static str = "bf16";
-    const HALF_ULP: f64 = 1.0 / 256.0;
-    const TINY: f64 = 9.2e-41;
-    fn of(v: f32) -> Self {
-        bf16::from_f32(v)
-    }
-    fn wide(self) -> f32 {
-        self.to_f32()
-    }
-}
-
-impl Half for f16 {
-    const NAME: &'static str = "f16";
-    const HALF_ULP: f64 = 1.0 / 2048.0;
-    const TINY: f64 = 6.0e-8;
-    fn of(v: f32) -> Self {
-        f16::from_f32(v)
-    }
-    fn wide(self) -> f32 {
-        self.to_f32()
-    }
-}
-
 fn shape_and_layout() -> impl Strategy<Value = (Shape, Layout)> {
     prop_oneof![
         (2usize..120, 1usize..70).prop_map(|(n, c)| (Shape::nc(n, c), Layout::Nc)),

@@ -3,6 +3,10 @@
 
 use dropnorm::{Isa, with_isa};
 
+mod half;
+#[allow(unused_imports)]
+pub use half::Half;
+
 /// Bit patterns, so NaNs compare and +0.0 differs from -0.0.
 pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
