@@ -210,8 +210,12 @@ pub trait Simd: Copy + Send + Sync {
     /// `p..p+len` must be readable.
     #[inline(always)]
     unsafe fn load_bf16_partial(self, p: *const u16, len: usize) -> Self::F {
-        // SAFETY: forwarded.
-        unsafe { buffered_load(p, len, |b| self.load_bf16(b)) }
+        let mut buf = [0u16; LANES];
+        // SAFETY: `len < 16` elements read from `p` into a 16-element buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len);
+            self.load_bf16(buf.as_ptr())
+        }
     }
     /// The first `len < 16` lanes of `v` narrowed to bf16 at `p`.
     ///
@@ -219,8 +223,12 @@ pub trait Simd: Copy + Send + Sync {
     /// `p..p+len` must be writable.
     #[inline(always)]
     unsafe fn store_bf16_partial(self, p: *mut u16, len: usize, v: Self::F) {
-        // SAFETY: forwarded.
-        unsafe { buffered_store(p, len, |b| self.store_bf16(b, v)) }
+        let mut buf = [0u16; LANES];
+        // SAFETY: the buffer holds 16 elements; `len` are copied out to `p`.
+        unsafe {
+            self.store_bf16(buf.as_mut_ptr(), v);
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), p, len);
+        }
     }
     /// The first `len < 16` binary16 at `p` widened (zeros in the other lanes).
     ///
@@ -228,8 +236,12 @@ pub trait Simd: Copy + Send + Sync {
     /// `p..p+len` must be readable.
     #[inline(always)]
     unsafe fn load_f16_partial(self, p: *const u16, len: usize) -> Self::F {
-        // SAFETY: forwarded.
-        unsafe { buffered_load(p, len, |b| self.load_f16(b)) }
+        let mut buf = [0u16; LANES];
+        // SAFETY: `len < 16` elements read from `p` into a 16-element buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len);
+            self.load_f16(buf.as_ptr())
+        }
     }
     /// The first `len < 16` lanes of `v` narrowed to binary16 at `p`.
     ///
@@ -237,8 +249,12 @@ pub trait Simd: Copy + Send + Sync {
     /// `p..p+len` must be writable.
     #[inline(always)]
     unsafe fn store_f16_partial(self, p: *mut u16, len: usize, v: Self::F) {
-        // SAFETY: forwarded.
-        unsafe { buffered_store(p, len, |b| self.store_f16(b, v)) }
+        let mut buf = [0u16; LANES];
+        // SAFETY: the buffer holds 16 elements; `len` are copied out to `p`.
+        unsafe {
+            self.store_f16(buf.as_mut_ptr(), v);
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), p, len);
+        }
     }
     /// [`Simd::store_bf16`] with a non-temporal store.
     ///
@@ -306,30 +322,4 @@ pub trait Simd: Copy + Send + Sync {
     fn rotl_u<const K: i32>(self, a: Self::U) -> Self::U;
     /// Bit `l` set iff `a[l] >= b[l]` as unsigned integers.
     fn ge_bits(self, a: Self::U, b: Self::U) -> u16;
-}
-
-/// A partial 16-bit load through a 16-element buffer: the first `len < 16` elements of `p`
-/// copied in (zeros after), then `load` of the buffer.
-///
-/// # Safety
-/// `p..p+len` readable; `load` must read at most 16 elements from its pointer.
-#[inline(always)]
-unsafe fn buffered_load<F>(p: *const u16, len: usize, load: impl FnOnce(*const u16) -> F) -> F {
-    let mut buf = [0u16; LANES];
-    // SAFETY: `len < 16` elements read from `p` into a 16-element buffer.
-    unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len) };
-    load(buf.as_ptr())
-}
-
-/// A partial 16-bit store through a 16-element buffer: `store` into the buffer, then its
-/// first `len < 16` elements copied out to `p`.
-///
-/// # Safety
-/// `p..p+len` writable; `store` must write at most 16 elements at its pointer.
-#[inline(always)]
-unsafe fn buffered_store(p: *mut u16, len: usize, store: impl FnOnce(*mut u16)) {
-    let mut buf = [0u16; LANES];
-    store(buf.as_mut_ptr());
-    // SAFETY: the buffer holds 16 elements; `len < 16` are copied out to `p`.
-    unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p, len) };
 }

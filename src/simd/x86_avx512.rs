@@ -10,6 +10,20 @@ use super::Simd;
 pub(crate) struct Avx512<const BF16: bool = false>(());
 
 impl<const BF16: bool> Avx512<BF16> {
+    /// 16 lanes rounded to bf16: by `vcvtneps2bf16` with `BF16`, by integer rounding without.
+    ///
+    /// # Safety
+    /// With `BF16`, the CPU must support AVX-512 BF16 (a token of `Avx512<true>` proves it).
+    #[inline(always)]
+    unsafe fn narrow_bf16(v: __m512) -> __m256i {
+        if BF16 {
+            // SAFETY: `BF16` ⇒ the caller has AVX-512 BF16.
+            unsafe { narrow_bf16_native(v) }
+        } else {
+            narrow_bf16(v)
+        }
+    }
+
     /// # Safety
     /// The CPU must support `avx512f`, `avx512bw`, `avx512dq` and `avx512vl`, and with
     /// `BF16` also `avx512bf16`.
@@ -221,11 +235,7 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
         // SAFETY: token ⇒ AVX-512BW/VL (and BF16 where `narrow_bf16_native` is reached);
         // only the `len` unmasked elements are written.
         unsafe {
-            let r = if BF16 {
-                narrow_bf16_native(v)
-            } else {
-                narrow_bf16(v)
-            };
+            let r = Self::narrow_bf16(v);
             _mm256_mask_storeu_epi16(p.cast(), ((1u32 << len) - 1) as u16, r)
         }
     }
@@ -249,11 +259,7 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
         // SAFETY: token ⇒ AVX-512F (and BF16 where `narrow_bf16_native` is reached); the
         // caller guarantees 16 writable u16 (one 32-byte store).
         unsafe {
-            let r = if BF16 {
-                narrow_bf16_native(v)
-            } else {
-                narrow_bf16(v)
-            };
+            let r = Self::narrow_bf16(v);
             _mm256_storeu_si256(p.cast(), r)
         }
     }
@@ -261,11 +267,7 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
     unsafe fn store_bf16_nt(self, p: *mut u16, v: __m512) {
         // SAFETY: as `store_bf16`; `p` is 32-byte aligned (vmovntdq).
         unsafe {
-            let r = if BF16 {
-                narrow_bf16_native(v)
-            } else {
-                narrow_bf16(v)
-            };
+            let r = Self::narrow_bf16(v);
             _mm256_stream_si256(p.cast(), r)
         }
     }
