@@ -1,7 +1,8 @@
 //! Batch norm per ISA against naive scalar versions, on the shapes of the roofline (NCHW, NC,
 //! NHWC): training forward and inference (8 B/element of minimum traffic), inference with
 //! residual add + ReLU and backward (12 B/element); the split phase's one-pass second phases
-//! (`apply` in the training groups, `backward_apply` in the backward groups).
+//! (`apply` in the training groups, `backward_apply` in the backward groups); and the
+//! training forward, inference, add+ReLU and backward over bf16 and f16 (`bn_train_bf16/…`).
 //!
 //! `cargo bench --bench batch_norm -- --warm-up-time 1 --measurement-time 3`
 
@@ -137,8 +138,8 @@ fn bench(c: &mut Criterion) {
             });
         }
         g.finish();
-        typed_infer(c, "bf16", shape, layout, &params, &stats, bf16::from_f32);
-        typed_infer(c, "f16", shape, layout, &params, &stats, f16::from_f32);
+        typed_bn(c, "bf16", shape, layout, &params, &stats, bf16::from_f32);
+        typed_bn(c, "f16", shape, layout, &params, &stats, f16::from_f32);
         let mut g = c.benchmark_group(format!(
             "bn_add_relu/{layout:?}/{}x{}x{}x{}",
             shape.n, shape.c, shape.h, shape.w
@@ -247,8 +248,9 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 criterion_main!(benches);
 
-/// Inference over a 16-bit element type (4 B/element).
-fn typed_infer<E: Element>(
+/// Every batch-norm kernel over a 16-bit element type, per ISA: training forward and
+/// inference (4 B/element), add+ReLU and backward (6 B/element).
+fn typed_bn<E: Element>(
     c: &mut Criterion,
     dtype: &str,
     shape: Shape,
@@ -258,24 +260,71 @@ fn typed_infer<E: Element>(
     of: fn(f32) -> E,
 ) {
     let n = shape.numel().unwrap();
+    let ch = shape.c;
     let x: Vec<E> = (0..n)
         .map(|i| of(((i * 7919) % 1000) as f32 * 0.01))
         .collect();
+    let r: Vec<E> = x.iter().rev().copied().collect();
     let mut y = vec![of(0.0); n];
-    let mut g = c.benchmark_group(format!(
-        "bn_infer_{dtype}/{layout:?}/{}x{}x{}x{}",
-        shape.n, shape.c, shape.h, shape.w
-    ));
-    g.throughput(Throughput::Bytes(4 * n as u64));
-    for isa in Isa::available() {
-        g.bench_function(BenchmarkId::new("forward", isa), |b| {
-            b.iter(|| {
-                with_isa(isa, || {
-                    let ep = dropnorm::Epilogue::None;
-                    batch_norm_infer(black_box(&x), &mut y, shape, layout, params, ep, stats)
-                })
-            })
-        });
-    }
-    g.finish();
+    let (mut mean, mut invstd) = (vec![0.0f32; ch], vec![0.0f32; ch]);
+    let (mut dg, mut db) = (vec![0.0f32; ch], vec![0.0f32; ch]);
+    let ep = dropnorm::Epilogue::None;
+    let mut group = |kernel: &str, bytes: u64, f: &mut dyn FnMut()| {
+        let mut g = c.benchmark_group(format!(
+            "{kernel}_{dtype}/{layout:?}/{}x{}x{}x{}",
+            shape.n, shape.c, shape.h, shape.w
+        ));
+        g.throughput(Throughput::Bytes(bytes * n as u64));
+        for isa in Isa::available() {
+            g.bench_function(BenchmarkId::new("forward", isa), |b| {
+                b.iter(|| with_isa(isa, &mut *f))
+            });
+        }
+        g.finish();
+    };
+    group("bn_train", 4, &mut || {
+        let saved = SavedStatsMut {
+            mean: &mut mean,
+            invstd: &mut invstd,
+        };
+        batch_norm_train(
+            black_box(&x),
+            &mut y,
+            shape,
+            layout,
+            params,
+            ep,
+            saved,
+            None,
+        )
+        .unwrap()
+    });
+    group("bn_infer", 4, &mut || {
+        batch_norm_infer(black_box(&x), &mut y, shape, layout, params, ep, stats).unwrap()
+    });
+    group("bn_add_relu", 6, &mut || {
+        batch_norm_add_relu_infer(black_box(&x), &r, &mut y, shape, layout, params, stats).unwrap()
+    });
+    let saved = SavedStats {
+        mean: stats.mean,
+        invstd: stats.var,
+    };
+    group("bn_backward", 6, &mut || {
+        let grads = BnGrads {
+            dx: &mut y,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        };
+        batch_norm_backward(
+            black_box(&x),
+            &r,
+            None,
+            grads,
+            shape,
+            layout,
+            params,
+            &saved,
+        )
+        .unwrap()
+    });
 }

@@ -52,6 +52,7 @@ fn bench(c: &mut Criterion) {
 fn typed<E: Element>(c: &mut Criterion, dtype: &str, n: usize, of: fn(f32) -> E) {
     let x: Vec<E> = (0..n).map(|i| of(i as f32 * 1e-3)).collect();
     let mut y = vec![of(0.0); n];
+    let mut mask = vec![0u8; mask_len(n)];
     let params = DropoutParams::new(0.5, 42);
     let mut g = c.benchmark_group(format!("dropout_{dtype}/{n}"));
     g.throughput(Throughput::Bytes(4 * n as u64));
@@ -61,6 +62,13 @@ fn typed<E: Element>(c: &mut Criterion, dtype: &str, n: usize, of: fn(f32) -> E)
     for isa in Isa::available() {
         g.bench_function(BenchmarkId::new("forward", isa), |b| {
             b.iter(|| with_isa(isa, || dropout(black_box(&x), &mut y, &params)))
+        });
+        g.bench_function(BenchmarkId::new("with_mask", isa), |b| {
+            b.iter(|| {
+                with_isa(isa, || {
+                    dropout_with_mask(black_box(&x), &mut y, &mut mask, &params)
+                })
+            })
         });
         g.bench_function(BenchmarkId::new("backward", isa), |b| {
             b.iter(|| with_isa(isa, || dropout_backward(black_box(&x), &mut y, &params)))

@@ -415,14 +415,8 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
         let f16 = ("f16", dropnorm::f16::from_f32 as fn(f32) -> dropnorm::f16);
         typed_dropout_rows(o, threads, budget, n, f16);
 
-        // Channel-wise dropout, NCHW and NHWC: small images (2×2, one channel: one keep
-        // decision per 4 values) and 4×4 images of 64 channels.
-        for (shape, lname, layout) in [
-            (Shape::nchw(n / 4, 1, 2, 2), "nchw", Layout::Nchw),
-            (Shape::nchw(n / 4, 1, 2, 2), "nhwc", Layout::Nhwc),
-            (Shape::nchw(n / 1024, 64, 4, 4), "nchw", Layout::Nchw),
-            (Shape::nchw(n / 1024, 64, 4, 4), "nhwc", Layout::Nhwc),
-        ] {
+        // Channel-wise dropout (the typed rows above take the same shapes).
+        for (shape, lname, layout) in channel_shapes(n) {
             let sname = format!("({},{},{},{})", shape.n, shape.c, shape.h, shape.w);
             if !o.wants("dropout_channels", lname, &sname) {
                 continue;
@@ -449,13 +443,13 @@ fn typed_dropout_rows<E: dropnorm::Element>(
     let (cx, mut cy) = (vec![1.0f32; n / 2], vec![0.0f32; n / 2]);
     let params = DropoutParams::new(0.5, 42);
     let bytes = 2.0 * 2.0 * n as f64;
-    let mut row = |kernel, bytes: f64, f: &mut dyn FnMut()| {
+    let mut row = |kernel, layout, shape, bytes: f64, f: &mut dyn FnMut()| {
         let m = measure(o, budget, &cx, &mut cy, bytes, &mut |_| f());
         Row {
             kernel,
             dtype,
-            layout: "flat",
-            shape: format!("[{n}]"),
+            layout,
+            shape,
             elems: n,
             threads,
             isa: o.isa,
@@ -465,20 +459,46 @@ fn typed_dropout_rows<E: dropnorm::Element>(
         }
         .print(o.json);
     };
+    let flat = || format!("[{n}]");
     let mut step = 0u64;
-    row("dropout", bytes, &mut || {
+    row("dropout", "flat", flat(), bytes, &mut || {
         step += 1;
         dropnorm::dropout(&x, &mut y, &params.with_offset(step << 32)).expect("valid")
     });
-    row("dropout_mask", bytes + n as f64 / 8.0, &mut || {
-        dropnorm::dropout_with_mask(&x, &mut y, &mut mask, &params).expect("valid")
-    });
-    row("dropout_backward", bytes, &mut || {
+    row(
+        "dropout_mask",
+        "flat",
+        flat(),
+        bytes + n as f64 / 8.0,
+        &mut || dropnorm::dropout_with_mask(&x, &mut y, &mut mask, &params).expect("valid"),
+    );
+    row("dropout_backward", "flat", flat(), bytes, &mut || {
         dropnorm::dropout_backward(&x, &mut y, &params).expect("valid")
     });
+    for (shape, lname, layout) in channel_shapes(n) {
+        let sname = format!("({},{},{},{})", shape.n, shape.c, shape.h, shape.w);
+        if !o.wants("dropout_channels", lname, &sname) {
+            continue;
+        }
+        row("dropout_channels", lname, sname, bytes, &mut || {
+            dropnorm::dropout_channels(&x, &mut y, shape, layout, &params).expect("valid")
+        });
+    }
 }
 
-/// Training-forward, inference, add+ReLU and backward rows over a 16-bit type: `frac` against the copy of the same bytes
+/// The channel-wise dropout shapes over `n` elements, NCHW and NHWC: small images (2×2, one
+/// channel: one keep decision per 4 values) and 4×4 images of 64 channels.
+fn channel_shapes(n: usize) -> [(Shape, &'static str, Layout); 4] {
+    [
+        (Shape::nchw(n / 4, 1, 2, 2), "nchw", Layout::Nchw),
+        (Shape::nchw(n / 4, 1, 2, 2), "nhwc", Layout::Nhwc),
+        (Shape::nchw(n / 1024, 64, 4, 4), "nchw", Layout::Nchw),
+        (Shape::nchw(n / 1024, 64, 4, 4), "nhwc", Layout::Nhwc),
+    ]
+}
+
+/// Every batch-norm row over a 16-bit type (training forward, the split phase's statistics
+/// and apply, inference, add+ReLU, backward and its split apply): `frac` against the copy of the same bytes
 /// (half as many f32, in buffers of their own), elements/s to compare with the f32 rows.
 fn typed_bn_rows<E: dropnorm::Element>(
     o: &Opts,
@@ -526,6 +546,19 @@ fn typed_bn_rows<E: dropnorm::Element>(
         dropnorm::batch_norm_train(&x, &mut y, shape, layout, params, none, saved, None)
             .expect("valid")
     });
+    // The split phase: statistics alone (a read of x: 2 B/element), then `apply`.
+    let mut st = vec![dropnorm::ChannelStats::default(); c];
+    row("bn_stats", 2.0 * n as f64, &mut || {
+        dropnorm::channel_stats(&x, &mut st, shape, layout).expect("valid")
+    });
+    row("bn_apply", 4.0 * n as f64, &mut || {
+        let saved = SavedStatsMut {
+            mean: &mut mean,
+            invstd: &mut invstd,
+        };
+        dropnorm::batch_norm_apply(&x, &mut y, shape, layout, params, none, &st, saved, None)
+            .expect("valid")
+    });
     row("bn_infer", 4.0 * n as f64, &mut || {
         dropnorm::batch_norm_infer(&x, &mut y, shape, layout, params, none, stats).expect("valid")
     });
@@ -547,6 +580,21 @@ fn typed_bn_rows<E: dropnorm::Element>(
         };
         dropnorm::batch_norm_backward(&x, &res, None, grads, shape, layout, params, &saved)
             .expect("valid")
+    });
+    // The split backward's second phase, from the whole batch's sums.
+    let mut sums = vec![dropnorm::GradSums::default(); c];
+    dropnorm::batch_norm_backward_sums(&x, &res, None, &mut sums, shape, layout, &saved)
+        .expect("valid");
+    row("bn_backward_apply", 6.0 * n as f64, &mut || {
+        let grads = dropnorm::BnGrads {
+            dx: &mut y,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        };
+        dropnorm::batch_norm_backward_apply(
+            &x, &res, None, grads, shape, layout, params, &saved, &sums,
+        )
+        .expect("valid")
     });
 }
 

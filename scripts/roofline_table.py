@@ -17,10 +17,11 @@ from collections import defaultdict
 
 ORDER = ["dropout", "dropout bf16", "dropout f16", "dropout_mask", "dropout_mask bf16",
          "dropout_mask f16", "dropout_backward", "dropout_backward bf16", "dropout_backward f16",
-         "dropout_channels", "bn_train", "bn_train bf16", "bn_train f16",
-         "two_pass_bound", "bn_stats", "bn_apply", "bn_infer", "bn_infer bf16", "bn_infer f16", "bn_add_relu",
+         "dropout_channels", "dropout_channels bf16", "dropout_channels f16", "bn_train", "bn_train bf16", "bn_train f16",
+         "two_pass_bound", "bn_stats", "bn_stats bf16", "bn_stats f16", "bn_apply", "bn_apply bf16",
+         "bn_apply f16", "bn_infer", "bn_infer bf16", "bn_infer f16", "bn_add_relu",
          "bn_add_relu bf16", "bn_add_relu f16", "bn_backward", "bn_backward bf16", "bn_backward f16",
-         "bn_backward_apply"]
+         "bn_backward_apply", "bn_backward_apply bf16", "bn_backward_apply f16"]
 LAYOUTS = {"flat": "flat", "nchw": "NCHW", "nc": "NC", "nhwc": "NHWC"}
 
 
