@@ -172,7 +172,8 @@
 //! - **ISA**: detected once; force one with `DROPNORM_ISA=portable|avx2|avx512`,
 //!   [`force_isa`] or [`with_isa`].
 //! - **Parallelism**: rayon's current pool (install your own with `ThreadPool::install`); the
-//!   default-on `rayon` feature can be turned off to run everything on the caller's thread.
+//!   default-on `rayon` feature can be turned off to run everything on the caller's thread,
+//!   and [`on_caller_thread`] does the same for the calls inside its scope.
 //! - **Errors**: every function validates all arguments first; on `Err` nothing was written.
 
 #![deny(missing_docs)]
@@ -224,4 +225,5 @@ pub use error::Error;
 pub use half::{bf16, f16};
 pub use isa::{Isa, UnknownIsa, active_isa, force_isa, with_isa};
 pub use layers::{BatchNorm, Dropout};
+pub use parallel::on_caller_thread;
 pub use shape::{Layout, Shape};

@@ -101,9 +101,41 @@ pub(crate) fn for_each_chunk2<A: Send, B: Send>(
         .for_each(|(k, (ca, cb))| f(k, ca, cb));
 }
 
-/// Threads of the current pool (1 without rayon). Only used to size work units, never to
-/// decide how anything is computed.
+thread_local! {
+    static CALLER_ONLY: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every dropnorm call made on this thread running on this thread alone: no
+/// rayon task is started, whatever the size of the call. The previous setting is restored
+/// afterwards (also if `f` panics). Results are the same bits as on any pool.
+///
+/// For callers that must not wake a pool (a real-time thread, an engine with threads of its
+/// own); without the `rayon` feature every call runs this way.
+///
+/// ```
+/// use dropnorm::{DropoutParams, dropout, on_caller_thread};
+/// let x = vec![1.0f32; 1 << 20];
+/// let mut y = vec![0.0; x.len()];
+/// on_caller_thread(|| dropout(&x, &mut y, &DropoutParams::new(0.5, 7)))?;
+/// # Ok::<(), dropnorm::Error>(())
+/// ```
+pub fn on_caller_thread<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CALLER_ONLY.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CALLER_ONLY.with(|c| c.replace(true)));
+    f()
+}
+
+/// Threads of the current pool (1 without rayon, or inside [`on_caller_thread`]). Only used
+/// to size work units and to decide whether to fork, never how anything is computed.
 pub(crate) fn threads() -> usize {
+    if CALLER_ONLY.with(core::cell::Cell::get) {
+        return 1;
+    }
     #[cfg(feature = "rayon")]
     return rayon::current_num_threads();
     #[cfg(not(feature = "rayon"))]
@@ -120,4 +152,31 @@ pub(crate) fn for_each_index(n: usize, par: Par, f: impl Fn(usize) + Sync + Send
     }
     let _ = par;
     (0..n).for_each(f);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_caller_thread_sets_one_thread_and_restores_it() {
+        let before = threads();
+        assert_eq!(before, rayon_threads_or_one());
+        assert_eq!(on_caller_thread(threads), 1);
+        assert_eq!(
+            on_caller_thread(|| on_caller_thread(threads) + threads()),
+            2
+        );
+        assert_eq!(threads(), before);
+        let caught = std::panic::catch_unwind(|| on_caller_thread(|| panic!("inside")));
+        assert!(caught.is_err());
+        assert_eq!(threads(), before, "the setting outlived a panic");
+    }
+
+    fn rayon_threads_or_one() -> usize {
+        #[cfg(feature = "rayon")]
+        return rayon::current_num_threads();
+        #[cfg(not(feature = "rayon"))]
+        1
+    }
 }

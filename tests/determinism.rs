@@ -281,3 +281,43 @@ main_thread_checks!(
     pieces_with_offsets_equal_the_whole,
     batch_norm_bits_do_not_depend_on_buffer_offsets,
 );
+
+/// `on_caller_thread` inside a pool gives the pool's bits; nested and after a panic inside it,
+/// calls still run and agree. (That the setting itself is restored is a unit test in
+/// src/parallel.rs: the bits cannot show it, by design.)
+#[test]
+fn on_caller_thread_gives_the_same_bits_and_restores_the_setting() {
+    let n = 3 * 7 * 65 * 61 * 3;
+    let x = data(n, 3);
+    let params = DropoutParams::new(0.3, 9);
+    let shape = Shape::nchw(4, 24, 33, 31);
+    let xb: Vec<f32> = normals(shape.numel().unwrap(), 5)
+        .iter()
+        .map(|v| (1.0 + 3.0 * v) as f32)
+        .collect();
+    let bn = BnParams::new(1e-5);
+    let run = || {
+        let d = run_all(&x, &params);
+        let b = run_bn(
+            &xb,
+            shape,
+            Layout::Nhwc,
+            &bn,
+            dropnorm::Epilogue::Relu,
+            Momentum::PyTorch(0.1),
+        )
+        .bits();
+        (d, b)
+    };
+    let pooled = in_pool(2, run);
+    let caller = in_pool(2, || on_caller_thread(run));
+    assert!(pooled == caller, "on_caller_thread changed the bits");
+    let nested = in_pool(2, || on_caller_thread(|| on_caller_thread(|| 1) + 1));
+    assert_eq!(nested, 2);
+    let caught = std::panic::catch_unwind(|| on_caller_thread(|| panic!("inside")));
+    assert!(caught.is_err());
+    assert!(
+        in_pool(2, run) == pooled,
+        "bits after a panic inside on_caller_thread"
+    );
+}

@@ -26,7 +26,9 @@ use crate::{Error, Layout, Shape};
 /// assert_eq!(a.merge(&b)?, GradSums { count: 5, dy: 3.0, dy_xmu: -1.0 });
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
+// repr(C): the C API (capi/) passes arrays of these to and from C without a copy.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
 pub struct GradSums {
     /// Number of values summed.
     pub count: u64,

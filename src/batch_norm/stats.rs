@@ -24,7 +24,9 @@ use crate::{Error, Layout, Shape};
 /// assert!((all.var() - 2.0).abs() < 1e-12);
 /// # Ok::<(), dropnorm::Error>(())
 /// ```
+// repr(C): the C API (capi/) passes arrays of these to and from C without a copy.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
 pub struct ChannelStats {
     /// Number of values (an integer: an `f32` count breaks past 2^24).
     pub count: u64,
