@@ -4,7 +4,9 @@
 # shared one each,
 #   capi/tests/c/test_capi.c       C11: every function vs a scalar C reference, error paths
 #   capi/examples/engine.cpp       C++17: fold BN into conv weights, fused BN+add+ReLU in bf16
-# with -Wall -Wextra -Werror and AddressSanitizer + UndefinedBehaviorSanitizer.
+# with -Wall -Wextra -Werror and AddressSanitizer + UndefinedBehaviorSanitizer. Then, if cmake
+# is installed, the same two programs built through find_package(dropnorm)
+# (capi/tests/cmake/CMakeLists.txt), once per imported target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cc="${CC:-cc}"
@@ -38,3 +40,18 @@ for kind in static shared; do
   echo "--- C++ engine example ($kind library)"
   "$prefix/engine_$kind"
 done
+
+if command -v cmake >/dev/null; then
+  echo "--- CMake: find_package(dropnorm), dropnorm::dropnorm and dropnorm::dropnorm_static"
+  cmake -S capi/tests/cmake -B "$prefix/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$prefix/cmake-build" >/dev/null
+  for kind in static shared; do
+    "$prefix/cmake-build/test_capi_$kind" | tail -1
+    "$prefix/cmake-build/engine_$kind" | tail -1
+  done
+  readelf -d "$prefix/cmake-build/engine_shared" | grep -q 'NEEDED.*libdropnorm\.so' \
+    || { echo "engine_shared (CMake) does not load libdropnorm.so"; exit 1; }
+else
+  echo "--- CMake package not tested: no cmake here"
+fi
