@@ -287,7 +287,7 @@ fn run<E: Element>(
         },
         (_, plan) => plan,
     };
-    let k = active_typed::<E>();
+    let (ks, k) = (active_kernels(), active_typed::<E>());
     let nt = k.use_nt(n);
     // Four 16 Ki chunks per task at least: a task then moves about 512 KiB.
     let par = Par::above_threshold(n, 4);
@@ -309,7 +309,7 @@ fn run<E: Element>(
             for_each_chunk(y, CHUNK, par, |ci, yc| {
                 let start = offset + (ci * CHUNK) as u64;
                 drop_chunk(
-                    k,
+                    (ks, k),
                     seed,
                     thresh,
                     scale,
@@ -326,7 +326,7 @@ fn run<E: Element>(
             for_each_chunk2(y, CHUNK, m, CHUNK / 8, par, |ci, yc, mc| {
                 let start = offset + (ci * CHUNK) as u64;
                 let x = x_of(ci, yc.len());
-                drop_chunk(k, seed, thresh, scale, start, x, yc, nt, Some(mc));
+                drop_chunk((ks, k), seed, thresh, scale, start, x, yc, nt, Some(mc));
             });
         }
         (Plan::Drop { scale, .. }, MaskArg::In(m)) => {
@@ -345,7 +345,7 @@ fn run<E: Element>(
 /// `mask`, the chunk's keep bits are also written to it (the chunk's `mask_len` bytes).
 #[allow(clippy::too_many_arguments)]
 fn drop_chunk<E: Element>(
-    k: &TypedKernels<E>,
+    (ks, k): (&Kernels, &TypedKernels<E>),
     seed: u64,
     thresh: u32,
     scale: f32,
@@ -365,7 +365,7 @@ fn drop_chunk<E: Element>(
         let gi = start + pos as u64;
         let j0 = (gi % BLOCK as u64) as usize;
         let seg = (BLOCK - j0).min(y.len() - pos);
-        let streams = rng::block_streams(seed, gi / BLOCK as u64);
+        let streams = ks.block_streams(seed, gi / BLOCK as u64);
         let mut bits = [0u16; BLOCK / 16 + 2];
         let ys = &mut y[pos..pos + seg];
         k.dropout_segment(
@@ -430,7 +430,7 @@ fn keep_bits_range(k: &Kernels, seed: u64, thresh: u32, start: u64, len: usize, 
         let j0 = (gi % BLOCK as u64) as usize;
         let seg = (BLOCK - j0).min(len - pos);
         let (g0, g1) = (j0 / GROUP, (j0 + seg).div_ceil(GROUP));
-        let streams = rng::block_streams(seed, block);
+        let streams = k.block_streams(seed, block);
         if j0.is_multiple_of(GROUP) && pos % GROUP == 0 {
             // Group-aligned on both sides: generate in place. A segment that does not end on a
             // group boundary is the last one, so the extra bits it writes are never read.

@@ -56,7 +56,7 @@ impl StreamState {
         for l in 0..16 {
             let mut x = lane_seed(l);
             let mut next = || {
-                x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                x = x.wrapping_add(GAMMA);
                 mix64_of_state(x)
             };
             let (a, b) = (next(), next());
@@ -69,7 +69,10 @@ impl StreamState {
     }
 }
 
-/// The four streams of block `block` of the stream with seed `seed`.
+/// The four streams of block `block` of the stream with seed `seed`, lane by lane: the
+/// reference for the dispatched `block_streams` kernel (the one dropout calls), which
+/// computes the 64 lanes in vectors.
+#[cfg(test)]
 pub(crate) fn block_streams(seed: u64, block: u64) -> [StreamState; STREAMS] {
     core::array::from_fn(|s| StreamState::from_lane_seeds(|l| lane_seed(seed, block, s * 16 + l)))
 }
@@ -85,18 +88,23 @@ pub(crate) fn block_streams(seed: u64, block: u64) -> [StreamState; STREAMS] {
 /// assert_ne!(lane_seed(1, 0, 0), lane_seed(1, 0, 1));
 /// assert_ne!(lane_seed(1, 0, 0), lane_seed(1, 1, 0));
 /// ```
+#[inline(always)]
 pub fn lane_seed(seed: u64, block: u64, lane: usize) -> u64 {
     seed ^ mix64(block.wrapping_mul(GROUP as u64).wrapping_add(lane as u64))
 }
 
 /// One SplitMix64 step from state `x` (a bijection on `u64`).
+#[inline(always)]
 fn mix64(x: u64) -> u64 {
-    mix64_of_state(x.wrapping_add(0x9E37_79B9_7F4A_7C15))
+    mix64_of_state(x.wrapping_add(GAMMA))
 }
+
+/// The SplitMix64 increment.
+pub(crate) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The SplitMix64 output function of an already advanced state.
 #[inline(always)]
-fn mix64_of_state(mut z: u64) -> u64 {
+pub(crate) fn mix64_of_state(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -135,5 +143,27 @@ pub fn threshold(p: f32) -> Threshold {
         } else {
             t as u32
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Isa;
+    use crate::dispatch::Kernels;
+
+    /// Every ISA's vectorized seeding gives the lane-by-lane streams.
+    #[test]
+    fn block_streams_kernel_matches_the_lanes_on_every_isa() {
+        for isa in Isa::available() {
+            let k = Kernels::for_isa(isa).unwrap();
+            for (seed, block) in [(0, 0), (42, 1), (u64::MAX, u64::MAX / 64), (7, 123_456)] {
+                assert_eq!(
+                    k.block_streams(seed, block),
+                    block_streams(seed, block),
+                    "{isa} seed {seed} block {block}"
+                );
+            }
+        }
     }
 }

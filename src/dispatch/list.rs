@@ -7,6 +7,12 @@
 macro_rules! kernel_list {
     ($then:ident $($extra:tt)*) => {
         $then! { $($extra)* ;
+            block_streams(
+                seed: u64,
+                block: u64,
+                out: *mut [crate::rng::StreamState; crate::rng::STREAMS],
+            ) => crate::kernels::bits::block_streams;
+
             keep_bits(
                 st: &[crate::rng::StreamState; crate::rng::STREAMS],
                 first: usize,

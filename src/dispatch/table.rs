@@ -126,6 +126,17 @@ impl Kernels {
         }
     }
 
+    /// The four xoshiro128++ streams of RNG block `block` of the stream seeded `seed`.
+    pub(crate) fn block_streams(&self, seed: u64, block: u64) -> [StreamState; STREAMS] {
+        let mut out = core::mem::MaybeUninit::uninit();
+        // SAFETY: `for_isa` handed out this table only if the CPU has its features; the
+        // kernel writes `out` whole, so it is initialized after the call.
+        unsafe {
+            (self.block_streams)(seed, block, out.as_mut_ptr());
+            out.assume_init()
+        }
+    }
+
     /// Keep bits of `groups` consecutive 64-element groups of one RNG block, starting at group
     /// `first`, into `out[4*g + s]` (stream `s`, bit `l` = lane `l`). Drop iff `r < thresh`.
     pub(crate) fn keep_bits(
