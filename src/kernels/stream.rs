@@ -399,6 +399,25 @@ impl<S: Simd, E: Elem> Lanes<S> for FusedDropout<S, E> {
             s.mul_keep(bits16(self.bits, p), load(s, self.x.add(i), len), self.sv)
         }
     }
+
+    /// The unrolled loop's 64 elements take one group of bits: generate it once per
+    /// iteration, in slot 0, rather than testing in every slot whether one is due. At ~110
+    /// instructions per 64 elements in cache the loop is bound by issuing them, and the three
+    /// tests saved were a fifth of them.
+    #[inline(always)]
+    unsafe fn at_slot<const U: usize>(&mut self, s: S, i: usize) -> S::F {
+        let p = self.j0 + i;
+        // SAFETY: as in `at`; slot 0 of an iteration ensures the bits below
+        // p + 4·LANES + GEN_LEAD, which covers every window the iteration's slots read
+        // (slot U reads positions below p + 16U + 32).
+        unsafe {
+            s.prefetch(self.x.wrapping_add(i + PREFETCH).cast());
+            if U == 0 {
+                self.keep.ensure(s, self.bits, p + 4 * LANES + GEN_LEAD);
+            }
+            s.mul_keep(bits16(self.bits, p), load(s, self.x.add(i), LANES), self.sv)
+        }
+    }
 }
 
 /// Fused dropout of `n` elements that sit at block positions `j0 .. j0 + n` of the block whose
