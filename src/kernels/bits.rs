@@ -40,20 +40,21 @@ pub(crate) unsafe fn block_streams<S: Simd>(
     unsafe { out.write(st) };
 }
 
-/// One xoshiro128++ step of 16 lanes; returns the output and advances the state. Same
-/// operations, in the same order, as `rand_xoshiro::Xoshiro128PlusPlus::next_u32`.
+/// One xoshiro128++ step of 16 lanes; returns the output and advances the state: the
+/// values of `rand_xoshiro::Xoshiro128PlusPlus::next_u32`, whose update
+/// `s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 11)` is regrouped as
+/// three-way XORs of the old words: 9 vector operations instead of 10 where one instruction
+/// does a three-way XOR (the in-cache loop is bound by issuing instructions).
 #[inline(always)]
 fn step<S: Simd>(s: S, st: &mut [S::U; 4]) -> S::U {
     let [s0, s1, s2, s3] = *st;
     let r = s.add_u(s.rotl_u::<7>(s.add_u(s0, s3)), s0);
     let t = s.shl_u::<9>(s1);
-    let s2 = s.xor_u(s2, s0);
-    let s3 = s.xor_u(s3, s1);
-    let s1 = s.xor_u(s1, s2);
-    let s0 = s.xor_u(s0, s3);
-    let s2 = s.xor_u(s2, t);
-    let s3 = s.rotl_u::<11>(s3);
-    *st = [s0, s1, s2, s3];
+    let s3x = s.xor_u(s3, s1);
+    let n1 = s.xor3_u(s1, s2, s0);
+    let n0 = s.xor_u(s0, s3x);
+    let n2 = s.xor3_u(s2, s0, t);
+    *st = [n0, n1, n2, s.rotl_u::<11>(s3x)];
     r
 }
 

@@ -316,6 +316,11 @@ pub trait Simd: Copy + Send + Sync {
     fn add_u(self, a: Self::U, b: Self::U) -> Self::U;
     /// `a ^ b`.
     fn xor_u(self, a: Self::U, b: Self::U) -> Self::U;
+    /// `a ^ b ^ c` (one `vpternlogd` on AVX-512, two XORs elsewhere).
+    #[inline(always)]
+    fn xor3_u(self, a: Self::U, b: Self::U, c: Self::U) -> Self::U {
+        self.xor_u(self.xor_u(a, b), c)
+    }
     /// `a << K`, `0 < K < 32`.
     fn shl_u<const K: i32>(self, a: Self::U) -> Self::U;
     /// `a.rotate_left(K)`, `0 < K < 32`.

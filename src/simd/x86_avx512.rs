@@ -313,6 +313,11 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
         unsafe { _mm512_xor_si512(a, b) }
     }
     #[inline(always)]
+    fn xor3_u(self, a: __m512i, b: __m512i, c: __m512i) -> __m512i {
+        // SAFETY: token ⇒ AVX-512F. 0x96 is the truth table of a ^ b ^ c.
+        unsafe { _mm512_ternarylogic_epi32::<0x96>(a, b, c) }
+    }
+    #[inline(always)]
     fn shl_u<const K: i32>(self, a: __m512i) -> __m512i {
         // SAFETY: token ⇒ AVX-512F. A splat shift count folds to the immediate form.
         unsafe { _mm512_sllv_epi32(a, _mm512_set1_epi32(K)) }
