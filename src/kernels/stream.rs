@@ -87,8 +87,14 @@ impl<S: Simd, const R: usize> Tile64<S, R> {
     #[inline(always)]
     pub(crate) unsafe fn at(&self, s: S, i: usize, len: usize) -> [S::F; R] {
         let j = i % 64;
-        // SAFETY: j < 64 and len <= 16 stay inside each row.
-        core::array::from_fn(|row| unsafe { load(s, self.aff.add(row * TILE64_ROW + j), len) })
+        // A loop, not `array::from_fn`: its closure stayed out of line in some instances (AVX2
+        // f16 tiled normalize and backward), each load a call compiled without AVX2.
+        let mut v = [s.splat(0.0); R];
+        for (row, vr) in v.iter_mut().enumerate() {
+            // SAFETY: j < 64 and len <= 16 stay inside each row.
+            *vr = unsafe { load(s, self.aff.add(row * TILE64_ROW + j), len) };
+        }
+        v
     }
 
     /// The constants of slot `U` of the unrolled loop.
