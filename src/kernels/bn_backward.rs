@@ -30,6 +30,23 @@ impl<E> Clone for BwdIn<E> {
 impl<E> Copy for BwdIn<E> {}
 
 impl<E: Elem> BwdIn<E> {
+    /// Whether there is no ReLU mask and no `dr`: the plain backward, which the kernels run
+    /// with [`BwdIn::unmasked`] and a literal null `dr`, so that the per-vector tests of
+    /// both fold away (LLVM does not unswitch the loops on them by itself).
+    #[inline(always)]
+    fn is_plain(self, dr: *mut E) -> bool {
+        self.y.is_null() && dr.is_null()
+    }
+
+    /// These inputs with a literal null `y`.
+    #[inline(always)]
+    fn unmasked(self) -> Self {
+        BwdIn {
+            y: core::ptr::null(),
+            ..self
+        }
+    }
+
     /// The same inputs `at` elements further.
     #[inline(always)]
     fn add(self, at: usize) -> BwdIn<E> {
@@ -150,9 +167,8 @@ pub(crate) unsafe fn dx_sums_runs<S: Simd, E: Elem>(
     // LLVM did not unswitch the loop on them, and their tests in every vector (two pointers
     // re-read from the stack, the store flag) were a fifth of the loop's instructions in
     // cache. Same operations in the same order, so the same bits.
-    if !nt && dr.is_null() && inp.y.is_null() && next.y.is_null() {
-        let null = core::ptr::null();
-        let (inp, next) = (BwdIn { y: null, ..inp }, BwdIn { y: null, ..next });
+    if !nt && inp.is_plain(dr) && next.y.is_null() {
+        let (inp, next) = (inp.unmasked(), next.unmasked());
         // SAFETY: forwarded (y and dr null, as tested).
         return unsafe {
             dx_sums_runs_body(
@@ -304,6 +320,34 @@ pub(crate) unsafe fn dx_runs<S: Simd, E: Elem>(
     c: BwdConsts,
     nt: bool,
 ) {
+    // SAFETY: (both) forwarded; the plain case's `y` and `dr` are null, as tested.
+    unsafe {
+        if inp.is_plain(dr) {
+            let null = core::ptr::null_mut();
+            dx_runs_body(s, inp.unmasked(), dx, null, runs, len, stride, c, nt);
+        } else {
+            dx_runs_body(s, inp, dx, dr, runs, len, stride, c, nt);
+        }
+    }
+}
+
+/// [`dx_runs`]' loop.
+///
+/// # Safety
+/// As [`dx_runs`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dx_runs_body<S: Simd, E: Elem>(
+    s: S,
+    inp: BwdIn<E>,
+    dx: *mut E,
+    dr: *mut E,
+    runs: usize,
+    len: usize,
+    stride: usize,
+    c: BwdConsts,
+    nt: bool,
+) {
     for r in 0..runs {
         let at = r * stride;
         let op = Dx::<S, E>::new(s, inp, dr, at, c);
@@ -332,8 +376,14 @@ pub(crate) unsafe fn sums_rows<S: Simd, E: Elem>(
     mean: *const f32,
     out: *mut f64,
 ) {
-    // SAFETY: forwarded.
-    unsafe { sums::sums_rows(s, inp, rows, stride, w, mean, out) }
+    // SAFETY: (both) forwarded.
+    unsafe {
+        if inp.y.is_null() {
+            sums::sums_rows(s, inp.unmasked(), rows, stride, w, mean, out)
+        } else {
+            sums::sums_rows(s, inp, rows, stride, w, mean, out)
+        }
+    }
 }
 
 /// `dx` (and `dr`) with per-element constants of period `l` from `aff = [m; a; c1; c0]` (rows
@@ -373,6 +423,33 @@ impl<S: Simd, E: Elem> Lanes<S> for DxTiled<S, E> {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dx_tiled<S: Simd, E: Elem>(
+    s: S,
+    inp: BwdIn<E>,
+    dx: *mut E,
+    dr: *mut E,
+    n: usize,
+    aff: *const f32,
+    l: usize,
+    nt: bool,
+) {
+    // SAFETY: (both) forwarded; the plain case's `y` and `dr` are null, as tested.
+    unsafe {
+        if inp.is_plain(dr) {
+            let null = core::ptr::null_mut();
+            dx_tiled_body(s, inp.unmasked(), dx, null, n, aff, l, nt);
+        } else {
+            dx_tiled_body(s, inp, dx, dr, n, aff, l, nt);
+        }
+    }
+}
+
+/// [`dx_tiled`]'s loops.
+///
+/// # Safety
+/// As [`dx_tiled`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dx_tiled_body<S: Simd, E: Elem>(
     s: S,
     inp: BwdIn<E>,
     dx: *mut E,
