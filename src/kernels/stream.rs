@@ -407,9 +407,9 @@ impl<S: Simd, E: Elem> Lanes<S> for FusedDropout<S, E> {
     }
 
     /// The unrolled loop's 64 elements take one group of bits: generate it once per
-    /// iteration, in slot 0, rather than testing in every slot whether one is due. At ~110
-    /// instructions per 64 elements in cache the loop is bound by issuing them, and the three
-    /// tests saved were a fifth of them.
+    /// iteration, in slot 0, rather than testing in every slot whether one is due. The loop
+    /// had ~110 instructions per 64 elements (counted in its machine code) and the three tests
+    /// saved were a fifth of them; in cache that gave f32 ×1.17 (paired roofline).
     #[inline(always)]
     unsafe fn at_slot<const U: usize>(&mut self, s: S, i: usize) -> S::F {
         let p = self.j0 + i;
