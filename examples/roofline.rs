@@ -31,6 +31,11 @@
 //! `bn_backward_apply` the backward's (12 B/element): with the statistics of a tensor at hand
 //! (merged from shards, or computed by the kernel that produced it), each crosses memory once.
 //!
+//! `rng_bound` (dropout sizes) is no kernel either: the keep decisions alone (xoshiro128++
+//! draws compared with the threshold, one bit stored per element) timed as if they moved
+//! dropout's 8 B/element — the most any dropout with this mask can reach. In cache it, not the
+//! copy, is the limit on some machines.
+//!
 //! `two_pass_bound` (NC and NHWC shapes) is no kernel: a statistics pass over `x` plus the
 //! faster of the two copies, timed in the same run — the best any training forward that reads
 //! `x` twice can do there. NC and NHWC read twice: a block of columns over all rows, which a
@@ -39,6 +44,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use dropnorm::rng::BLOCK;
 use dropnorm::{
     BnParams, DropoutParams, Isa, Layout, RunningStats, SavedStatsMut, Shape, mask_len, reference,
     testing, with_isa,
@@ -405,6 +411,17 @@ fn run_dropout(o: &Opts, threads: usize, budget: Duration, sizes: &[usize]) {
         );
         row("dropout_backward", "flat", flat(), bytes, naive, &mut |y| {
             dropnorm::dropout_backward(&x, y, &params).expect("valid")
+        });
+        // No kernel: the keep decisions alone, made as the dropout kernels make them and
+        // counted as dropout's 8 B/element, in the same 16 Ki-element pieces (4 per task).
+        let mut bits = vec![0u16; n / 16];
+        row("rng_bound", "flat", flat(), bytes, None, &mut |_| {
+            bits.par_chunks_mut(BLOCK / 16)
+                .with_min_len(4)
+                .enumerate()
+                .for_each(|(b, w)| {
+                    testing::keep_bits(o.isa, 42, 0.5, (b * BLOCK) as u64, w).expect("isa checked")
+                })
         });
 
         let bf16 = (

@@ -374,6 +374,7 @@ fn drop_chunk<E: Element>(
             x.sub(pos..pos + seg),
             ys,
             &mut bits,
+            mask.is_some(),
             thresh,
             scale,
             nt,

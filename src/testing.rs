@@ -17,6 +17,31 @@ pub fn xoshiro_lanes(isa: Isa, st: &StreamState, draws: usize) -> Result<Vec<u32
     Ok(out)
 }
 
+/// The keep bits of elements `start .. start + 16 * out.len()` of the dropout stream with
+/// `seed` at drop probability `p` (bit `t % 16` of `out[t / 16]` = element `start + t`), made
+/// with `isa`'s generator alone: the roofline's bound for in-cache dropout, which cannot run
+/// faster than it makes its decisions. Panics unless `start` is a multiple of the RNG block
+/// and `out.len()` of 4 (whole 64-element groups), or if `p` is not in `(0, 1)`.
+pub fn keep_bits(isa: Isa, seed: u64, p: f32, start: u64, out: &mut [u16]) -> Result<(), Error> {
+    use crate::rng::{BLOCK, GROUPS_PER_BLOCK, Threshold, threshold};
+    assert!(start.is_multiple_of(BLOCK as u64) && out.len().is_multiple_of(4));
+    let Threshold::Below(t) = threshold(p) else {
+        panic!("keep_bits: p = {p} is not in (0, 1)")
+    };
+    let k = kernels(isa)?;
+    for (b, words) in out.chunks_mut(BLOCK / 16).enumerate() {
+        let streams = k.block_streams(seed, start / BLOCK as u64 + b as u64);
+        k.keep_bits(
+            &streams,
+            0,
+            (words.len() / 4).min(GROUPS_PER_BLOCK),
+            t,
+            words,
+        );
+    }
+    Ok(())
+}
+
 /// Copies `x` to `y` with `isa`'s streaming copy, with plain (`nt = false`) or non-temporal
 /// stores: the roofline's reference bandwidth. Panics if the lengths differ.
 pub fn copy(isa: Isa, x: &[f32], y: &mut [f32], nt: bool) -> Result<(), Error> {

@@ -165,7 +165,55 @@ fn non_temporal_path_matches_reference() {
     }
 }
 
+/// A `len`-float window of a sentinel-filled buffer that starts `phase` floats past a 64-byte
+/// boundary, with guards on both sides: (buffer, window start).
+fn at_line_phase(len: usize, phase: usize, fill: f32) -> (Vec<f32>, usize) {
+    let mut buf = vec![SENTINEL; len + 2 * 16 + 64];
+    let to_line = (64 - buf.as_ptr() as usize % 64) % 64 / 4;
+    let start = 16 + to_line + phase;
+    buf[start..start + len].fill(fill);
+    (buf, start)
+}
+
+/// Fused dropout makes keep decisions in registers where the output is line-aligned, each
+/// vector's draws a window of two streams' (`m` lanes off): the output at each of the 16 float
+/// positions of a line, against every stream phase of a block (`offset % 64`), lengths around
+/// the unrolled loop's minimum and segments that cross a block, forward out of place, in place
+/// and the regenerated backward.
+fn every_output_line_phase_and_stream_phase() {
+    let lens = [63, 64, 65, 79, 80, 127, 128, 129, 143, 200, 1000];
+    let offsets: Vec<u64> = (0..64)
+        .chain([BLOCK as u64 - 70, BLOCK as u64 - 112])
+        .collect();
+    let x = data(1000, 5);
+    for_each_isa(|isa| {
+        for &off in &offsets {
+            let params = DropoutParams::new(0.4, 99).with_offset(off);
+            let want = reference::dropout(&x, &params);
+            for phase in 0..16 {
+                for &n in &lens {
+                    let what = format!("{isa} n={n} offset={off} line phase={phase}");
+                    let (mut buf, a) = at_line_phase(n, phase, f32::NAN);
+                    dropout(&x[..n], &mut buf[a..a + n], &params).unwrap();
+                    assert_eq!(bits(&buf[a..a + n]), bits(&want[..n]), "{what}: dropout");
+                    let outside = buf[..a].iter().chain(&buf[a + n..]);
+                    assert!(
+                        outside.into_iter().all(|&v| v == SENTINEL),
+                        "{what}: guards"
+                    );
+
+                    let (mut buf, a) = at_line_phase(n, phase, 0.0);
+                    buf[a..a + n].copy_from_slice(&x[..n]);
+                    dropout_backward_inplace(&mut buf[a..a + n], &params).unwrap();
+                    assert_eq!(bits(&buf[a..a + n]), bits(&want[..n]), "{what}: in place");
+                }
+            }
+        }
+    });
+}
+
 main_thread_checks!(
+    every_output_line_phase_and_stream_phase,
     every_isa_matches_reference_bit_for_bit,
     eval_mode_and_p0_are_bit_exact_copies,
     p1_gives_positive_zeros_and_dropped_specials_give_zero,

@@ -5,7 +5,7 @@
 mod common;
 
 use dropnorm::rng::{self, StreamState, Threshold};
-use dropnorm::{Isa, testing};
+use dropnorm::{Isa, reference, testing};
 use rand_xoshiro::Xoshiro128PlusPlus;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 
@@ -83,7 +83,22 @@ fn lane_seeds_differ_across_blocks_and_lanes() {
     }
 }
 
+/// The roofline's `rng_bound` generator makes the dropout's keep decisions, block by block.
+fn keep_bits_hook_makes_the_keep_decisions() {
+    let n = 2 * rng::BLOCK + 192;
+    for isa in Isa::available() {
+        for (seed, p, start) in [(3u64, 0.5f32, 0u64), (77, 0.1, 5 * rng::BLOCK as u64)] {
+            let mut words = vec![0u16; n / 16];
+            testing::keep_bits(isa, seed, p, start, &mut words).unwrap();
+            let want = reference::keep_decisions(seed, p, start, n);
+            let got: Vec<bool> = (0..n).map(|t| words[t / 16] >> (t % 16) & 1 == 1).collect();
+            assert!(got == want, "{isa} seed {seed} start {start}");
+        }
+    }
+}
+
 main_thread_checks!(
+    keep_bits_hook_makes_the_keep_decisions,
     lane_seeding_matches_rand_xoshiro,
     every_isa_lane_equals_rand_xoshiro,
     unavailable_isa_is_an_error,

@@ -63,6 +63,7 @@ macro_rules! typed_kernel_list {
                 y: *mut E,
                 n: usize,
                 bits: *mut u16,
+                store_bits: bool,
                 thresh: u32,
                 scale: f32,
                 nt: bool,

@@ -209,7 +209,8 @@ impl<E: crate::simd::elem::Elem> TypedKernels<E> {
     }
 
     /// Fused dropout of `y.len()` elements at block positions `j0 ..` of the block with streams
-    /// `st`; the block-indexed keep bits are left in `bits` (`BLOCK / 16 + 2` words).
+    /// `st`; with `store_bits` the block-indexed keep bits are left in `bits` (`BLOCK / 16 + 2`
+    /// words), otherwise it is scratch.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn dropout_segment(
         &self,
@@ -218,6 +219,7 @@ impl<E: crate::simd::elem::Elem> TypedKernels<E> {
         x: Src<E>,
         y: &mut [E],
         bits: &mut [u16; BLOCK / 16 + 2],
+        store_bits: bool,
         thresh: u32,
         scale: f32,
         nt: bool,
@@ -234,6 +236,7 @@ impl<E: crate::simd::elem::Elem> TypedKernels<E> {
                 y.as_mut_ptr(),
                 y.len(),
                 bits.as_mut_ptr(),
+                store_bits,
                 thresh,
                 scale,
                 nt,

@@ -163,6 +163,16 @@ pub(crate) struct KeepGen<S: Simd> {
     next: usize,
 }
 
+// By hand: a derive would ask `S: Copy` of the token type through its bounds, not of `S::U`.
+impl<S: Simd> Clone for KeepGen<S> {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Simd> Copy for KeepGen<S> {}
+
 impl<S: Simd> KeepGen<S> {
     /// A generator positioned at group `first` of the block whose streams are `st`.
     #[inline(always)]
@@ -178,6 +188,31 @@ impl<S: Simd> KeepGen<S> {
             t: s.splat_u(thresh),
             next: first,
         }
+    }
+
+    /// Steps every stream until the next group to generate is `g` (no-op if it is past it).
+    #[inline(always)]
+    pub(crate) fn skip_to(&mut self, s: S, g: usize) {
+        while self.next < g {
+            for vk in self.v.iter_mut() {
+                step(s, vk);
+            }
+            self.next += 1;
+        }
+    }
+
+    /// The next raw draw of stream `K` (16 lanes), advancing that stream alone: for a caller
+    /// that makes keep decisions in registers. The group count `ensure` keeps no longer
+    /// describes the streams after this.
+    #[inline(always)]
+    pub(crate) fn draw<const K: usize>(&mut self, s: S) -> S::U {
+        step(s, &mut self.v[K])
+    }
+
+    /// The threshold as a vector: a lane is kept iff its draw is `>=` it.
+    #[inline(always)]
+    pub(crate) fn thresh(&self) -> S::U {
+        self.t
     }
 
     /// Makes sure the bits of block positions below `upto` (capped at the block's end) are in

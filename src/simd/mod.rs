@@ -327,4 +327,33 @@ pub trait Simd: Copy + Send + Sync {
     fn rotl_u<const K: i32>(self, a: Self::U) -> Self::U;
     /// Bit `l` set iff `a[l] >= b[l]` as unsigned integers.
     fn ge_bits(self, a: Self::U, b: Self::U) -> u16;
+    /// The 16 lanes starting at lane `m` (`0 < m < 16`) of `lo` followed by `hi`:
+    /// `lo[m..16]` then `hi[0..m]`. `idx` is [`Simd::window_index`]`(m)`, made once per loop.
+    ///
+    /// One `vpermt2d` on AVX-512; a round trip through memory elsewhere, where fused dropout
+    /// (its only user in a hot loop) does not take the path that calls it.
+    #[inline(always)]
+    fn window_u(self, lo: Self::U, hi: Self::U, idx: Self::U) -> Self::U {
+        let mut buf = [0u32; 2 * LANES];
+        let mut m = [0u32; LANES];
+        // SAFETY: a 32-word local buffer takes both vectors; `m` takes 16 words.
+        unsafe {
+            self.storeu_u(buf.as_mut_ptr(), lo);
+            self.storeu_u(buf.as_mut_ptr().add(LANES), hi);
+            self.storeu_u(m.as_mut_ptr(), idx);
+            // idx[0] = m < 16 and the window's 16 words end by word 31.
+            self.loadu_u(buf.as_ptr().add(m[0] as usize % LANES))
+        }
+    }
+    /// The index vector of [`Simd::window_u`] for a window starting at lane `m`: lane `l`
+    /// holds `m + l`.
+    #[inline(always)]
+    fn window_index(self, m: usize) -> Self::U {
+        let mut v = [0u32; LANES];
+        for (l, w) in v.iter_mut().enumerate() {
+            *w = (m % LANES + l) as u32;
+        }
+        // SAFETY: a 16-word local array.
+        unsafe { self.loadu_u(v.as_ptr()) }
+    }
 }

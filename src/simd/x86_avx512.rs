@@ -332,6 +332,11 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
         // SAFETY: token ⇒ AVX-512F.
         unsafe { _mm512_cmpge_epu32_mask(a, b) }
     }
+    #[inline(always)]
+    fn window_u(self, lo: __m512i, hi: __m512i, idx: __m512i) -> __m512i {
+        // SAFETY: token ⇒ AVX-512F. Index bit 4 picks `hi`, bits 0–3 the lane.
+        unsafe { _mm512_permutex2var_epi32(lo, idx, hi) }
+    }
 }
 
 /// 16 bf16 bit patterns widened to f32, as `convert::bf16_to_f32`.
