@@ -24,6 +24,8 @@ fn shapes(layout: Layout) -> Vec<Shape> {
             (40, 32),
             (3, 65),
             (4, 1100),
+            (3, 1040),
+            (5, 2064),
         ]
         .into_iter()
         .map(|(n, c)| Shape::nc(n, c))
@@ -289,6 +291,7 @@ fn identical_bits_for_1_2_3_threads() {
         (Shape::nchw(4, 24, 33, 31), Layout::Nchw),
         (Shape::nchw(4, 24, 33, 31), Layout::Nhwc),
         (Shape::nc(3001, 70), Layout::Nc),
+        (Shape::nc(40, 2048), Layout::Nc),
     ] {
         let cs = case(shape, 6, 1.0);
         let stats = RunningStats {

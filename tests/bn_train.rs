@@ -28,6 +28,8 @@ fn shapes(layout: Layout) -> Vec<Shape> {
             (3, 65),
             (33, 130),
             (4, 1100),
+            (3, 1040),
+            (5, 2064),
             (70, 3),
         ]
         .into_iter()

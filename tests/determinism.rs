@@ -94,6 +94,8 @@ fn batch_norm_identical_bits_for_1_2_3_threads() {
         (Shape::nchw(4, 24, 33, 31), Layout::Nhwc),
         (Shape::nc(3001, 70), Layout::Nc),
         (Shape::nc(70, 3001), Layout::Nc),
+        // Bands of columns, as many as a multiple of the threads.
+        (Shape::nc(40, 2048), Layout::Nc),
     ];
     for (shape, layout) in cases {
         let x: Vec<f32> = normals(shape.numel().unwrap(), 4)

@@ -111,6 +111,33 @@ impl<E: Elem> Block<'_, E> {
 }
 
 impl<E: Elem> Block<'_, E> {
+    /// For an NC tensor seen as `Runs { n: rows, c: columns, hw: 1 }` (a block is then a band
+    /// of columns): normalizes the block's part of every row with the one-row tile `tile`
+    /// (`[k; a; b]` of its columns, rows of `w + 16`; see `bn_normalize_tiled`), residual
+    /// added before the ReLU, plain stores; rows in order, or from the last with `last_first`.
+    pub(crate) fn normalize_row_bands(
+        &mut self,
+        t: &TypedKernels<E>,
+        tile: &[f32],
+        relu: bool,
+        last_first: bool,
+    ) {
+        let w = self.c1 - self.c0;
+        let Runs { n, c, hw } = self.geo;
+        assert!(hw == 1 && w >= 16 && w.is_multiple_of(16) && tile.len() >= 3 * (w + 16));
+        assert!(!self.base.y.is_null(), "normalize on a read-only block");
+        for i in 0..n {
+            let row = if last_first { n - 1 - i } else { i };
+            let at = row * c + self.c0;
+            let (x, y) = (self.base.x.wrapping_add(at), self.base.y.wrapping_add(at));
+            let r = self.res_at(at);
+            // SAFETY: features checked; row `row`'s columns c0..c1 are [row·c + c0, + w) of
+            // the tensors (x, y and the residual share the layout), owned by this block; the
+            // tile holds the padded rows of period w, which a run of w values never wraps.
+            unsafe { (t.bn_normalize_tiled)(x, y, w, tile.as_ptr(), w, r, relu, false) }
+        }
+    }
+
     /// The input's first element of channel `ch` (a good pivot: it is a sample of the data).
     pub(crate) fn first(&self, ch: usize) -> f32 {
         assert!(self.channels().contains(&ch));
