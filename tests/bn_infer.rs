@@ -25,6 +25,7 @@ fn shapes(layout: Layout) -> Vec<Shape> {
             (3, 65),
             (4, 1100),
             (3, 1040),
+            (3, 2080),
             (5, 2064),
         ]
         .into_iter()
@@ -291,7 +292,7 @@ fn identical_bits_for_1_2_3_threads() {
         (Shape::nchw(4, 24, 33, 31), Layout::Nchw),
         (Shape::nchw(4, 24, 33, 31), Layout::Nhwc),
         (Shape::nc(3001, 70), Layout::Nc),
-        (Shape::nc(40, 2048), Layout::Nc),
+        (Shape::nc(40, 4096), Layout::Nc),
     ] {
         let cs = case(shape, 6, 1.0);
         let stats = RunningStats {

@@ -34,8 +34,8 @@ fn shapes(layout: Layout) -> Vec<Shape> {
         Shape::nchw(2, 70, 3, 3),
         Shape::nchw(9, 5, 1, 1),
         Shape::nchw(4, 32, 9, 9),
-        // Wide rows (more than 1 Ki columns, a multiple of 16): bands of columns.
-        Shape::nchw(3, 1040, 1, 1),
+        // Wide rows (more than 2 Ki columns, a multiple of 16): bands of columns.
+        Shape::nchw(3, 2080, 1, 1),
     ];
     if layout == Layout::Nc {
         s.iter_mut()

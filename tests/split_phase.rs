@@ -21,8 +21,8 @@ fn shapes(layout: Layout) -> Vec<Shape> {
         Shape::nchw(17, 3, 1, 1),
         Shape::nchw(4, 33, 9, 7),
         Shape::nchw(8, 24, 30, 30),
-        // NC/NHWC rows wider than 1 Ki columns (a multiple of 16): bands of columns.
-        Shape::nchw(3, 1056, 1, 1),
+        // NC/NHWC rows wider than 2 Ki columns (a multiple of 16): bands of columns.
+        Shape::nchw(3, 2080, 1, 1),
     ];
     if layout == Layout::Nc {
         s.iter_mut()

@@ -5,6 +5,7 @@
 mod apply;
 mod backward;
 mod backward_split;
+mod consts;
 mod infer;
 mod moments;
 mod rows;
@@ -179,16 +180,7 @@ pub struct SavedStatsMut<'a> {
     pub invstd: &'a mut [f32],
 }
 
-/// `1/sqrt(var + eps)` in f64, and 0 when both are 0 (PyTorch's convention, so a constant
-/// channel normalizes to `β` rather than NaN).
-pub(crate) fn inv_std(var: f32, eps: f32) -> f32 {
-    let v = var as f64 + eps as f64;
-    if v == 0.0 {
-        0.0
-    } else {
-        (1.0 / v.sqrt()) as f32
-    }
-}
+pub(crate) use crate::kernels::bn::inv_std;
 
 pub(crate) fn check_eps(eps: f32) -> Result<(), crate::Error> {
     if eps.is_finite() && eps >= 0.0 {

@@ -3,11 +3,11 @@
 
 use core::ops::Range;
 
+use super::consts::ChannelConsts;
 use super::scratch::scratch_tiles;
 use crate::Element;
 use crate::dispatch::channels::{Runs, for_each_block_res};
 use crate::dispatch::{Src, TypedKernels};
-use crate::kernels::bn::Affine;
 use crate::parallel::{Par, for_each_chunk, threads};
 
 /// `y = (x − k)·a + b` by rows for an NC/NHWC tensor of `c` columns, with `consts(ch)` per
@@ -26,7 +26,7 @@ pub(crate) fn normalize_rows<E: Element>(
     nt: bool,
     par: Par,
     last_first: bool,
-    consts: impl Fn(usize) -> Affine + Sync,
+    consts: impl ChannelConsts,
 ) {
     let (tile_rows, l) = tile_layout(c);
     if tile_rows == 1 && !nt && c > WIDE_COLUMNS {
@@ -42,13 +42,13 @@ pub(crate) fn normalize_rows<E: Element>(
     let r = l + 16;
     scratch_tiles(3 * r + 16, |buf| {
         let aff = aligned_like(buf, y.as_ptr(), 3 * r);
-        for ch in 0..c {
-            let f = consts(ch);
-            for t in 0..tile_rows {
-                let at = t * c + ch;
-                aff[at] = f.k;
-                aff[r + at] = f.a;
-                aff[2 * r + at] = f.b;
+        // The first row of the tile a band at a time, then repeated.
+        let (k_row, rest) = aff.split_at_mut(r);
+        let (a_row, b_row) = rest.split_at_mut(r);
+        consts.band(0..c, &mut k_row[..c], &mut a_row[..c], &mut b_row[..c]);
+        for row in [k_row, a_row, b_row] {
+            for t in 1..tile_rows {
+                row.copy_within(0..c, t * c);
             }
         }
         for row in 0..3 {
@@ -67,10 +67,11 @@ pub(crate) fn normalize_rows<E: Element>(
 }
 
 /// Columns above which a row's constants (`k`, `a`, `b`: 12 bytes a column) are normalized in
-/// bands of columns: 1 Ki columns are 12 KiB, a quarter of a 48 KiB L1. A whole 4096-column
-/// row of constants (48 KiB) does not stay in L1 beside the data streaming through, and then
-/// each vector of output loads three vectors of constants from L2.
-const WIDE_COLUMNS: usize = 1024;
+/// bands of columns: 2 Ki columns are 24 KiB, half of a 48 KiB L1. A whole 4096-column row of
+/// constants (48 KiB) does not stay in L1 beside the data streaming through, and then each
+/// vector of output loads three vectors of constants from L2. (Bands of 1 Ki columns were
+/// 12–16 % slower on NC (256,4096) f32, one thread, paired roofline: twice the calls.)
+const WIDE_COLUMNS: usize = 2048;
 
 /// [`normalize_rows`] for rows wider than [`WIDE_COLUMNS`] with plain stores: tasks are bands
 /// of columns over all rows, not bands of rows. Each task computes only its band's constants
@@ -88,7 +89,7 @@ fn normalize_wide_rows<E: Element>(
     relu: bool,
     par: Par,
     last_first: bool,
-    consts: impl Fn(usize) -> Affine + Sync,
+    consts: impl ChannelConsts,
 ) {
     let workers = if let Par::Tasks(_) = par {
         threads()
@@ -110,10 +111,15 @@ fn normalize_wide_rows<E: Element>(
         let r = cols.len() + 16;
         scratch_tiles(3 * r + 16, |buf| {
             let tile = aligned_like(buf, y_addr as *const E, 3 * r);
-            for (j, ch) in cols.clone().enumerate() {
-                let f = consts(ch);
-                (tile[j], tile[r + j], tile[2 * r + j]) = (f.k, f.a, f.b);
-            }
+            let (k_row, rest) = tile.split_at_mut(r);
+            let (a_row, b_row) = rest.split_at_mut(r);
+            let wb = cols.len();
+            consts.band(
+                cols.clone(),
+                &mut k_row[..wb],
+                &mut a_row[..wb],
+                &mut b_row[..wb],
+            );
             for row in 0..3 {
                 tile.copy_within(row * r..row * r + 16, row * r + cols.len());
             }

@@ -21,6 +21,9 @@ macro_rules! kernel_list {
                 out: *mut u16,
             ) => crate::kernels::bits::keep_bits;
 
+            bn_scale_consts(var: *const f32, gamma: *const f32, eps: f32, out: *mut f32, n: usize)
+                => crate::kernels::bn::scale_consts;
+
             // The raw lanes, for the stream-layout tests only (`testing::xoshiro_lanes`).
             #[cfg_attr(not(feature = "testing"), allow(dead_code))]
             random_u32(st: &crate::rng::StreamState, draws: usize, out: *mut u32)

@@ -137,6 +137,21 @@ impl Kernels {
         }
     }
 
+    /// `out[i] = γ[i]·inv_std(var[i], eps)` in f64, rounded once (γ = 1 without `gamma`).
+    pub(crate) fn bn_scale_consts(
+        &self,
+        var: &[f32],
+        gamma: Option<&[f32]>,
+        eps: f32,
+        out: &mut [f32],
+    ) {
+        assert!(var.len() == out.len() && gamma.is_none_or(|g| g.len() == out.len()));
+        let g = gamma.map_or(core::ptr::null(), |g| g.as_ptr());
+        // SAFETY: features checked by `for_isa`; `var`, `gamma` (when given) and `out` hold
+        // `out.len()` floats.
+        unsafe { (self.bn_scale_consts)(var.as_ptr(), g, eps, out.as_mut_ptr(), out.len()) }
+    }
+
     /// Keep bits of `groups` consecutive 64-element groups of one RNG block, starting at group
     /// `first`, into `out[4*g + s]` (stream `s`, bit `l` = lane `l`). Drop iff `r < thresh`.
     pub(crate) fn keep_bits(
