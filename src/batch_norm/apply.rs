@@ -312,3 +312,58 @@ fn run<E: Element>(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Isa;
+    use crate::dispatch::Kernels;
+
+    /// The vectorized training constants are `channel_consts`, bit for bit, on every ISA:
+    /// with and without γ and β, at every tail length, for means far from their f32 rounding
+    /// and variances from 0 to 1e30.
+    #[test]
+    fn vectorized_train_consts_are_channel_consts_bit_for_bit() {
+        let n = 37;
+        let mean: Vec<f64> = (0..n)
+            .map(|i| (i as f64 - 11.3) * 1e3 + 1e-9 * i as f64)
+            .collect();
+        let var: Vec<f64> = (0..n)
+            .map(|i| match i % 4 {
+                0 => 0.0,
+                1 => 1e30 / (i as f64 + 1.0),
+                _ => 0.123 * i as f64,
+            })
+            .collect();
+        let gamma: Vec<f32> = (0..n).map(|i| 0.9 + 0.07 * i as f32).collect();
+        let beta: Vec<f32> = (0..n).map(|i| -0.3 * i as f32).collect();
+        let count = 1001;
+        for isa in Isa::available() {
+            let k = Kernels::for_isa(isa).unwrap();
+            for eps in [0.0, 1e-5] {
+                for affine in [false, true] {
+                    let mut params = BnParams::new(eps);
+                    if affine {
+                        params = params.with_affine(&gamma, &beta);
+                    }
+                    for len in [1, 8, 9, 16, 17, n] {
+                        let mut out = vec![f32::NAN; 4 * len];
+                        let (g, b) = (
+                            params.gamma.map(|g| &g[..len]),
+                            params.beta.map(|b| &b[..len]),
+                        );
+                        k.bn_train_consts(&mean[..len], &var[..len], count, g, b, eps, &mut out);
+                        for ch in 0..len {
+                            let st = ChannelStats::from_moments(count, mean[ch], var[ch]);
+                            let (f, [m, v, _]) = channel_consts(&st, &params, ch);
+                            let got = [0, 1, 2, 3].map(|r| out[r * len + ch].to_bits());
+                            let want = [f.k, f.a, f.b, v].map(f32::to_bits);
+                            assert_eq!(got, want, "{isa} eps {eps} affine {affine} ch {ch}");
+                            assert_eq!(m.to_bits(), f.k.to_bits());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -129,6 +129,7 @@ pub(crate) fn stats_chunk_rows(rows: usize, c: usize) -> usize {
 
 /// Where channel `ch`'s two sums sit in a per-channel sums buffer: the layout of the kernel's
 /// output, `[s1; s2]` per segment of `ROW_SEGMENT` columns.
+#[inline]
 pub(crate) fn sum_index(ch: usize, c: usize) -> (usize, usize) {
     let c0 = ch / ROW_SEGMENT * ROW_SEGMENT;
     let w = ROW_SEGMENT.min(c - c0);
@@ -217,20 +218,29 @@ pub(crate) fn row_moments<E: Element>(
         scratch_f64((1 + chunks) * 2 * c, |buf| {
             let (sums, partials) = buf.split_at_mut(2 * c);
             column_sums(k, x, c, pivots, sums, partials);
+            // Each channel's moments replace its sums, so that they are not made twice
+            // (two f64 divisions a channel) when no pivot needs a second pass.
             let mut again = false;
             for (ch, p) in pivots.iter_mut().enumerate() {
                 let (i1, i2) = sum_index(ch, c);
-                if let (_, Some(better)) = from_sums(*p, [sums[i1], sums[i2]], count) {
+                let ((_, mean, var), better) = from_sums(*p, [sums[i1], sums[i2]], count);
+                (sums[i1], sums[i2]) = (mean, var);
+                if let Some(better) = better {
                     *p = better;
                     again = true;
                 }
             }
             if again {
                 column_sums(k, x, c, pivots, sums, partials);
+                for (ch, &p) in pivots.iter().enumerate() {
+                    let (i1, i2) = sum_index(ch, c);
+                    let (_, mean, var) = from_sums(p, [sums[i1], sums[i2]], count).0;
+                    (sums[i1], sums[i2]) = (mean, var);
+                }
             }
             for (ch, &p) in pivots.iter().enumerate() {
                 let (i1, i2) = sum_index(ch, c);
-                f(ch, from_sums(p, [sums[i1], sums[i2]], count).0);
+                f(ch, (p, sums[i1], sums[i2]));
             }
         })
     }

@@ -73,12 +73,15 @@ pub(crate) fn normalize_rows<E: Element>(
 /// 12–16 % slower on NC (256,4096) f32, one thread, paired roofline: twice the calls.)
 const WIDE_COLUMNS: usize = 2048;
 
-/// [`normalize_rows`] for rows wider than [`WIDE_COLUMNS`] with plain stores: tasks are bands
-/// of columns over all rows, not bands of rows. Each task computes only its band's constants
-/// (an f64 square root and division per column for inference: 4096 of them took ~17 µs on
-/// one thread before the pass, while the other slept) and keeps them in L1 while every row
-/// passes through; the bands are as many as a multiple of the threads, so the work splits
-/// evenly.
+/// [`normalize_rows`] for rows wider than [`WIDE_COLUMNS`] with plain stores, a band of
+/// columns at a time so that the band's constants stay in L1 while the rows pass through.
+///
+/// After a statistics pass (`last_first`) tasks are bands of rows, as the statistics' chunks
+/// were, so each thread finds its rows in its own cache; within a task the bands and rows go
+/// last to first (see [`blocks_last_first`]). Otherwise (inference) tasks are bands of
+/// columns over all rows, each computing only its band's constants — an f64 square root and
+/// division a column, which for 4096 columns took ~17 µs on one thread before the pass while
+/// the other slept — and the bands are as many as a multiple of the threads.
 #[allow(clippy::too_many_arguments)]
 fn normalize_wide_rows<E: Element>(
     k: &TypedKernels<E>,
@@ -91,40 +94,72 @@ fn normalize_wide_rows<E: Element>(
     last_first: bool,
     consts: impl ChannelConsts,
 ) {
+    // Every band of every row starts at the output's lane (c and w are multiples of 16).
+    let y_addr = y.as_ptr() as usize;
+    if last_first {
+        let w = band_width(c, 1);
+        let task = tile_task(y.len(), c);
+        for_each_chunk(y, task, par, |ti, yc| {
+            let rows = yc.len() / c;
+            for c0 in (0..c).step_by(w).rev() {
+                let cols = c0..(c0 + w).min(c);
+                with_band_tile(&consts, cols.clone(), y_addr as *const E, |tile| {
+                    for row in (0..rows).rev() {
+                        let seg = row * c + cols.start..row * c + cols.end;
+                        let at = ti * task + seg.start..ti * task + seg.end;
+                        let r = res.map(|r| Src::Slice(&r[at.clone()]));
+                        let wb = cols.len();
+                        k.bn_normalize_tiled(x.sub(at), &mut yc[seg], tile, wb, r, relu, false);
+                    }
+                });
+            }
+        });
+        return;
+    }
     let workers = if let Par::Tasks(_) = par {
         threads()
     } else {
         1
     };
-    let bands = c.div_ceil(WIDE_COLUMNS).next_multiple_of(workers);
-    // Whole vectors: c is a multiple of 16 here (a one-row tile).
-    let w = c.div_ceil(bands).next_multiple_of(16);
+    let w = band_width(c, workers);
     let geo = Runs {
         n: y.len() / c,
         c,
         hw: 1,
     };
-    // Every band of every row starts at the output's lane (c and w are multiples of 16).
-    let y_addr = y.as_ptr() as usize;
     for_each_block_res(x, res, y, geo, w, par, |mut band| {
-        let cols = band.channels();
-        let r = cols.len() + 16;
-        scratch_tiles(3 * r + 16, |buf| {
-            let tile = aligned_like(buf, y_addr as *const E, 3 * r);
-            let (k_row, rest) = tile.split_at_mut(r);
-            let (a_row, b_row) = rest.split_at_mut(r);
-            let wb = cols.len();
-            consts.band(
-                cols.clone(),
-                &mut k_row[..wb],
-                &mut a_row[..wb],
-                &mut b_row[..wb],
-            );
-            for row in 0..3 {
-                tile.copy_within(row * r..row * r + 16, row * r + cols.len());
-            }
-            band.normalize_row_bands(k, tile, relu, last_first);
+        with_band_tile(&consts, band.channels(), y_addr as *const E, |tile| {
+            band.normalize_row_bands(k, tile, relu, false)
         });
+    });
+}
+
+/// Width of the bands of [`normalize_wide_rows`]: at most [`WIDE_COLUMNS`], whole vectors
+/// (`c` is a multiple of 16 there), as many bands as a multiple of `workers`.
+fn band_width(c: usize, workers: usize) -> usize {
+    let bands = c.div_ceil(WIDE_COLUMNS).next_multiple_of(workers);
+    c.div_ceil(bands).next_multiple_of(16)
+}
+
+/// Runs `f` on a one-row tile of the constants of columns `cols` (`[k; a; b]`, rows of
+/// `cols.len() + 16`, the last 16 repeating the first) at the lane of `like`.
+fn with_band_tile<E>(
+    consts: &impl ChannelConsts,
+    cols: Range<usize>,
+    like: *const E,
+    f: impl FnOnce(&[f32]),
+) {
+    let wb = cols.len();
+    let r = wb + 16;
+    scratch_tiles(3 * r + 16, |buf| {
+        let tile = aligned_like(buf, like, 3 * r);
+        let (k_row, rest) = tile.split_at_mut(r);
+        let (a_row, b_row) = rest.split_at_mut(r);
+        consts.band(cols, &mut k_row[..wb], &mut a_row[..wb], &mut b_row[..wb]);
+        for row in 0..3 {
+            tile.copy_within(row * r..row * r + 16, row * r + wb);
+        }
+        f(tile)
     });
 }
 

@@ -1,15 +1,18 @@
 //! Training-mode forward: batch statistics fused with normalization, running statistics.
 
+use core::ops::Range;
+
 use super::apply::{channel_consts, finish_channel, validate_train};
+use super::consts::ChannelConsts;
 use super::moments::{Geometry, block_width, count_per_channel, from_sums, geometry, row_moments};
 use super::rows::normalize_rows;
-use super::scratch::scratch_f32;
+use super::scratch::{scratch_f32, scratch_f64};
 use super::stats::ChannelStats;
-use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, inv_std};
+use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut};
 use crate::Element;
 use crate::dispatch::channels::for_each_block;
 use crate::dispatch::{NT_MIN_BYTES, NT_MIN_BYTES_HEAVY, Src};
-use crate::dispatch::{TypedKernels, active_typed};
+use crate::dispatch::{TypedKernels, active_kernels, active_typed};
 use crate::error::check_len;
 use crate::kernels::bn::Affine;
 use crate::parallel::Par;
@@ -253,32 +256,32 @@ fn run<E: Element>(
         }
         Geometry::Rows { c, .. } => {
             let (means, vars) = (&mut *saved.mean, &mut *saved.invstd);
-            train_rows(t, x, res, y, c, relu, nt, |ch, m| {
-                let (f, mean, var) = consts(ch, m);
-                (means[ch], vars[ch]) = (mean, var);
-                f
-            });
+            train_rows(t, x, res, y, c, relu, nt, params, count, means, vars);
         }
     }
 
-    // Running statistics from the saved ones, then the variance becomes invstd.
-    for ch in 0..c {
-        let (mean, var) = (saved.mean[ch], saved.invstd[ch]);
-        let moments = [mean, var, inv_std(var, params.eps)];
-        finish_channel(
-            &mut saved,
-            running.as_mut(),
-            weights,
-            ch,
-            moments,
-            count as u64,
-        );
-    }
+    // Running statistics from the saved ones, then the variance becomes invstd (the square
+    // roots and divisions of every channel at once, vectorized).
+    scratch_f32(c, |invstd| {
+        active_kernels().bn_scale_consts(saved.invstd, None, params.eps, invstd);
+        for (ch, &inv) in invstd.iter().enumerate() {
+            let moments = [saved.mean[ch], saved.invstd[ch], inv];
+            finish_channel(
+                &mut saved,
+                running.as_mut(),
+                weights,
+                ch,
+                moments,
+                count as u64,
+            );
+        }
+    });
     Ok(())
 }
 
-/// Training forward for NC/NHWC (the row driver): statistics by rows, then `y` normalized by rows with
-/// `consts(ch, (pivot, mean, var))`, which also records each channel's saved statistics.
+/// Training forward for NC/NHWC (the row driver): statistics by rows, then `y` normalized by
+/// rows with the constants `channel_consts` gives (the same bits, every channel's at once);
+/// each channel's mean and biased variance go to `means` and `vars`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_rows<E: Element>(
     t: &TypedKernels<E>,
@@ -288,26 +291,55 @@ pub(crate) fn train_rows<E: Element>(
     c: usize,
     relu: bool,
     nt: bool,
-    mut consts: impl FnMut(usize, (f32, f64, f64)) -> Affine,
+    params: &BnParams,
+    count: usize,
+    means: &mut [f32],
+    vars: &mut [f32],
 ) {
-    scratch_f32(4 * c, |buf| {
-        let (pivots, aff) = buf.split_at_mut(c);
+    scratch_f32(5 * c, |buf| {
+        let (pivots, consts) = buf.split_at_mut(c);
         let src: &[E] = match x {
             Src::Slice(xs) => xs,
             Src::InPlace => y,
         };
-        row_moments(t, src, c, pivots, |ch, m| {
-            let f = consts(ch, m);
-            (aff[3 * ch], aff[3 * ch + 1], aff[3 * ch + 2]) = (f.k, f.a, f.b);
+        scratch_f64(2 * c, |moments| {
+            let (mean, var) = moments.split_at_mut(c);
+            row_moments(t, src, c, pivots, |ch, (_, m, v)| {
+                (mean[ch], var[ch]) = (m, v)
+            });
+            let (g, b) = (params.gamma, params.beta);
+            active_kernels().bn_train_consts(mean, var, count, g, b, params.eps, consts);
         });
-        let aff: &[f32] = aff;
+        let (k, rest) = consts.split_at(c);
+        let (a, rest) = rest.split_at(c);
+        let (b, var) = rest.split_at(c);
+        means.copy_from_slice(k);
+        vars.copy_from_slice(var);
         let par = Par::above_threshold(y.len(), 1);
-        normalize_rows(t, x, y, c, res.map(Src::Slice), relu, nt, par, true, |ch| {
-            Affine {
-                k: aff[3 * ch],
-                a: aff[3 * ch + 1],
-                b: aff[3 * ch + 2],
-            }
-        });
+        let consts = Columns { k, a, b };
+        normalize_rows(t, x, y, c, res.map(Src::Slice), relu, nt, par, true, consts);
     });
+}
+
+/// Constants held as three rows of per-channel values.
+struct Columns<'a> {
+    k: &'a [f32],
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+impl ChannelConsts for Columns<'_> {
+    fn at(&self, ch: usize) -> Affine {
+        Affine {
+            k: self.k[ch],
+            a: self.a[ch],
+            b: self.b[ch],
+        }
+    }
+
+    fn band(&self, chans: Range<usize>, k: &mut [f32], a: &mut [f32], b: &mut [f32]) {
+        k.copy_from_slice(&self.k[chans.clone()]);
+        a.copy_from_slice(&self.a[chans.clone()]);
+        b.copy_from_slice(&self.b[chans]);
+    }
 }

@@ -24,6 +24,17 @@ macro_rules! kernel_list {
             bn_scale_consts(var: *const f32, gamma: *const f32, eps: f32, out: *mut f32, n: usize)
                 => crate::kernels::bn::scale_consts;
 
+            bn_train_consts(
+                mean: *const f64,
+                var: *const f64,
+                count: usize,
+                gamma: *const f32,
+                beta: *const f32,
+                eps: f32,
+                out: *mut f32,
+                n: usize,
+            ) => crate::kernels::bn::train_consts;
+
             // The raw lanes, for the stream-layout tests only (`testing::xoshiro_lanes`).
             #[cfg_attr(not(feature = "testing"), allow(dead_code))]
             random_u32(st: &crate::rng::StreamState, draws: usize, out: *mut u32)

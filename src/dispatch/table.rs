@@ -152,6 +152,40 @@ impl Kernels {
         unsafe { (self.bn_scale_consts)(var.as_ptr(), g, eps, out.as_mut_ptr(), out.len()) }
     }
 
+    /// The training forward's constants of `mean.len()` channels from their batch mean and
+    /// biased variance: `out` = rows `[k; a; b; var]` of `mean.len()` floats.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_train_consts(
+        &self,
+        mean: &[f64],
+        var: &[f64],
+        count: usize,
+        gamma: Option<&[f32]>,
+        beta: Option<&[f32]>,
+        eps: f32,
+        out: &mut [f32],
+    ) {
+        let n = mean.len();
+        assert!(var.len() == n && out.len() == 4 * n);
+        assert!(gamma.is_none_or(|g| g.len() == n) && beta.is_none_or(|b| b.len() == n));
+        let g = gamma.map_or(core::ptr::null(), |g| g.as_ptr());
+        let b = beta.map_or(core::ptr::null(), |b| b.as_ptr());
+        // SAFETY: features checked by `for_isa`; every input holds n values (gamma and beta
+        // when given) and `out` 4n.
+        unsafe {
+            (self.bn_train_consts)(
+                mean.as_ptr(),
+                var.as_ptr(),
+                count,
+                g,
+                b,
+                eps,
+                out.as_mut_ptr(),
+                n,
+            )
+        }
+    }
+
     /// Keep bits of `groups` consecutive 64-element groups of one RNG block, starting at group
     /// `first`, into `out[4*g + s]` (stream `s`, bit `l` = lane `l`). Drop iff `r < thresh`.
     pub(crate) fn keep_bits(

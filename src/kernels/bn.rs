@@ -63,6 +63,47 @@ pub(crate) unsafe fn scale_consts<S: Simd>(
     }
 }
 
+/// The training forward's per-channel constants from each channel's batch mean and biased
+/// variance (f64, of `count` values), for `n` channels at once, as `channel_consts` makes them
+/// one at a time (the same bits): rows of `n` floats in `out` — `k` (the mean rounded to
+/// f32), `a = γ·invstd`, `b = β − (mean − k)·a`, and the saved variance `var` (as f32).
+/// Vectorized like [`scale_consts`]: a division and a square root per channel.
+///
+/// # Safety
+/// `mean`, `var` valid for `n` reads, `gamma` and `beta` too when not null, `out` for `4n`
+/// writes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn train_consts<S: Simd>(
+    _: S,
+    mean: *const f64,
+    var: *const f64,
+    count: usize,
+    gamma: *const f32,
+    beta: *const f32,
+    eps: f32,
+    out: *mut f32,
+    n: usize,
+) {
+    let cnt = count as f64;
+    // SAFETY: forwarded; i < n, and the four output rows are [0, 4n).
+    unsafe {
+        for i in 0..n {
+            let (m, v) = (*mean.add(i), *var.add(i));
+            // `ChannelStats::from_moments(count, m, v).var()`, rounded as saved.
+            let var32 = ((v * cnt) / cnt) as f32;
+            let k = m as f32;
+            let g = if gamma.is_null() { 1.0 } else { *gamma.add(i) };
+            let beta = if beta.is_null() { 0.0 } else { *beta.add(i) };
+            let a = (g as f64 * inv_std(var32, eps) as f64) as f32;
+            *out.add(i) = k;
+            *out.add(n + i) = a;
+            *out.add(2 * n + i) = (beta as f64 - (m - k as f64) * a as f64) as f32;
+            *out.add(3 * n + i) = var32;
+        }
+    }
+}
+
 /// Shifted sums of `g` adjacent NCHW channels, each over its `runs` runs of `len` values
 /// (run `r` of channel `i` at `r·stride + i·len`): `out[2i] = Σx`, `out[2i+1] = Σ(x − K_i)²`
 /// with pivot `pivots[i]` (see [`crate::kernels::sums`]).
