@@ -622,10 +622,12 @@ fn bn_shapes(quick: bool) -> Vec<(Shape, Layout)> {
     } else {
         &[(8, 32, 28, 28), (32, 64, 56, 56), (64, 256, 28, 28)]
     };
+    // Wide NC shapes (a classifier head, an MLP layer: few rows, many columns) beside the
+    // tall one.
     let nc: &[(usize, usize)] = if quick {
         &[(256, 4096)]
     } else {
-        &[(256, 4096), (4096, 1024)]
+        &[(256, 4096), (64, 4096), (1024, 2048), (4096, 1024)]
     };
     let mut v = Vec::new();
     for &(n, c, h, w) in nchw {

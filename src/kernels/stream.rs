@@ -579,37 +579,18 @@ unsafe fn windowed_loop<S: Simd, E: Elem, const SHIFTED: bool>(
             for u in 0..4 {
                 s.prefetch(x.wrapping_add(i + PREFETCH + u * LANES).cast());
             }
-            let r1 = keep.draw::<1>(s);
-            let r2 = keep.draw::<2>(s);
-            let r3 = keep.draw::<3>(s);
-            let r4 = keep.draw::<0>(s);
-            let w = [
-                window::<S, SHIFTED>(s, r0, r1, idx),
-                window::<S, SHIFTED>(s, r1, r2, idx),
-                window::<S, SHIFTED>(s, r2, r3, idx),
-                window::<S, SHIFTED>(s, r3, r4, idx),
-            ];
+            let w = group_windows::<S, SHIFTED>(s, &mut keep, &mut r0, idx);
             for (u, wu) in w.into_iter().enumerate() {
                 let at = i + u * LANES;
                 let v = s.mul_keep(s.ge_bits(wu, t), E::load(s, x.add(at)), sv);
                 E::store(s, y.add(at), v);
             }
-            r0 = r4;
             i += GROUP;
         }
         if i < n {
             // The last partial group: the same windows, partial loads and stores. Its
             // draws past the segment are made and never used.
-            let r1 = keep.draw::<1>(s);
-            let r2 = keep.draw::<2>(s);
-            let r3 = keep.draw::<3>(s);
-            let r4 = keep.draw::<0>(s);
-            let w = [
-                window::<S, SHIFTED>(s, r0, r1, idx),
-                window::<S, SHIFTED>(s, r1, r2, idx),
-                window::<S, SHIFTED>(s, r2, r3, idx),
-                window::<S, SHIFTED>(s, r3, r4, idx),
-            ];
+            let w = group_windows::<S, SHIFTED>(s, &mut keep, &mut r0, idx);
             for (u, wu) in w.into_iter().enumerate() {
                 let at = i + u * LANES;
                 if at >= n {
@@ -621,6 +602,29 @@ unsafe fn windowed_loop<S: Simd, E: Elem, const SHIFTED: bool>(
             }
         }
     }
+}
+
+/// The draws of the four vectors of one group of [`windowed_loop`], from stream 0's draw
+/// `r0` of this group (replaced by the next group's, which the last vector needs).
+#[inline(always)]
+fn group_windows<S: Simd, const SHIFTED: bool>(
+    s: S,
+    keep: &mut KeepGen<S>,
+    r0: &mut S::U,
+    idx: S::U,
+) -> [S::U; 4] {
+    let r1 = keep.draw::<1>(s);
+    let r2 = keep.draw::<2>(s);
+    let r3 = keep.draw::<3>(s);
+    let r4 = keep.draw::<0>(s);
+    let w = [
+        window::<S, SHIFTED>(s, *r0, r1, idx),
+        window::<S, SHIFTED>(s, r1, r2, idx),
+        window::<S, SHIFTED>(s, r2, r3, idx),
+        window::<S, SHIFTED>(s, r3, r4, idx),
+    ];
+    *r0 = r4;
+    w
 }
 
 /// Draws of a vector that starts in stream `lo`'s span and ends in `hi`'s (a function, not a
