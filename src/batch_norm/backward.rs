@@ -20,7 +20,6 @@ use crate::dispatch::channels::for_each_bwd_block;
 use crate::dispatch::{NT_MIN_BYTES_HEAVY, Src, TypedKernels};
 use crate::error::check_len;
 use crate::kernels::bn_backward::BwdConsts;
-use crate::kernels::sums::ROW_SEGMENT;
 use crate::parallel::{Par, for_each_chunk};
 use crate::{Error, Layout, Shape};
 
@@ -432,15 +431,11 @@ pub(crate) fn row_grad_sums<E: Element>(
     let chunks = stats_chunks(rows, c);
     scratch_f64((1 + chunks) * 2 * c, |buf| {
         let (sums, partials) = buf.split_at_mut(2 * c);
-        chunked_sums(rows, c, sums, partials, |rg, part| {
+        chunked_sums(rows, c, sums, partials, |rg, c0, w, out| {
             let range = rg.start * c..rg.end * c;
             let (xr, dyr) = (&x[range.clone()], &dy[range.clone()]);
             let yr = y.map(|y| &y[range]);
-            for c0 in (0..c).step_by(ROW_SEGMENT) {
-                let w = ROW_SEGMENT.min(c - c0);
-                let out = &mut part[2 * c0..2 * c0 + 2 * w];
-                k.bn_bwd_sums_rows(xr, dyr, yr, c, c0, w, &mean[c0..c0 + w], out);
-            }
+            k.bn_bwd_sums_rows(xr, dyr, yr, c, c0, w, &mean[c0..c0 + w], out);
         });
         f(sums);
     });

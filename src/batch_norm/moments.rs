@@ -151,24 +151,54 @@ pub(crate) fn stats_chunks(rows: usize, c: usize) -> usize {
 }
 
 /// Per-column sums of a tensor of `rows` rows of `c`, taken chunk by chunk and merged in chunk
-/// order into `sums` (`2c`): `sum_rows(range, part)` adds the sums of the rows `range` into
-/// `part` (`2c`, zeroed), in the [`sum_index`] layout. `partials` is scratch of
-/// `stats_chunks(rows, c) · 2c`. The chunks depend on the shape only, so the bits do not
-/// depend on the thread count; each thread takes a contiguous run of them.
+/// order into `sums` (`2c`): `sum_segment(range, c0, w, part)` sums columns `c0 .. c0 + w`
+/// (one [`ROW_SEGMENT`] at most) of the rows `range` into `part` (`2w`, zeroed), in the
+/// [`sum_index`] layout. `partials` is scratch of `stats_chunks(rows, c) · 2c`. The chunks
+/// depend on the shape only, and each (chunk, segment) is one call whoever makes it, so the
+/// bits do not depend on the thread count; each thread takes a contiguous run of chunks, and
+/// where there are fewer chunks than threads (few, wide rows: NC (64,4096) is one chunk) the
+/// chunks' segments are split among the threads too.
 pub(crate) fn chunked_sums(
     rows: usize,
     c: usize,
     sums: &mut [f64],
     partials: &mut [f64],
-    sum_rows: impl Fn(Range<usize>, &mut [f64]) + Sync + Send,
+    sum_segment: impl Fn(Range<usize>, usize, usize, &mut [f64]) + Sync + Send,
 ) {
     let chunk = stats_chunk_rows(rows, c);
     let chunks = rows.div_ceil(chunk);
     let par = Par::above_threshold(rows * c, per_thread(chunks));
+    let segments = c.div_ceil(ROW_SEGMENT);
+    let workers = if let Par::Tasks(_) = par {
+        crate::parallel::threads()
+    } else {
+        1
+    };
+    // Segments per task: all of a chunk's, unless the chunks are too few to go round.
+    let per_task = if chunks < workers {
+        segments.div_ceil(workers.div_ceil(chunks))
+    } else {
+        segments
+    };
+    let inner = if per_task < segments {
+        Par::Tasks(1)
+    } else {
+        Par::Seq
+    };
+    let group = 2 * per_task * ROW_SEGMENT;
     for_each_chunk(&mut partials[..chunks * 2 * c], 2 * c, par, |ci, part| {
-        // Zeroed by the task that fills it: in parallel, and in that core's cache.
-        part.fill(0.0);
-        sum_rows(ci * chunk..((ci + 1) * chunk).min(rows), part);
+        let range = ci * chunk..((ci + 1) * chunk).min(rows);
+        // The part's segments are [Σ1; Σ2] blocks of 2w at 2·c0: a run of them is contiguous.
+        for_each_chunk(part, group, inner, |gi, run| {
+            // Zeroed by the task that fills it: in parallel, and in that core's cache.
+            run.fill(0.0);
+            let first = gi * per_task * ROW_SEGMENT;
+            for c0 in (first..c.min(first + per_task * ROW_SEGMENT)).step_by(ROW_SEGMENT) {
+                let w = ROW_SEGMENT.min(c - c0);
+                let at = 2 * (c0 - first);
+                sum_segment(range.clone(), c0, w, &mut run[at..at + 2 * w]);
+            }
+        });
     });
     sums[..2 * c].fill(0.0);
     for part in partials[..chunks * 2 * c].chunks_exact(2 * c) {
@@ -188,13 +218,9 @@ fn column_sums<E: Element>(
     sums: &mut [f64],
     partials: &mut [f64],
 ) {
-    chunked_sums(x.len() / c, c, sums, partials, |rg, part| {
+    chunked_sums(x.len() / c, c, sums, partials, |rg, c0, w, out| {
         let xr = &x[rg.start * c..rg.end * c];
-        for c0 in (0..c).step_by(ROW_SEGMENT) {
-            let w = ROW_SEGMENT.min(c - c0);
-            let out = &mut part[2 * c0..2 * c0 + 2 * w];
-            k.bn_sums_rows(xr, rg.len(), c, c0, w, &pivots[c0..c0 + w], out);
-        }
+        k.bn_sums_rows(xr, rg.len(), c, c0, w, &pivots[c0..c0 + w], out);
     });
 }
 
