@@ -92,6 +92,34 @@ pub(crate) fn finish_channel(
     saved.invstd[ch] = invstd;
 }
 
+/// [`finish_channel`] for every channel at once, all of `count` values, with `saved` holding
+/// each channel's mean and (provisionally, in `invstd`) biased variance and `invstd` their
+/// `invstd`: the same values, in loops over the channels that the compiler vectorizes (one
+/// channel at a time, 4096 channels were ~11 µs of an NC (64,4096) training call).
+pub(crate) fn finish_channels(
+    saved: &mut SavedStatsMut,
+    running: Option<&mut RunningStatsMut>,
+    weights: Option<Weights>,
+    invstd: &[f32],
+    count: u64,
+) {
+    if let (Some(r), Some((w_run, w_batch, unbiased))) = (running, weights) {
+        let n = count as f64;
+        let unbias = n / (n - 1.0);
+        let stats = saved.mean.iter().zip(saved.invstd.iter());
+        for ((rm, rv), (&mean, &var)) in r.mean.iter_mut().zip(r.var.iter_mut()).zip(stats) {
+            let v = if unbiased {
+                var as f64 * unbias
+            } else {
+                var as f64
+            };
+            *rm = (w_run * *rm as f64 + w_batch * mean as f64) as f32;
+            *rv = (w_run * *rv as f64 + w_batch * v) as f32;
+        }
+    }
+    saved.invstd.copy_from_slice(invstd);
+}
+
 /// Training-mode batch norm with batch statistics computed beforehand — the second phase of
 /// split-phase training: `y = γ·(x − mean)/sqrt(var + eps) + β` (then ReLU with
 /// [`Epilogue::Relu`]) with `stats[ch]`'s mean and biased variance, `saved` written and

@@ -2,7 +2,7 @@
 
 use core::ops::Range;
 
-use super::apply::{channel_consts, finish_channel, validate_train};
+use super::apply::{channel_consts, finish_channels, validate_train};
 use super::consts::ChannelConsts;
 use super::moments::{Geometry, block_width, count_per_channel, from_sums, geometry, row_moments};
 use super::rows::normalize_rows;
@@ -264,17 +264,7 @@ fn run<E: Element>(
     // roots and divisions of every channel at once, vectorized).
     scratch_f32(c, |invstd| {
         active_kernels().bn_scale_consts(saved.invstd, None, params.eps, invstd);
-        for (ch, &inv) in invstd.iter().enumerate() {
-            let moments = [saved.mean[ch], saved.invstd[ch], inv];
-            finish_channel(
-                &mut saved,
-                running.as_mut(),
-                weights,
-                ch,
-                moments,
-                count as u64,
-            );
-        }
+        finish_channels(&mut saved, running.as_mut(), weights, invstd, count as u64);
     });
     Ok(())
 }
