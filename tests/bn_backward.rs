@@ -347,8 +347,9 @@ fn identical_bits_for_1_2_3_threads() {
         (Shape::nchw(4, 24, 33, 31), Layout::Nchw),
         (Shape::nchw(4, 24, 33, 31), Layout::Nhwc),
         (Shape::nc(3001, 70), Layout::Nc),
-        // One statistics chunk of wide rows: its column segments split among the threads.
-        (Shape::nc(40, 4096), Layout::Nc),
+        // One statistics chunk of wide rows (640 Ki values): its column segments split among
+        // the threads.
+        (Shape::nc(40, 16384), Layout::Nc),
     ] {
         let n = shape.numel().unwrap();
         let x: Vec<f32> = normals(n, 1).iter().map(|v| *v as f32).collect();

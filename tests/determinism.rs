@@ -96,6 +96,8 @@ fn batch_norm_identical_bits_for_1_2_3_threads() {
         (Shape::nc(70, 3001), Layout::Nc),
         // Bands of columns, as many as a multiple of the threads.
         (Shape::nc(40, 4096), Layout::Nc),
+        // One statistics chunk large enough to split its column segments among the threads.
+        (Shape::nc(40, 16384), Layout::Nc),
     ];
     for (shape, layout) in cases {
         let x: Vec<f32> = normals(shape.numel().unwrap(), 4)

@@ -150,6 +150,10 @@ pub(crate) fn stats_chunks(rows: usize, c: usize) -> usize {
     rows.div_ceil(stats_chunk_rows(rows, c))
 }
 
+/// Values in a statistics chunk from which [`chunked_sums`] splits its segments among the
+/// threads when there are fewer chunks than threads.
+const SPLIT_CHUNK_MIN: usize = 1 << 19;
+
 /// Per-column sums of a tensor of `rows` rows of `c`, taken chunk by chunk and merged in chunk
 /// order into `sums` (`2c`): `sum_segment(range, c0, w, part)` sums columns `c0 .. c0 + w`
 /// (one [`ROW_SEGMENT`] at most) of the rows `range` into `part` (`2w`, zeroed), in the
@@ -174,8 +178,11 @@ pub(crate) fn chunked_sums(
     } else {
         1
     };
-    // Segments per task: all of a chunk's, unless the chunks are too few to go round.
-    let per_task = if chunks < workers {
+    // Segments per task: all of a chunk's, unless the chunks are too few to go round and each
+    // is large enough to be worth a fork (NC (64,4096), 256 Ki values in one chunk, was no
+    // faster split in two on two threads: paired roofline 0.82–0.90, waking the other worker
+    // costs about what half of it saves).
+    let per_task = if chunks < workers && chunk.min(rows) * c >= SPLIT_CHUNK_MIN {
         segments.div_ceil(workers.div_ceil(chunks))
     } else {
         segments
