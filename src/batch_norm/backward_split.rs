@@ -198,7 +198,7 @@ pub fn batch_norm_backward_apply<E: Element>(
                 dbeta,
                 |mut block, _, _| {
                     for ch in block.channels() {
-                        block.dx(k, ch, consts(ch).0, nt);
+                        block.dx(k, ch, consts(ch).0, nt, false);
                     }
                 },
             );

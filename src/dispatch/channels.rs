@@ -405,7 +405,14 @@ impl<E: Elem> BwdBlock<'_, E> {
     }
 
     /// `dx` (and `dr`) of channel `ch` with constants `f`.
-    pub(crate) fn dx(&mut self, k: &TypedKernels<E>, ch: usize, f: BwdConsts, nt: bool) {
+    pub(crate) fn dx(
+        &mut self,
+        k: &TypedKernels<E>,
+        ch: usize,
+        f: BwdConsts,
+        nt: bool,
+        last_first: bool,
+    ) {
         assert!(!self.base.dx.is_null(), "dx on a read-only block");
         let (inp, at) = self.inputs(ch);
         let Runs { n, c, hw } = self.geo;
@@ -417,35 +424,7 @@ impl<E: Elem> BwdBlock<'_, E> {
         };
         // SAFETY: features checked; channel `ch`'s runs of the outputs belong to this block;
         // dy may alias dx (in place), which the kernel allows.
-        unsafe { (k.bn_bwd_dx_runs)(inp, dx, dr, n, hw, c * hw, f, nt) }
-    }
-}
-
-impl<E: Elem> BwdBlock<'_, E> {
-    /// `dx` (and `dr`) of channel `ch` with constants `f` and, from the same loop, the sums of
-    /// channel `next` around `mean_next` — the same bits as [`BwdBlock::sums`].
-    pub(crate) fn dx_sums(
-        &mut self,
-        k: &TypedKernels<E>,
-        ch: usize,
-        f: BwdConsts,
-        nt: bool,
-        next: usize,
-        mean_next: f32,
-    ) -> [f64; 2] {
-        assert!(!self.base.dx.is_null(), "dx on a read-only block");
-        let (inp, at) = self.inputs(ch);
-        let (inp_next, _) = self.inputs(next);
-        let Runs { n, c, hw } = self.geo;
-        let dx = self.base.dx.wrapping_add(at);
-        let dr = if self.base.dr.is_null() {
-            self.base.dr
-        } else {
-            self.base.dr.wrapping_add(at)
-        };
-        // SAFETY: features checked; channels `ch` and `next` belong to this block, their runs
-        // inside every input and output; dy may alias dx (in place) within a channel.
-        unsafe { (k.bn_bwd_dx_sums_runs)(inp, dx, dr, n, hw, c * hw, f, nt, inp_next, mean_next) }
+        unsafe { (k.bn_bwd_dx_runs)(inp, dx, dr, n, hw, c * hw, f, nt, last_first) }
     }
 }
 

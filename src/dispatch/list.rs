@@ -168,20 +168,8 @@ macro_rules! typed_kernel_list {
                 stride: usize,
                 c: crate::kernels::bn_backward::BwdConsts,
                 nt: bool,
+                last_first: bool,
             ) => crate::kernels::bn_backward::dx_runs;
-
-            bn_bwd_dx_sums_runs(
-                inp: crate::kernels::bn_backward::BwdIn<E>,
-                dx: *mut E,
-                dr: *mut E,
-                runs: usize,
-                len: usize,
-                stride: usize,
-                c: crate::kernels::bn_backward::BwdConsts,
-                nt: bool,
-                next: crate::kernels::bn_backward::BwdIn<E>,
-                mean_next: f32,
-            ) -> [f64; 2] => crate::kernels::bn_backward::dx_sums_runs;
 
             bn_bwd_sums_rows(
                 inp: crate::kernels::bn_backward::BwdIn<E>,
