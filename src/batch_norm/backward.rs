@@ -429,7 +429,9 @@ pub(crate) fn row_grad_sums<E: Element>(
     let chunks = stats_chunks(rows, c);
     scratch_f64((1 + chunks) * 2 * c, |buf| {
         let (sums, partials) = buf.split_at_mut(2 * c);
-        chunked_sums(rows, c, sums, partials, |rg, c0, w, out| {
+        // x and dy, and y for a fused ReLU.
+        let read = size_of::<E>() * if y.is_some() { 3 } else { 2 };
+        chunked_sums(rows, c, read, sums, partials, |rg, c0, w, out| {
             let range = rg.start * c..rg.end * c;
             let (xr, dyr) = (&x[range.clone()], &dy[range.clone()]);
             let yr = y.map(|y| &y[range]);

@@ -150,9 +150,9 @@ pub(crate) fn stats_chunks(rows: usize, c: usize) -> usize {
     rows.div_ceil(stats_chunk_rows(rows, c))
 }
 
-/// Values in a statistics chunk from which [`chunked_sums`] splits its segments among the
-/// threads when there are fewer chunks than threads.
-const SPLIT_CHUNK_MIN: usize = 1 << 19;
+/// Bytes read in a statistics chunk from which [`chunked_sums`] splits its segments among
+/// the threads when there are fewer chunks than threads: 512 Ki f32 values of one input.
+const SPLIT_CHUNK_MIN_BYTES: usize = 2 << 20;
 
 /// Per-column sums of a tensor of `rows` rows of `c`, taken chunk by chunk and merged in chunk
 /// order into `sums` (`2c`): `sum_segment(range, c0, w, part)` sums columns `c0 .. c0 + w`
@@ -162,9 +162,12 @@ const SPLIT_CHUNK_MIN: usize = 1 << 19;
 /// bits do not depend on the thread count; each thread takes a contiguous run of chunks, and
 /// where there are fewer chunks than threads (few, wide rows: NC (64,4096) is one chunk) the
 /// chunks' segments are split among the threads too.
+///
+/// `read`: the bytes each value of the tensor costs the sums to read (all inputs).
 pub(crate) fn chunked_sums(
     rows: usize,
     c: usize,
+    read: usize,
     sums: &mut [f64],
     partials: &mut [f64],
     sum_segment: impl Fn(Range<usize>, usize, usize, &mut [f64]) + Sync + Send,
@@ -179,10 +182,11 @@ pub(crate) fn chunked_sums(
         1
     };
     // Segments per task: all of a chunk's, unless the chunks are too few to go round and each
-    // is large enough to be worth a fork (NC (64,4096), 256 Ki values in one chunk, was no
-    // faster split in two on two threads: paired roofline 0.82–0.90, waking the other worker
-    // costs about what half of it saves).
-    let per_task = if chunks < workers && chunk.min(rows) * c >= SPLIT_CHUNK_MIN {
+    // is large enough to be worth a fork (the forward's NC (64,4096), 1 MiB of f32 in one
+    // chunk, was no faster split in two on two threads: paired roofline 0.82–0.90, waking the
+    // other worker costs about what half of it saves; the backward reads x and dy, 2 MiB).
+    let bytes = chunk.min(rows).saturating_mul(c).saturating_mul(read);
+    let per_task = if chunks < workers && bytes >= SPLIT_CHUNK_MIN_BYTES {
         segments.div_ceil(workers.div_ceil(chunks))
     } else {
         segments
@@ -225,10 +229,17 @@ fn column_sums<E: Element>(
     sums: &mut [f64],
     partials: &mut [f64],
 ) {
-    chunked_sums(x.len() / c, c, sums, partials, |rg, c0, w, out| {
-        let xr = &x[rg.start * c..rg.end * c];
-        k.bn_sums_rows(xr, rg.len(), c, c0, w, &pivots[c0..c0 + w], out);
-    });
+    chunked_sums(
+        x.len() / c,
+        c,
+        size_of::<E>(),
+        sums,
+        partials,
+        |rg, c0, w, out| {
+            let xr = &x[rg.start * c..rg.end * c];
+            k.bn_sums_rows(xr, rg.len(), c, c0, w, &pivots[c0..c0 + w], out);
+        },
+    );
 }
 
 /// Calls `f(ch, (pivot, mean, biased var))` for every column of `x` (`c` columns, at least
