@@ -9,15 +9,15 @@
 
 use super::infer::{RunningStats, check_running_var};
 use super::moments::{
-    Geometry, block_width, chunked_sums, count_per_channel, geometry, stats_chunks, sum_index,
+    Geometry, block_width, chunked_sums, count_per_channel, geometry, stats_chunks,
 };
 use super::rows::{aligned_like, blocks_last_first, tile_layout, tile_task};
 use super::scratch::{scratch_f32, scratch_f64};
 use super::{BnParams, check_eps, inv_std};
 use crate::Element;
-use crate::dispatch::active_typed;
 use crate::dispatch::channels::for_each_bwd_block;
 use crate::dispatch::{NT_MIN_BYTES_HEAVY, Src, TypedKernels};
+use crate::dispatch::{active_kernels, active_typed};
 use crate::error::check_len;
 use crate::kernels::bn_backward::BwdConsts;
 use crate::parallel::{Par, for_each_chunk};
@@ -366,30 +366,32 @@ fn run<E: Element>(
                 },
             );
         }
-        Geometry::Rows { rows, c } => {
-            let _ = rows;
-            backward_rows(
-                k,
-                x,
-                dy,
-                y,
-                dx,
-                dr,
-                c,
-                nt,
-                |ch, sums| {
-                    let (f, g, b) = consts(ch, sums);
-                    (dgamma[ch], dbeta[ch]) = (g, b);
-                    f
-                },
-                mean,
-            );
+        Geometry::Rows { c, .. } => {
+            let gd = RowGrads {
+                gamma,
+                norm,
+                count,
+                dgamma,
+                dbeta,
+            };
+            backward_rows(k, x, dy, y, dx, dr, c, nt, gd);
         }
     }
     Ok(())
 }
 
-/// NC/NHWC backward: the two sums by row chunks (partials merged in a fixed order), then `dx`
+/// What the NC/NHWC backward needs besides its tensors: the parameters and statistics of
+/// the constants, and where `dγ`, `dβ` go.
+struct RowGrads<'a> {
+    gamma: Option<&'a [f32]>,
+    norm: Norm<'a>,
+    count: usize,
+    dgamma: &'a mut [f32],
+    dbeta: &'a mut [f32],
+}
+
+/// NC/NHWC backward: the two sums by row chunks (partials merged in a fixed order), every
+/// column's constants at once (`bn_bwd_row_consts`, which also writes `dγ`, `dβ`), then `dx`
 /// (and `dr`) by rows with tiled constants.
 #[allow(clippy::too_many_arguments)]
 fn backward_rows<E: Element>(
@@ -401,13 +403,39 @@ fn backward_rows<E: Element>(
     dr: Option<&mut [E]>,
     c: usize,
     nt: bool,
-    mut consts: impl FnMut(usize, [f64; 2]) -> BwdConsts,
-    mean: &[f32],
+    gd: RowGrads,
 ) {
+    let RowGrads {
+        gamma,
+        norm,
+        count,
+        dgamma,
+        dbeta,
+    } = gd;
+    let mean = norm.mean();
     row_grad_sums(k, x, dy, y, c, mean, |sums| {
-        row_dx(k, x, dy, y, dx, dr, c, nt, true, |ch| {
-            let (i1, i2) = sum_index(ch, c);
-            consts(ch, [sums[i1], sums[i2]])
+        scratch_f32(5 * c, |buf| {
+            let (consts, is) = buf.split_at_mut(4 * c);
+            let kernels = active_kernels();
+            let invstd: &[f32] = match norm {
+                Norm::Batch(s) => s.invstd,
+                Norm::Running(s, eps) => {
+                    // `inv_std` of each running variance, as `Norm::invstd` gives it.
+                    kernels.bn_scale_consts(s.var, None, eps, is);
+                    is
+                }
+            };
+            let batch = norm.is_batch();
+            kernels.bn_bwd_row_consts(
+                sums, count, gamma, mean, invstd, batch, consts, dgamma, dbeta,
+            );
+            let consts: &[f32] = consts;
+            row_dx(k, x, dy, y, dx, dr, c, nt, true, |ch| BwdConsts {
+                m: consts[ch],
+                a: consts[c + ch],
+                c1: consts[2 * c + ch],
+                c0: consts[3 * c + ch],
+            });
         });
     });
 }

@@ -11,8 +11,8 @@ use core::ops::Range;
 
 use super::scratch::{scratch_f32, scratch_f64};
 use crate::Element;
-use crate::dispatch::TypedKernels;
 use crate::dispatch::channels::{Block, Runs};
+use crate::dispatch::{TypedKernels, active_kernels};
 use crate::kernels::sums::ROW_SEGMENT;
 use crate::parallel::{Par, for_each_chunk};
 use crate::{Error, Layout, Shape};
@@ -262,29 +262,20 @@ pub(crate) fn row_moments<E: Element>(
         scratch_f64((1 + chunks) * 2 * c, |buf| {
             let (sums, partials) = buf.split_at_mut(2 * c);
             column_sums(k, x, c, pivots, sums, partials);
-            // Each channel's moments replace its sums, so that they are not made twice
-            // (two f64 divisions a channel) when no pivot needs a second pass.
-            let mut again = false;
-            for (ch, p) in pivots.iter_mut().enumerate() {
-                let (i1, i2) = sum_index(ch, c);
-                let ((_, mean, var), better) = from_sums(*p, [sums[i1], sums[i2]], count);
-                (sums[i1], sums[i2]) = (mean, var);
-                if let Some(better) = better {
-                    *p = better;
-                    again = true;
-                }
-            }
-            if again {
+            // Each channel's moments replace its sums (`from_sums`, all channels at once).
+            let kernels = active_kernels();
+            if kernels.bn_row_moments(sums, pivots, count, true) {
                 column_sums(k, x, c, pivots, sums, partials);
-                for (ch, &p) in pivots.iter().enumerate() {
-                    let (i1, i2) = sum_index(ch, c);
-                    let (_, mean, var) = from_sums(p, [sums[i1], sums[i2]], count).0;
-                    (sums[i1], sums[i2]) = (mean, var);
-                }
+                kernels.bn_row_moments(sums, pivots, count, false);
             }
-            for (ch, &p) in pivots.iter().enumerate() {
-                let (i1, i2) = sum_index(ch, c);
-                f(ch, (p, sums[i1], sums[i2]));
+            // By segment, the two rows of each contiguous (no `sum_index` per channel).
+            for c0 in (0..c).step_by(ROW_SEGMENT) {
+                let w = ROW_SEGMENT.min(c - c0);
+                let (mean, var) = sums[2 * c0..2 * c0 + 2 * w].split_at(w);
+                for (i, ((&p, &m), &v)) in pivots[c0..c0 + w].iter().zip(mean).zip(var).enumerate()
+                {
+                    f(c0 + i, (p, m, v));
+                }
             }
         })
     }

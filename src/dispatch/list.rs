@@ -35,6 +35,27 @@ macro_rules! kernel_list {
                 n: usize,
             ) => crate::kernels::bn::train_consts;
 
+            bn_row_moments(
+                sums: *mut f64,
+                pivots: *mut f32,
+                c: usize,
+                count: usize,
+                refine: bool,
+            ) -> bool => crate::kernels::bn::row_moments;
+
+            bn_bwd_row_consts(
+                sums: *const f64,
+                c: usize,
+                count: usize,
+                gamma: *const f32,
+                mean: *const f32,
+                invstd: *const f32,
+                batch: bool,
+                out: *mut f32,
+                dgamma: *mut f32,
+                dbeta: *mut f32,
+            ) => crate::kernels::bn_backward::row_consts;
+
             // The raw lanes, for the stream-layout tests only (`testing::xoshiro_lanes`).
             #[cfg_attr(not(feature = "testing"), allow(dead_code))]
             random_u32(st: &crate::rng::StreamState, draws: usize, out: *mut u32)

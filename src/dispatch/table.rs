@@ -186,6 +186,60 @@ impl Kernels {
         }
     }
 
+    /// Each column's `[mean; biased var]` from its row sums `[Σx; Σ(x − K)²]` over `count`
+    /// rows, in place in `sums` (the row kernels' layout, `2·pivots.len()`); with `refine`,
+    /// pivots more than 4σ from their mean become the mean, and the result says whether any
+    /// did (see `kernels::bn::row_moments`).
+    pub(crate) fn bn_row_moments(
+        &self,
+        sums: &mut [f64],
+        pivots: &mut [f32],
+        count: usize,
+        refine: bool,
+    ) -> bool {
+        let c = pivots.len();
+        assert!(sums.len() == 2 * c);
+        // SAFETY: features checked by `for_isa`; `sums` holds 2c values and `pivots` c.
+        unsafe { (self.bn_row_moments)(sums.as_mut_ptr(), pivots.as_mut_ptr(), c, count, refine) }
+    }
+
+    /// The backward's `dx` constants of `mean.len()` NC/NHWC columns from their row sums
+    /// (the row kernels' layout) over `count` values: rows `[m; a; c1; c0]` into `out`, and
+    /// `dγ`, `dβ` (see `kernels::bn_backward::row_consts`; `batch` false: eval mode).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bn_bwd_row_consts(
+        &self,
+        sums: &[f64],
+        count: usize,
+        gamma: Option<&[f32]>,
+        mean: &[f32],
+        invstd: &[f32],
+        batch: bool,
+        out: &mut [f32],
+        dgamma: &mut [f32],
+        dbeta: &mut [f32],
+    ) {
+        let c = mean.len();
+        assert!(sums.len() >= 2 * c && invstd.len() == c && out.len() == 4 * c);
+        assert!(dgamma.len() == c && dbeta.len() == c && gamma.is_none_or(|g| g.len() == c));
+        let g = gamma.map_or(core::ptr::null(), |g| g.as_ptr());
+        // SAFETY: features checked by `for_isa`; the lengths are as the kernel needs (above).
+        unsafe {
+            (self.bn_bwd_row_consts)(
+                sums.as_ptr(),
+                c,
+                count,
+                g,
+                mean.as_ptr(),
+                invstd.as_ptr(),
+                batch,
+                out.as_mut_ptr(),
+                dgamma.as_mut_ptr(),
+                dbeta.as_mut_ptr(),
+            )
+        }
+    }
+
     /// Keep bits of `groups` consecutive 64-element groups of one RNG block, starting at group
     /// `first`, into `out[4*g + s]` (stream `s`, bit `l` = lane `l`). Drop iff `r < thresh`.
     pub(crate) fn keep_bits(

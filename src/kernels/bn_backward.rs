@@ -122,6 +122,63 @@ pub(crate) struct BwdConsts {
     pub c0: f32,
 }
 
+/// The `dx` constants of `c` NC/NHWC columns at once from their row sums, as
+/// `batch_norm::backward::bwd_consts` makes them one at a time (the same bits): `sums` in the
+/// row kernels' layout (`[Σdy; Σdy·(x − m)]` per segment of
+/// [`ROW_SEGMENT`](crate::kernels::sums::ROW_SEGMENT) columns) over `count` values; rows
+/// `[m; a; c1; c0]` of `c` floats into `out`, `dγ = Σdy·(x − m)·is` and `dβ = Σdy` into
+/// `dgamma`, `dbeta`. `a = γ·is`; with `batch`, `c1 = −γ·is³·Σdy·(x − m)/n` and
+/// `c0 = −γ·is·Σdy/n` (else 0: eval mode). Scalar per channel, with its two f64 divisions,
+/// this was most of a wide backward call's fixed cost.
+///
+/// # Safety
+/// `sums` valid for `2c` reads; `mean`, `invstd` (and `gamma` when not null) for `c` reads;
+/// `out` for `4c` writes, `dgamma` and `dbeta` for `c` writes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn row_consts<S: Simd>(
+    _: S,
+    sums: *const f64,
+    c: usize,
+    count: usize,
+    gamma: *const f32,
+    mean: *const f32,
+    invstd: *const f32,
+    batch: bool,
+    out: *mut f32,
+    dgamma: *mut f32,
+    dbeta: *mut f32,
+) {
+    let n = count as f64;
+    let mut c0 = 0;
+    while c0 < c {
+        let w = crate::kernels::sums::ROW_SEGMENT.min(c - c0);
+        // SAFETY: the segment's sums are [2·c0, 2·c0 + 2w) ⊂ [0, 2c), its channels
+        // [c0, c0 + w) ⊂ [0, c); the four output rows are [0, 4c).
+        unsafe {
+            let (s1, s2) = (sums.add(2 * c0), sums.add(2 * c0 + w));
+            for i in 0..w {
+                let ch = c0 + i;
+                let (s_dy, s_dyx) = (*s1.add(i), *s2.add(i));
+                let g = if gamma.is_null() { 1.0 } else { *gamma.add(ch) } as f64;
+                let is = *invstd.add(ch) as f64;
+                let (k1, k0) = if batch {
+                    (-g * is * is * is * s_dyx / n, -g * is * s_dy / n)
+                } else {
+                    (0.0, 0.0)
+                };
+                *out.add(ch) = *mean.add(ch);
+                *out.add(c + ch) = (g * is) as f32;
+                *out.add(2 * c + ch) = k1 as f32;
+                *out.add(3 * c + ch) = k0 as f32;
+                *dgamma.add(ch) = (s_dyx * is) as f32;
+                *dbeta.add(ch) = s_dy as f32;
+            }
+        }
+        c0 += w;
+    }
+}
+
 /// `[Σdy, Σdy·(x − mean)]` of one NCHW channel: `runs` runs of `len` at `r·stride`.
 ///
 /// # Safety
