@@ -429,13 +429,7 @@ fn backward_rows<E: Element>(
             kernels.bn_bwd_row_consts(
                 sums, count, gamma, mean, invstd, batch, consts, dgamma, dbeta,
             );
-            let consts: &[f32] = consts;
-            row_dx(k, x, dy, y, dx, dr, c, nt, true, |ch| BwdConsts {
-                m: consts[ch],
-                a: consts[c + ch],
-                c1: consts[2 * c + ch],
-                c0: consts[3 * c + ch],
-            });
+            row_dx(k, x, dy, y, dx, dr, c, nt, true, consts);
         });
     });
 }
@@ -483,18 +477,20 @@ pub(crate) fn row_dx<E: Element>(
     c: usize,
     nt: bool,
     after_sums: bool,
-    mut consts: impl FnMut(usize) -> BwdConsts,
+    consts: &[f32],
 ) {
+    assert_eq!(consts.len(), 4 * c, "rows [m; a; c1; c0] of c");
     let (tile_rows, l) = tile_layout(c);
     let r = l + 16;
     let fwd = nt || !after_sums;
     scratch_f32(4 * r + 16, |buf| {
         let aff = aligned_like(buf, dx.as_ptr(), 4 * r);
-        for ch in 0..c {
-            let f = consts(ch);
+        // Row by row, tile row by tile row: slice copies (one store per value and channel
+        // was a third of a wide call's fixed cost).
+        for (row, src) in consts.chunks_exact(c).enumerate() {
             for t in 0..tile_rows {
-                let at = t * c + ch;
-                (aff[at], aff[r + at], aff[2 * r + at], aff[3 * r + at]) = (f.m, f.a, f.c1, f.c0);
+                let at = row * r + t * c;
+                aff[at..at + c].copy_from_slice(src);
             }
         }
         for row in 0..4 {

@@ -8,6 +8,7 @@ use super::BnParams;
 use super::apply::check_counts;
 use super::backward::{BnGrads, Norm, SavedStats, bwd_consts, row_dx, row_grad_sums, validate};
 use super::moments::{Geometry, block_width, geometry, sum_index};
+use super::scratch::scratch_f32;
 use crate::Element;
 use crate::dispatch::NT_MIN_BYTES_HEAVY;
 use crate::dispatch::Src;
@@ -204,7 +205,14 @@ pub fn batch_norm_backward_apply<E: Element>(
             );
         }
         Geometry::Rows { c, .. } => {
-            row_dx(k, x, dy, y, dx, None, c, nt, false, |ch| consts(ch).0);
+            scratch_f32(4 * c, |rows| {
+                for ch in 0..c {
+                    let f = consts(ch).0;
+                    let at = [ch, c + ch, 2 * c + ch, 3 * c + ch];
+                    (rows[at[0]], rows[at[1]], rows[at[2]], rows[at[3]]) = (f.m, f.a, f.c1, f.c0);
+                }
+                row_dx(k, x, dy, y, dx, None, c, nt, false, rows);
+            });
         }
     }
     Ok(())
