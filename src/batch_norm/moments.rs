@@ -151,8 +151,11 @@ pub(crate) fn stats_chunks(rows: usize, c: usize) -> usize {
 }
 
 /// Bytes read in a statistics chunk from which [`chunked_sums`] splits its segments among
-/// the threads when there are fewer chunks than threads: 512 Ki f32 values of one input.
-const SPLIT_CHUNK_MIN_BYTES: usize = 2 << 20;
+/// the threads when there are fewer chunks than threads. Paired roofline, NC (64,4096), 2
+/// threads: from 2 MiB to 1 MiB the f32 training forward ×1.73 and the 16-bit backward
+/// ×1.9–2.0; from 1 MiB to 512 KiB the 16-bit training forward ×1.56–1.87, the rest within
+/// noise. (Before the per-channel work was vectorized, splitting 1 MiB measured 0.82–0.90.)
+const SPLIT_CHUNK_MIN_BYTES: usize = 1 << 19;
 
 /// Per-column sums of a tensor of `rows` rows of `c`, taken chunk by chunk and merged in chunk
 /// order into `sums` (`2c`): `sum_segment(range, c0, w, part)` sums columns `c0 .. c0 + w`
@@ -182,9 +185,8 @@ pub(crate) fn chunked_sums(
         1
     };
     // Segments per task: all of a chunk's, unless the chunks are too few to go round and each
-    // is large enough to be worth a fork (the forward's NC (64,4096), 1 MiB of f32 in one
-    // chunk, was no faster split in two on two threads: paired roofline 0.82–0.90, waking the
-    // other worker costs about what half of it saves; the backward reads x and dy, 2 MiB).
+    // is large enough to be worth a fork (below some size waking the other worker costs
+    // about what half of the chunk saves; the backward reads x and dy, twice the bytes).
     let bytes = chunk.min(rows).saturating_mul(c).saturating_mul(read);
     let per_task = if chunks < workers && bytes >= SPLIT_CHUNK_MIN_BYTES {
         segments.div_ceil(workers.div_ceil(chunks))
