@@ -192,8 +192,16 @@ pub(crate) unsafe fn sums_runs<S: Simd, E: Elem>(
     stride: usize,
     mean: f32,
 ) -> [f64; 2] {
-    // SAFETY: forwarded.
-    unsafe { sums::sums_runs(s, inp, runs, len, stride, mean) }
+    // SAFETY: (both) forwarded. Without a ReLU mask the loop runs with a literal null `y`:
+    // LLVM did not unswitch the per-vector test itself (bf16 kept a test and branch per
+    // vector in the loop).
+    unsafe {
+        if inp.y.is_null() {
+            sums::sums_runs(s, inp.unmasked(), runs, len, stride, mean)
+        } else {
+            sums::sums_runs(s, inp, runs, len, stride, mean)
+        }
+    }
 }
 
 /// `dx` (and `dr`) of one vector.
