@@ -52,8 +52,9 @@ pub(crate) fn geometry(shape: Shape, layout: Layout) -> Geometry {
 }
 
 /// Channels per NCHW block (one task). The result does not depend on it (every channel's
-/// arithmetic is the same in any block). Channels are pipelined within a block, so blocks are
-/// as large as leave every thread two of them.
+/// arithmetic is the same in any block). The training forward pipelines the channels of a
+/// block (the next one's statistics in the loop that writes this one), so blocks are as
+/// large as leave every thread two of them.
 pub(crate) fn block_width(geo: Runs) -> usize {
     geo.c
         .div_ceil(2 * crate::parallel::threads())
