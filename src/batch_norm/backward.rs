@@ -19,7 +19,7 @@ use crate::dispatch::channels::for_each_bwd_block;
 use crate::dispatch::{NT_MIN_BYTES_HEAVY, Src, TypedKernels};
 use crate::dispatch::{active_kernels, active_typed};
 use crate::error::check_len;
-use crate::kernels::bn_backward::BwdConsts;
+use crate::kernels::bn_backward::{BwdConsts, coefficients};
 use crate::parallel::{Par, for_each_chunk};
 use crate::{Error, Layout, Shape};
 
@@ -277,8 +277,7 @@ pub(crate) fn validate<E>(
 }
 
 /// The `dx` constants of channel `ch` and its `(dγ, dβ)`, from the sums `[Σdy, Σdy·(x − m)]`
-/// over `count` values: `a = γ·is`, and in training (`batch`) `c1 = −γ·is³·Σdy·(x − m)/n`,
-/// `c0 = −γ·is·Σdy/n` (in eval mode mean and invstd are constants: dx = dy·γ·invstd only).
+/// over `count` values (the formulas: [`coefficients`]).
 #[inline]
 pub(crate) fn bwd_consts(
     gamma: Option<&[f32]>,
@@ -289,18 +288,8 @@ pub(crate) fn bwd_consts(
 ) -> (BwdConsts, f32, f32) {
     let g = gamma.map_or(1.0, |g| g[ch]) as f64;
     let (m, is) = (norm.mean()[ch], norm.invstd(ch));
-    let (c1, c0) = if norm.is_batch() {
-        (-g * is * is * is * s_dyx / count, -g * is * s_dy / count)
-    } else {
-        (0.0, 0.0)
-    };
-    let f = BwdConsts {
-        m,
-        a: (g * is) as f32,
-        c1: c1 as f32,
-        c0: c0 as f32,
-    };
-    (f, (s_dyx * is) as f32, s_dy as f32)
+    let ([a, c1, c0], [dg, db]) = coefficients(g, is, s_dy, s_dyx, count, norm.is_batch());
+    (BwdConsts { m, a, c1, c0 }, dg, db)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -108,13 +108,8 @@ pub(crate) fn from_sums(
     sums: [f64; 2],
     count: usize,
 ) -> ((f32, f64, f64), Option<f32>) {
-    let n = count as f64;
-    let mean = sums[0] / n;
-    let d = mean - pivot as f64;
-    let var = (sums[1] / n - d * d).max(0.0);
-    let better = mean as f32;
-    let refine = d * d > 16.0 * var && better.is_finite() && better != pivot;
-    ((pivot, mean, var), refine.then_some(better))
+    let (mean, var, far) = crate::kernels::bn::moments(pivot, sums[0], sums[1], count as f64);
+    ((pivot, mean, var), far.then_some(mean as f32))
 }
 
 /// Rows per statistics chunk of a tensor of `rows` rows of `c`: about a sixteenth of the

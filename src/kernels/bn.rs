@@ -104,10 +104,27 @@ pub(crate) unsafe fn train_consts<S: Simd>(
     }
 }
 
+/// `(mean, biased var)` of `n` values from the shifted sums `[Σx, Σ(x − k)²]` around pivot `k`,
+/// and whether the mean lies more than 4σ from `k` (then it is the better pivot): the one
+/// definition of this arithmetic, for the channel-at-a-time `from_sums` and the vectorized
+/// [`row_moments`], which must agree bit for bit.
+#[inline(always)]
+pub(crate) fn moments(k: f32, s1: f64, s2: f64, n: f64) -> (f64, f64, bool) {
+    let mean = s1 / n;
+    let d = mean - k as f64;
+    let var = (s2 / n - d * d).max(0.0);
+    let better = mean as f32;
+    (
+        mean,
+        var,
+        d * d > 16.0 * var && better.is_finite() && better != k,
+    )
+}
+
 /// Each column's moments from its row sums, in place, for all `c` columns at once: in the
 /// sums layout of the row kernels (`[Σx; Σ(x − K)²]` per segment of
 /// [`ROW_SEGMENT`](crate::kernels::sums::ROW_SEGMENT) columns), `Σx` becomes the mean and
-/// `Σ(x − K)²` the biased variance, by `from_sums`'s arithmetic (the same bits). With
+/// `Σ(x − K)²` the biased variance, by [`moments`] (as `from_sums`: the same bits). With
 /// `refine`, a column whose pivot `K` lies more than 4σ from its mean gets the mean as its
 /// pivot in `pivots`, and the result says whether any did (the sums must then be taken
 /// again). One channel at a time in scalar code (two f64 divisions each) this was most of the
@@ -135,15 +152,11 @@ pub(crate) unsafe fn row_moments<S: Simd>(
             let (s1, s2, p) = (sums.add(2 * c0), sums.add(2 * c0 + w), pivots.add(c0));
             for i in 0..w {
                 let k = *p.add(i);
-                let mean = *s1.add(i) / n;
-                let d = mean - k as f64;
-                let var = (*s2.add(i) / n - d * d).max(0.0);
+                let (mean, var, far) = moments(k, *s1.add(i), *s2.add(i), n);
                 *s1.add(i) = mean;
                 *s2.add(i) = var;
                 if refine {
-                    let better = mean as f32;
-                    let far = d * d > 16.0 * var && better.is_finite() && better != k;
-                    *p.add(i) = if far { better } else { k };
+                    *p.add(i) = if far { mean as f32 } else { k };
                     again |= far;
                 }
             }

@@ -122,14 +122,38 @@ pub(crate) struct BwdConsts {
     pub c0: f32,
 }
 
-/// The `dx` constants of `c` NC/NHWC columns at once from their row sums, as
-/// `batch_norm::backward::bwd_consts` makes them one at a time (the same bits): `sums` in the
+/// A channel's `dx` constants `[a, c1, c0]` and `[dγ, dβ]` from `γ` (`g`), `invstd` (`is`)
+/// and its sums `Σdy`, `Σdy·(x − m)` over `n` values: `a = γ·is`; with `batch`,
+/// `c1 = −γ·is³·Σdy·(x − m)/n` and `c0 = −γ·is·Σdy/n` (else 0: in eval mode mean and invstd
+/// are constants); `dγ = Σdy·(x − m)·is`, `dβ = Σdy`. The one definition of this arithmetic,
+/// for the channel-at-a-time constants and the vectorized [`row_consts`], which must agree
+/// bit for bit.
+#[inline(always)]
+pub(crate) fn coefficients(
+    g: f64,
+    is: f64,
+    s_dy: f64,
+    s_dyx: f64,
+    n: f64,
+    batch: bool,
+) -> ([f32; 3], [f32; 2]) {
+    let (c1, c0) = if batch {
+        (-g * is * is * is * s_dyx / n, -g * is * s_dy / n)
+    } else {
+        (0.0, 0.0)
+    };
+    (
+        [(g * is) as f32, c1 as f32, c0 as f32],
+        [(s_dyx * is) as f32, s_dy as f32],
+    )
+}
+
+/// The `dx` constants of `c` NC/NHWC columns at once from their row sums, by
+/// [`coefficients`] as `batch_norm::backward::bwd_consts` makes them one at a time: `sums` in the
 /// row kernels' layout (`[Σdy; Σdy·(x − m)]` per segment of
 /// [`ROW_SEGMENT`](crate::kernels::sums::ROW_SEGMENT) columns) over `count` values; rows
-/// `[m; a; c1; c0]` of `c` floats into `out`, `dγ = Σdy·(x − m)·is` and `dβ = Σdy` into
-/// `dgamma`, `dbeta`. `a = γ·is`; with `batch`, `c1 = −γ·is³·Σdy·(x − m)/n` and
-/// `c0 = −γ·is·Σdy/n` (else 0: eval mode). Scalar per channel, with its two f64 divisions,
-/// this was most of a wide backward call's fixed cost.
+/// `[m; a; c1; c0]` of `c` floats into `out`, `dγ` and `dβ` into `dgamma`, `dbeta`. Scalar per
+/// channel, with its two f64 divisions, this was most of a wide backward call's fixed cost.
 ///
 /// # Safety
 /// `sums` valid for `2c` reads; `mean`, `invstd` (and `gamma` when not null) for `c` reads;
@@ -162,17 +186,13 @@ pub(crate) unsafe fn row_consts<S: Simd>(
                 let (s_dy, s_dyx) = (*s1.add(i), *s2.add(i));
                 let g = if gamma.is_null() { 1.0 } else { *gamma.add(ch) } as f64;
                 let is = *invstd.add(ch) as f64;
-                let (k1, k0) = if batch {
-                    (-g * is * is * is * s_dyx / n, -g * is * s_dy / n)
-                } else {
-                    (0.0, 0.0)
-                };
+                let ([a, c1, c0], [dg, db]) = coefficients(g, is, s_dy, s_dyx, n, batch);
                 *out.add(ch) = *mean.add(ch);
-                *out.add(c + ch) = (g * is) as f32;
-                *out.add(2 * c + ch) = k1 as f32;
-                *out.add(3 * c + ch) = k0 as f32;
-                *dgamma.add(ch) = (s_dyx * is) as f32;
-                *dbeta.add(ch) = s_dy as f32;
+                *out.add(c + ch) = a;
+                *out.add(2 * c + ch) = c1;
+                *out.add(3 * c + ch) = c0;
+                *dgamma.add(ch) = dg;
+                *dbeta.add(ch) = db;
             }
         }
         c0 += w;
