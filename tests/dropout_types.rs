@@ -19,12 +19,17 @@ fn raw<E: Half>(v: &[E]) -> Vec<u16> {
 }
 
 /// Test data in `E`: the shared mix of magnitudes and specials, narrowed, with a signalling
-/// NaN and the largest finite value among them.
+/// NaN, the largest finite value and subnormals of both signs among them (every 61st
+/// element: bf16 subnormals stay subnormal in f32, the lanes `vcvtneps2bf16` would flush).
 fn data_in<E: Half>(n: usize, salt: u64) -> Vec<E> {
     let mut v: Vec<E> = data(n, salt).into_iter().map(E::of).collect();
     if n > 5 {
         v[3] = E::of(f32::MAX); // ∞ in f16, the largest value rounded up in bf16 (∞ too)
         v[5] = E::from_raw(E::SNAN);
+    }
+    for i in (7..n).step_by(61) {
+        let sign = if i % 2 == 0 { 0x8000 } else { 0 };
+        v[i] = E::from_raw(sign | (1 + (i % 127) as u16));
     }
     v
 }

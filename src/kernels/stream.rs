@@ -291,6 +291,23 @@ pub(crate) unsafe fn load<S: Simd, E: Elem>(s: S, x: *const E, len: usize) -> S:
     }
 }
 
+/// [`load`] for lanes that only feed f32 arithmetic ([`Elem::load_for_arith`]): a
+/// signalling NaN may stay signalling.
+///
+/// # Safety
+/// `x` must be valid for `len` reads.
+#[inline(always)]
+pub(crate) unsafe fn load_for_arith<S: Simd, E: Elem>(s: S, x: *const E, len: usize) -> S::F {
+    // SAFETY: forwarded; the partial load reads only `len` elements.
+    unsafe {
+        if len == LANES {
+            E::load_for_arith(s, x)
+        } else {
+            E::load_partial(s, x, len)
+        }
+    }
+}
+
 /// Stores the first `len < 16` lanes of `v` to `y`.
 ///
 /// # Safety
@@ -344,7 +361,8 @@ impl<S: Simd, E: Elem> Lanes<S> for MaskedScale<S, E> {
         // SAFETY: the kernel's contract covers x[i..i+len] and the bit window at j0 + i.
         unsafe {
             let keep = bits16(self.bits, self.j0 + i);
-            s.mul_keep(keep, load(s, self.x.add(i), len), self.sv)
+            // The multiply quiets a signalling NaN (dropped lanes are +0.0 whatever x is).
+            s.mul_keep(keep, load_for_arith(s, self.x.add(i), len), self.sv)
         }
     }
 }
@@ -402,7 +420,11 @@ impl<S: Simd, E: Elem> Lanes<S> for FusedDropout<S, E> {
         unsafe {
             s.prefetch(self.x.wrapping_add(i + PREFETCH).cast());
             self.keep.ensure(s, self.bits, p + LANES + GEN_LEAD);
-            s.mul_keep(bits16(self.bits, p), load(s, self.x.add(i), len), self.sv)
+            s.mul_keep(
+                bits16(self.bits, p),
+                load_for_arith(s, self.x.add(i), len),
+                self.sv,
+            )
         }
     }
 
@@ -421,7 +443,11 @@ impl<S: Simd, E: Elem> Lanes<S> for FusedDropout<S, E> {
             if U == 0 {
                 self.keep.ensure(s, self.bits, p + 4 * LANES + GEN_LEAD);
             }
-            s.mul_keep(bits16(self.bits, p), load(s, self.x.add(i), LANES), self.sv)
+            s.mul_keep(
+                bits16(self.bits, p),
+                E::load_for_arith(s, self.x.add(i)),
+                self.sv,
+            )
         }
     }
 }
@@ -581,11 +607,15 @@ unsafe fn windowed_loop<S: Simd, E: Elem, const SHIFTED: bool>(
                 s.prefetch(x.wrapping_add(i + PREFETCH + u * LANES).cast());
             }
             let w = group_windows::<S, SHIFTED>(s, &mut keep, &mut r0, idx);
-            for (u, wu) in w.into_iter().enumerate() {
-                let at = i + u * LANES;
-                let v = s.mul_keep(s.ge_bits(wu, t), E::load(s, x.add(at)), sv);
-                E::store(s, y.add(at), v);
+            let mut v = [sv; 4];
+            for (u, (vu, wu)) in v.iter_mut().zip(w).enumerate() {
+                *vu = s.mul_keep(
+                    s.ge_bits(wu, t),
+                    E::load_for_arith(s, x.add(i + u * LANES)),
+                    sv,
+                );
             }
+            E::store_x4(s, y.add(i), v);
             i += GROUP;
         }
         if i < n {
@@ -598,7 +628,7 @@ unsafe fn windowed_loop<S: Simd, E: Elem, const SHIFTED: bool>(
                     break;
                 }
                 let len = (n - at).min(LANES);
-                let v = s.mul_keep(s.ge_bits(wu, t), load(s, x.add(at), len), sv);
+                let v = s.mul_keep(s.ge_bits(wu, t), load_for_arith(s, x.add(at), len), sv);
                 store(s, y.add(at), len, v);
             }
         }

@@ -12,11 +12,37 @@ pub trait Elem: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p..p+16` must be readable.
     unsafe fn load<S: Simd>(s: S, p: *const Self) -> S::F;
+    /// [`Elem::load`] for lanes whose only use is as operands of f32 arithmetic (multiply,
+    /// add, FMA): a signalling NaN may come back signalling, because each of those
+    /// instructions returns it quiet with its payload — the bits `load` would have given.
+    /// (Which NaN operand an instruction returns does not depend on quietness.) bf16 saves
+    /// its quieting step: one `vfixupimmps` per vector on AVX-512, four integer operations
+    /// per half on AVX2.
+    ///
+    /// # Safety
+    /// `p..p+16` must be readable.
+    #[inline(always)]
+    unsafe fn load_for_arith<S: Simd>(s: S, p: *const Self) -> S::F {
+        // SAFETY: forwarded.
+        unsafe { Self::load(s, p) }
+    }
     /// Stores the 16 lanes of `v` at `p`, narrowed (nearest, ties to even).
     ///
     /// # Safety
     /// `p..p+16` must be writable.
     unsafe fn store<S: Simd>(s: S, p: *mut Self, v: S::F);
+    /// Four [`Elem::store`]s of consecutive vectors at `p`, `p + 16`, `p + 32`, `p + 48`
+    /// (one test of the four for bf16's rare slow lanes instead of four).
+    ///
+    /// # Safety
+    /// `p..p+64` must be writable.
+    #[inline(always)]
+    unsafe fn store_x4<S: Simd>(s: S, p: *mut Self, v: [S::F; 4]) {
+        for (u, vu) in v.into_iter().enumerate() {
+            // SAFETY: forwarded: vector u covers p + 16u .. p + 16u + 16 <= p + 64.
+            unsafe { Self::store(s, p.add(LANES * u), vu) };
+        }
+    }
     /// [`Elem::store`] with a non-temporal store.
     ///
     /// # Safety
@@ -98,9 +124,19 @@ impl Elem for half::bf16 {
         unsafe { s.load_bf16(p.cast()) }
     }
     #[inline(always)]
+    unsafe fn load_for_arith<S: Simd>(s: S, p: *const half::bf16) -> S::F {
+        // SAFETY: forwarded; bf16 is a transparent u16.
+        unsafe { s.load_bf16_for_arith(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn store<S: Simd>(s: S, p: *mut half::bf16, v: S::F) {
         // SAFETY: forwarded; bf16 is a transparent u16.
         unsafe { s.store_bf16(p.cast(), v) }
+    }
+    #[inline(always)]
+    unsafe fn store_x4<S: Simd>(s: S, p: *mut half::bf16, v: [S::F; 4]) {
+        // SAFETY: forwarded; bf16 is a transparent u16.
+        unsafe { s.store_bf16_x4(p.cast(), v) }
     }
     #[inline(always)]
     unsafe fn store_nt<S: Simd>(s: S, p: *mut half::bf16, v: S::F) {

@@ -193,6 +193,17 @@ pub trait Simd: Copy + Send + Sync {
         // SAFETY: a 16-float local array.
         unsafe { self.loadu(buf.as_ptr()) }
     }
+    /// [`Simd::load_bf16`] for lanes whose only use is as operands of f32 arithmetic (see
+    /// [`Elem::load_for_arith`](super::Elem::load_for_arith)): a signalling NaN may stay
+    /// signalling.
+    ///
+    /// # Safety
+    /// `p..p+16` must be readable.
+    #[inline(always)]
+    unsafe fn load_bf16_for_arith(self, p: *const u16) -> Self::F {
+        // SAFETY: forwarded.
+        unsafe { self.load_bf16(p) }
+    }
     /// The 16 lanes of `v` narrowed to bf16 at `p`, as [`convert::f32_to_bf16`].
     ///
     /// # Safety
@@ -202,6 +213,19 @@ pub trait Simd: Copy + Send + Sync {
         for (l, x) in self.to_array(v).into_iter().enumerate() {
             // SAFETY: l < 16, writable by the caller's guarantee.
             unsafe { *p.add(l) = convert::f32_to_bf16(x) };
+        }
+    }
+    /// Four vectors narrowed to bf16 at `p`, `p + 16`, `p + 32`, `p + 48`: the bits of four
+    /// [`Simd::store_bf16`], for backends that test the four together for the rare lane
+    /// their fast narrowing cannot take.
+    ///
+    /// # Safety
+    /// `p..p+64` must be writable.
+    #[inline(always)]
+    unsafe fn store_bf16_x4(self, p: *mut u16, v: [Self::F; 4]) {
+        for (u, vu) in v.into_iter().enumerate() {
+            // SAFETY: forwarded: vector u covers p + 16u .. p + 16u + 16 <= p + 64.
+            unsafe { self.store_bf16(p.add(LANES * u), vu) };
         }
     }
     /// The first `len < 16` bf16 at `p` widened (zeros in the other lanes).

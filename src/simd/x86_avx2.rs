@@ -221,6 +221,16 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn load_bf16_for_arith(self, p: *const u16) -> [__m256; 2] {
+        // SAFETY: token ⇒ AVX2; the caller guarantees 16 readable u16 (two 16-byte loads).
+        unsafe {
+            [
+                widen_bf16_half_signalling(_mm_loadu_si128(p.cast())),
+                widen_bf16_half_signalling(_mm_loadu_si128(p.add(8).cast())),
+            ]
+        }
+    }
+    #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: [__m256; 2]) {
         // SAFETY: token ⇒ AVX2; the caller guarantees 16 writable u16 (one 32-byte store).
         unsafe { _mm256_storeu_si256(p.cast(), narrow_bf16(v)) }
@@ -370,6 +380,14 @@ fn widen_bf16_half(raw: __m128i) -> __m256 {
         let w = _mm256_or_si256(w, _mm256_and_si256(nan, _mm256_set1_epi32(0x40)));
         _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
     }
+}
+
+/// 8 bf16 bit patterns widened to f32 by the shift alone: a signalling NaN stays
+/// signalling (for `load_bf16_for_arith`).
+#[inline(always)]
+fn widen_bf16_half_signalling(raw: __m128i) -> __m256 {
+    // SAFETY: only reached from `Avx2` methods, whose token proves AVX2.
+    unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(raw))) }
 }
 
 /// 8 lanes rounded to bf16 in the low half of each 32-bit lane (nearest, ties to even; NaN

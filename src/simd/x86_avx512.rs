@@ -219,6 +219,11 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
         unsafe { widen_bf16(_mm256_loadu_si256(p.cast())) }
     }
     #[inline(always)]
+    unsafe fn load_bf16_for_arith(self, p: *const u16) -> __m512 {
+        // SAFETY: token ⇒ AVX-512F; the caller guarantees 16 readable u16 (one 32-byte load).
+        unsafe { widen_bf16_signalling(_mm256_loadu_si256(p.cast())) }
+    }
+    #[inline(always)]
     unsafe fn load_bf16_partial(self, p: *const u16, len: usize) -> __m512 {
         // SAFETY: token ⇒ AVX-512BW/VL (vmovdqu16 with a mask); masked-off elements are not
         // accessed, so only `p..p+len` is read. A masked load instead of a buffer avoids a
@@ -261,6 +266,23 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
         unsafe {
             let r = Self::narrow_bf16(v);
             _mm256_storeu_si256(p.cast(), r)
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16_x4(self, p: *mut u16, v: [__m512; 4]) {
+        // SAFETY: token ⇒ AVX-512F/DQ (and BF16 where the native narrowing is reached); the
+        // caller guarantees 64 writable u16 (four 32-byte stores).
+        unsafe {
+            if BF16 && !any_subnormal_x4(v) {
+                for (u, vu) in v.into_iter().enumerate() {
+                    let r = core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(vu));
+                    _mm256_storeu_si256(p.add(16 * u).cast(), r);
+                }
+            } else {
+                for (u, vu) in v.into_iter().enumerate() {
+                    _mm256_storeu_si256(p.add(16 * u).cast(), Self::narrow_bf16(vu));
+                }
+            }
         }
     }
     #[inline(always)]
@@ -344,8 +366,7 @@ impl<const BF16: bool> Simd for Avx512<BF16> {
 fn widen_bf16(raw: __m256i) -> __m512 {
     // SAFETY: only reached from `Avx512` methods, whose token proves AVX-512F.
     unsafe {
-        let w = _mm512_cvtepu16_epi32(raw);
-        let v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
+        let v = widen_bf16_signalling(raw);
         // A signalling NaN comes back quiet with its payload, as the scalar definition:
         // vfixupimmps with response 2 (QNaN of the source) for the SNaN class and 1 (the
         // source) for the seven others — one instruction where testing for NaN and setting
@@ -353,6 +374,14 @@ fn widen_bf16(raw: __m256i) -> __m512 {
         let table = _mm512_set1_epi32(0x1111_1121);
         _mm512_fixupimm_ps::<0>(v, v, table)
     }
+}
+
+/// 16 bf16 bit patterns widened to f32 by the shift alone: a signalling NaN stays
+/// signalling (for `load_bf16_for_arith`).
+#[inline(always)]
+fn widen_bf16_signalling(raw: __m256i) -> __m512 {
+    // SAFETY: only reached from `Avx512` methods, whose token proves AVX-512F.
+    unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(raw))) }
 }
 
 /// 16 lanes rounded to bf16 (nearest, ties to even; NaN made quiet). Integer rounding rather
@@ -389,6 +418,21 @@ unsafe fn narrow_bf16_native(v: __m512) -> __m256i {
             return narrow_bf16(v);
         }
         core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v))
+    }
+}
+
+/// Whether any lane of four vectors is subnormal (the class `vcvtneps2bf16` flushes): one
+/// branch per four vectors where `narrow_bf16_native` takes one per vector (bf16 dropout in
+/// cache ×1.1–1.2 on the AMD EPYC machine, paired roofline).
+#[inline(always)]
+fn any_subnormal_x4(v: [__m512; 4]) -> bool {
+    // SAFETY: only reached from `Avx512` methods, whose token proves AVX-512DQ (vfpclassps).
+    unsafe {
+        let k = _mm512_fpclass_ps_mask::<0x20>(v[0])
+            | _mm512_fpclass_ps_mask::<0x20>(v[1])
+            | _mm512_fpclass_ps_mask::<0x20>(v[2])
+            | _mm512_fpclass_ps_mask::<0x20>(v[3]);
+        k != 0
     }
 }
 
