@@ -477,8 +477,9 @@ pub(crate) unsafe fn dropout_segment<S: Simd, E: Elem>(
 ) {
     // Every element type. (16-bit types once took the general path: an early measurement
     // had it 12–14 % faster for f16 at 1 Mi. Against the current general path, paired
-    // roofline on the AMD EPYC machine, 1 and 2 threads: f16 ×1.2 at 64 Ki and ×1.36–1.55
-    // at 1 Mi, bf16 ×1.06–1.21, DRAM sizes within noise; f32 was 5–7 % faster in cache.)
+    // roofline on the AMD EPYC machine, 64 Ki and 1 Mi: f16 0.96–1.55 on 1 thread from one
+    // run to the next, ×1.27–1.48 on 2; bf16 ×1.06–1.25; DRAM sizes take streaming stores,
+    // not this path. For f32 this path was 5–7 % faster in cache.)
     if S::INTERLEAVE == STREAMS && !nt && !store_bits {
         // SAFETY: forwarded.
         if unsafe { dropout_in_registers(s, st, j0, x, y, n, bits, thresh, scale) } {
