@@ -44,11 +44,27 @@ fn shapes(layout: Layout) -> Vec<Shape> {
     s
 }
 
-/// Data in the type: normal values around a per-tensor offset, a few specials.
+/// Data in the type: normal values around a per-tensor offset, a few specials, among them
+/// signalling NaNs (every 89th element: the kernels may load `x` without quieting them,
+/// leaving that to the arithmetic, so the bits must still be those of the f32 kernel on
+/// the quietly widened values). Every other NaN is the signalling one's quiet twin: where
+/// two NaNs meet in one operation (x and the residual) the one returned depends on operand
+/// order, which the compiler may choose differently per element type.
 fn data_in<E: Half>(n: usize, salt: u64) -> Vec<E> {
+    let snan = E::from_raw(E::SNAN);
+    let qnan = E::of(snan.wide());
     data(n, salt)
         .into_iter()
-        .map(|v| E::of(v * 3.0 + 1.0))
+        .enumerate()
+        .map(|(i, v)| {
+            if i % 89 == 17 {
+                snan
+            } else if v.is_nan() {
+                qnan
+            } else {
+                E::of(v * 3.0 + 1.0)
+            }
+        })
         .collect()
 }
 

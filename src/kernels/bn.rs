@@ -13,8 +13,8 @@
 //! constant channel gives exactly `β`. One subtract and one FMA per element.
 
 use crate::kernels::stream::{
-    Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, line_body, line_head, load, nt_head,
-    store, write_stream, write_stream_unfenced,
+    Lanes, OverTile64, PREFETCH_W_AHEAD, Tile64, WithConsts, line_body, line_head, load,
+    load_for_arith, nt_head, store, write_stream, write_stream_unfenced,
 };
 use crate::kernels::sums::{Sums, Visit, XTerms, prefetch_l2_lines, prefetch_runs};
 use crate::simd::elem::Elem;
@@ -251,7 +251,8 @@ impl<S: Simd, E: Elem, const RELU: bool> Normalize<S, E, RELU> {
     ) -> S::F {
         // SAFETY: forwarded.
         unsafe {
-            let o = s.mul_add(s.sub(load(s, x.add(i), len), k), a, b);
+            // x and the residual only feed arithmetic, which quiets signalling NaNs.
+            let o = s.mul_add(s.sub(load_for_arith(s, x.add(i), len), k), a, b);
             Self::finish(s, o, res, i, len)
         }
     }
@@ -266,7 +267,7 @@ impl<S: Simd, E: Elem, const RELU: bool> Normalize<S, E, RELU> {
             Self::activate(s, o)
         } else {
             // SAFETY: forwarded.
-            Self::activate(s, s.add(o, unsafe { load(s, res.add(i), len) }))
+            Self::activate(s, s.add(o, unsafe { load_for_arith(s, res.add(i), len) }))
         }
     }
 }

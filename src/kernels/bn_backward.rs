@@ -5,7 +5,8 @@
 //! residual add + ReLU the masked `dy` is also the residual's gradient `dr`, written alongside.
 
 use crate::kernels::stream::{
-    Lanes, OverTile64, Tile64, WithConsts, load, store, write_stream, write_stream_unfenced,
+    Lanes, OverTile64, Tile64, WithConsts, load, load_for_arith, store, write_stream,
+    write_stream_unfenced,
 };
 use crate::kernels::sums::{self, Narrow, Terms, prefetch_l2_lines};
 use crate::simd::elem::Elem;
@@ -88,7 +89,7 @@ impl<S: Simd, E: Elem> Terms<S> for BwdIn<E> {
         // SAFETY: forwarded. Past `len`, dy loads as 0: both terms add nothing.
         unsafe {
             let d = self.dy(s, i, len);
-            [d, d, s.sub(load(s, self.x.add(i), len), m)]
+            [d, d, s.sub(load_for_arith(s, self.x.add(i), len), m)]
         }
     }
 
@@ -492,7 +493,8 @@ impl<E: Elem> DxValue<E> {
             if !dr.is_null() {
                 store(s, dr.add(i), len, d);
             }
-            let xm = s.sub(load(s, inp.x.add(i), len), m);
+            // x only feeds arithmetic (dy may also be stored as `dr`: loaded quiet).
+            let xm = s.sub(load_for_arith(s, inp.x.add(i), len), m);
             s.mul_add(a, d, s.mul_add(c1, xm, c0))
         }
     }

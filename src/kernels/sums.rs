@@ -14,7 +14,7 @@
 //! flushes to f64, and the flush points depend only on the run lengths (runs) or the row count
 //! (rows).
 
-use crate::kernels::stream::load;
+use crate::kernels::stream::{load, load_for_arith};
 use crate::simd::elem::Elem;
 use crate::simd::{LANES, Simd};
 
@@ -186,8 +186,9 @@ impl<S: Simd, E: Elem> Terms<S> for XTerms<E> {
 
     #[inline(always)]
     unsafe fn at(self, s: S, i: usize, len: usize, k: S::F) -> [S::F; 3] {
-        // SAFETY: forwarded; a partial load reads `len` floats and zeroes the rest.
-        let xv = unsafe { load(s, self.x.add(i), len) };
+        // SAFETY: forwarded; a partial load reads `len` floats and zeroes the rest. x only
+        // feeds arithmetic (the f64 widening and x − K quiet a signalling NaN).
+        let xv = unsafe { load_for_arith(s, self.x.add(i), len) };
         let d = s.sub(xv, k);
         // Past `len`, x loads as 0 (adding nothing) but 0 − K must not count.
         let d = if len < LANES {
