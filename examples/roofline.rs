@@ -564,7 +564,10 @@ fn typed_bn_rows<E: dropnorm::Element>(
             .expect("valid")
     });
     // The split phase: statistics alone (a read of x: 2 B/element), then `apply`.
+    // Taken once outside the rows too, so that `apply` has valid statistics when a filter
+    // leaves the `bn_stats` row out.
     let mut st = vec![dropnorm::ChannelStats::default(); c];
+    dropnorm::channel_stats(&x, &mut st, shape, layout).expect("valid");
     row("bn_stats", 2.0 * n as f64, &mut || {
         dropnorm::channel_stats(&x, &mut st, shape, layout).expect("valid")
     });

@@ -689,12 +689,96 @@ fn split_phase_errors_name_the_argument_and_write_nothing() {
     }
 }
 
+/// Statistics whose counts differ per channel (shards of unequal size per channel are the
+/// caller's business) take each channel's own count: channel 0 given twice the count with
+/// twice the sums — the same mean, variance and per-value sums, bit for bit — gives the same
+/// `y`, saved statistics and `dx`, its running variance unbiased by its own count, and
+/// twice its `dγ`, `dβ`. (Equal counts take the vectorized constants, unequal ones the
+/// per-channel path: this pins one to the other.)
+fn per_channel_counts_take_each_channels_own_count() {
+    for_each_isa(|isa| {
+        for layout in LAYOUTS {
+            for (si, shape) in shapes(layout).into_iter().enumerate() {
+                let x = data_of(shape, si as u64);
+                let dy = data_of(shape, 70 + si as u64);
+                let (g, b) = affine(shape.c);
+                let params = BnParams::new(1e-5).with_affine(&g, &b);
+                let mut stats = vec![ChannelStats::default(); shape.c];
+                channel_stats(&x, &mut stats, shape, layout).unwrap();
+                let mut doubled = stats.clone();
+                doubled[0].count *= 2;
+                doubled[0].m2 *= 2.0;
+                let m = Momentum::PyTorch(0.1);
+                let run = |st: &[ChannelStats]| {
+                    forward_with(&x, &x, shape, layout, &params, false, m, 0, Some(st)).0
+                };
+                let (same, other) = (run(&stats), run(&doubled));
+                let what = format!("{isa:?} {layout:?} {shape:?}");
+                assert_eq!(bits(&same.y), bits(&other.y), "y {what}");
+                assert_eq!(bits(&same.mean), bits(&other.mean), "mean {what}");
+                assert_eq!(bits(&same.invstd), bits(&other.invstd), "invstd {what}");
+                assert_eq!(same.running_mean, other.running_mean, "running mean {what}");
+                assert_eq!(same.running_var[1..], other.running_var[1..], "{what}");
+                // running var = 0.9·2 + 0.1·var·n/(n − 1), n the channel's own count.
+                let var = stats[0].m2 / stats[0].count as f64;
+                let n2 = doubled[0].count as f64;
+                let want = 0.9 * 2.0 + 0.1 * (var as f32 as f64 * (n2 / (n2 - 1.0)));
+                let got = other.running_var[0] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-6 * want,
+                    "running var {what}: {got} {want}"
+                );
+                assert_ne!(other.running_var[0], same.running_var[0], "{what}");
+
+                let saved = SavedStats {
+                    mean: &same.mean,
+                    invstd: &same.invstd,
+                };
+                let mut sums = vec![GradSums::default(); shape.c];
+                batch_norm_backward_sums(&x, &dy, None, &mut sums, shape, layout, &saved).unwrap();
+                let mut twice = sums.clone();
+                twice[0].count *= 2;
+                twice[0].dy *= 2.0;
+                twice[0].dy_xmu *= 2.0;
+                let back = |s: &[GradSums]| {
+                    let c = shape.c;
+                    let (mut dx, mut dg, mut db) = (
+                        vec![f32::NAN; x.len()],
+                        vec![f32::NAN; c],
+                        vec![f32::NAN; c],
+                    );
+                    let grads = BnGrads {
+                        dx: &mut dx,
+                        dgamma: &mut dg,
+                        dbeta: &mut db,
+                    };
+                    batch_norm_backward_apply(
+                        &x, &dy, None, grads, shape, layout, &params, &saved, s,
+                    )
+                    .unwrap();
+                    (dx, dg, db)
+                };
+                let (one, two) = (back(&sums), back(&twice));
+                assert_eq!(bits(&one.0), bits(&two.0), "dx {what}");
+                assert_eq!(bits(&one.1[1..]), bits(&two.1[1..]), "dgamma {what}");
+                assert_eq!(bits(&one.2[1..]), bits(&two.2[1..]), "dbeta {what}");
+                assert_eq!(
+                    (2.0 * one.1[0], 2.0 * one.2[0]),
+                    (two.1[0], two.2[0]),
+                    "{what}"
+                );
+            }
+        }
+    });
+}
+
 main_thread_checks!(
     stats_then_apply_equals_one_call_forward,
     sums_then_apply_equals_one_call_backward,
     shards_merged_then_applied_match_the_whole_batch,
     tiny_shards_are_fine_to_sum,
     split_phase_errors_name_the_argument_and_write_nothing,
+    per_channel_counts_take_each_channels_own_count,
 );
 
 /// The split-phase functions give the same bits on 1, 2 and 3 threads, on every ISA.

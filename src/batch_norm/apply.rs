@@ -7,11 +7,12 @@
 //! same batch the two give the same bits.
 
 use super::infer::normalize;
-use super::scratch::scratch_f32;
+use super::scratch::{scratch_f32, scratch_f64};
 use super::stats::ChannelStats;
+use super::train::Columns;
 use super::{BnParams, Epilogue, Momentum, RunningStatsMut, SavedStatsMut, check_eps, inv_std};
 use crate::Element;
-use crate::dispatch::Src;
+use crate::dispatch::{Src, active_kernels};
 use crate::error::check_len;
 use crate::kernels::bn::Affine;
 use crate::{Error, Layout, Shape};
@@ -315,28 +316,41 @@ fn run<E: Element>(
     if let Some((r, _)) = running.as_mut() {
         *r.batches = r.batches.saturating_add(1);
     }
-    // The constants once per channel (an f64 division and square root each: on wide NC
-    // shapes no small part of the pass), the statistics written meanwhile.
-    scratch_f32(3 * c, |aff| {
-        let mut running = running.map(|(r, _)| r);
-        for (ch, st) in stats.iter().enumerate() {
-            let (f, saved_ch) = channel_consts(st, params, ch);
-            (aff[3 * ch], aff[3 * ch + 1], aff[3 * ch + 2]) = (f.k, f.a, f.b);
-            finish_channel(
-                &mut saved,
-                running.as_mut(),
-                weights,
-                ch,
-                saved_ch,
-                st.count,
-            );
-        }
-        let aff: &[f32] = aff;
-        normalize(x, res, y, shape, layout, relu, |ch| Affine {
-            k: aff[3 * ch],
-            a: aff[3 * ch + 1],
-            b: aff[3 * ch + 2],
+    // Every channel's constants at once, by the training forward's vectorized kernels (an
+    // f64 division and square root per channel: one channel at a time, NC (64,4096) took
+    // about as long for them as for the pass itself). The biased variance `m2 / count` comes
+    // in ready, so the kernel's count is 1 (`(v·1)/1 = v`): `channel_consts`' bits.
+    let kernels = active_kernels();
+    scratch_f32(5 * c, |buf| {
+        let (consts, invstd) = buf.split_at_mut(4 * c);
+        scratch_f64(2 * c, |mv| {
+            let (mean, var) = mv.split_at_mut(c);
+            for ((m, v), st) in mean.iter_mut().zip(var.iter_mut()).zip(stats) {
+                (*m, *v) = (st.mean, st.var());
+            }
+            let (g, b) = (params.gamma, params.beta);
+            kernels.bn_train_consts(mean, var, 1, g, b, params.eps, consts);
         });
+        let (k, rest) = consts.split_at(c);
+        let (a, rest) = rest.split_at(c);
+        let (b, var) = rest.split_at(c);
+        kernels.bn_scale_consts(var, None, params.eps, invstd);
+        let mut running = running.map(|(r, _)| r);
+        match stats.first().map(|s| s.count) {
+            Some(n) if stats.iter().all(|s| s.count == n) => {
+                saved.mean.copy_from_slice(k);
+                saved.invstd.copy_from_slice(var);
+                finish_channels(&mut saved, running.as_mut(), weights, invstd, n);
+            }
+            _ => {
+                for (ch, st) in stats.iter().enumerate() {
+                    let saved_ch = [k[ch], var[ch], invstd[ch]];
+                    let r = running.as_mut();
+                    finish_channel(&mut saved, r, weights, ch, saved_ch, st.count);
+                }
+            }
+        }
+        normalize(x, res, y, shape, layout, relu, Columns { k, a, b });
     });
     Ok(())
 }

@@ -8,12 +8,12 @@ use super::BnParams;
 use super::apply::check_counts;
 use super::backward::{BnGrads, Norm, SavedStats, bwd_consts, row_dx, row_grad_sums, validate};
 use super::moments::{Geometry, block_width, geometry, sum_index};
-use super::scratch::scratch_f32;
+use super::scratch::{scratch_f32, scratch_f64};
 use crate::Element;
 use crate::dispatch::NT_MIN_BYTES_HEAVY;
 use crate::dispatch::Src;
-use crate::dispatch::active_typed;
 use crate::dispatch::channels::{for_each_bwd_block, for_each_bwd_block_read};
+use crate::dispatch::{active_kernels, active_typed};
 use crate::parallel::Par;
 use crate::{Error, Layout, Shape};
 
@@ -167,6 +167,42 @@ pub fn batch_norm_backward_apply<E: Element>(
     let (n, _) = validate(x, dy, y, dx_len, shape, layout, params, norm, per_channel)?;
     check_counts("sums", shape.c, sums.len(), sums.iter().map(|s| s.count))?;
     let BnGrads { dx, dgamma, dbeta } = grads;
+    let uniform = sums
+        .first()
+        .map(|s| s.count)
+        .filter(|&n| sums.iter().all(|s| s.count == n));
+    if let (Geometry::Rows { c, .. }, Some(Ok(count))) =
+        (geometry(shape, layout), uniform.map(usize::try_from))
+    {
+        // Every column's constants at once by the one-call backward's vectorized kernel (two
+        // f64 divisions a channel: one at a time, most of a wide NC call's fixed cost).
+        let k = active_typed::<E>();
+        let nt = k.use_nt_from(n, NT_MIN_BYTES_HEAVY);
+        scratch_f32(4 * c, |rows| {
+            scratch_f64(2 * c, |row_sums| {
+                for (ch, s) in sums.iter().enumerate() {
+                    let (i1, i2) = sum_index(ch, c);
+                    (row_sums[i1], row_sums[i2]) = (s.dy, s.dy_xmu);
+                }
+                let (mean, invstd) = (saved.mean, saved.invstd);
+                active_kernels().bn_bwd_row_consts(
+                    row_sums,
+                    count,
+                    params.gamma,
+                    mean,
+                    invstd,
+                    true,
+                    rows,
+                    dgamma,
+                    dbeta,
+                );
+            });
+            if n > 0 {
+                row_dx(k, x, dy, y, dx, None, c, nt, false, rows);
+            }
+        });
+        return Ok(());
+    }
     let consts = |ch: usize| {
         let s = &sums[ch];
         bwd_consts(params.gamma, norm, ch, s.count as f64, [s.dy, s.dy_xmu])

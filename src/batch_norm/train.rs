@@ -312,10 +312,10 @@ pub(crate) fn train_rows<E: Element>(
 }
 
 /// Constants held as three rows of per-channel values.
-struct Columns<'a> {
-    k: &'a [f32],
-    a: &'a [f32],
-    b: &'a [f32],
+pub(crate) struct Columns<'a> {
+    pub(crate) k: &'a [f32],
+    pub(crate) a: &'a [f32],
+    pub(crate) b: &'a [f32],
 }
 
 impl ChannelConsts for Columns<'_> {
