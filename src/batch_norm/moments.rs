@@ -195,7 +195,16 @@ pub(crate) fn chunked_sums(
         Par::Seq
     };
     let group = 2 * per_task * ROW_SEGMENT;
-    for_each_chunk(&mut partials[..chunks * 2 * c], 2 * c, par, |ci, part| {
+    // One chunk (few rows) sums straight into `sums`: the same bits (the merge would add its
+    // values to +0.0, and the kernels never leave a −0.0 to change), without a pass over
+    // `partials` and `sums` that was part of a wide call's fixed cost.
+    let single = chunks == 1;
+    let target = if single {
+        &mut sums[..2 * c]
+    } else {
+        &mut partials[..chunks * 2 * c]
+    };
+    for_each_chunk(target, 2 * c, par, |ci, part| {
         let range = ci * chunk..((ci + 1) * chunk).min(rows);
         // The part's segments are [Σ1; Σ2] blocks of 2w at 2·c0: a run of them is contiguous.
         for_each_chunk(part, group, inner, |gi, run| {
@@ -209,6 +218,9 @@ pub(crate) fn chunked_sums(
             }
         });
     });
+    if single {
+        return;
+    }
     sums[..2 * c].fill(0.0);
     for part in partials[..chunks * 2 * c].chunks_exact(2 * c) {
         for (t, p) in sums.iter_mut().zip(part) {
@@ -240,16 +252,18 @@ fn column_sums<E: Element>(
     );
 }
 
-/// Calls `f(ch, (pivot, mean, biased var))` for every column of `x` (`c` columns, at least
-/// one row), with the same pivot rule as the NCHW path (the first row's value; the mean if
-/// that lies more than 4σ away).
+/// Calls `f(c0, pivots, means, vars)` for every segment of [`ROW_SEGMENT`] columns of `x`
+/// (`c` columns, at least one row) from column `c0`, with each column's pivot, mean and biased
+/// variance, by the same pivot rule as the NCHW path (the first row's value; the mean if that
+/// lies more than 4σ away). By segments, as the sums lie: a call per column (a closure
+/// writing two f64) was a fifth of a wide training call's fixed cost (NC (2,4096)).
 /// `pivots` is scratch of `c` floats.
 pub(crate) fn row_moments<E: Element>(
     k: &TypedKernels<E>,
     x: &[E],
     c: usize,
     pivots: &mut [f32],
-    mut f: impl FnMut(usize, (f32, f64, f64)),
+    mut f: impl FnMut(usize, &[f32], &[f64], &[f64]),
 ) {
     let count = x.len() / c;
     for (p, v) in pivots.iter_mut().zip(&x[..c]) {
@@ -266,14 +280,10 @@ pub(crate) fn row_moments<E: Element>(
                 column_sums(k, x, c, pivots, sums, partials);
                 kernels.bn_row_moments(sums, pivots, count, false);
             }
-            // By segment, the two rows of each contiguous (no `sum_index` per channel).
             for c0 in (0..c).step_by(ROW_SEGMENT) {
                 let w = ROW_SEGMENT.min(c - c0);
                 let (mean, var) = sums[2 * c0..2 * c0 + 2 * w].split_at(w);
-                for (i, ((&p, &m), &v)) in pivots[c0..c0 + w].iter().zip(mean).zip(var).enumerate()
-                {
-                    f(c0 + i, (p, m, v));
-                }
+                f(c0, &pivots[c0..c0 + w], mean, var);
             }
         })
     }
@@ -284,7 +294,7 @@ pub(crate) fn row_moments_alone<E: Element>(
     k: &TypedKernels<E>,
     x: &[E],
     c: usize,
-    f: impl FnMut(usize, (f32, f64, f64)),
+    f: impl FnMut(usize, &[f32], &[f64], &[f64]),
 ) {
     scratch_f32(c, |pivots| row_moments(k, x, c, pivots, f));
 }

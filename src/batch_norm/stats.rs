@@ -166,7 +166,11 @@ pub fn channel_stats<E: Element>(
                 }
             });
         }
-        Geometry::Rows { c, .. } => row_moments_alone(k, x, c, |ch, m| out[ch] = stats(m)),
+        Geometry::Rows { c, .. } => row_moments_alone(k, x, c, |c0, _, mean, var| {
+            for ((o, &m), &v) in out[c0..].iter_mut().zip(mean).zip(var) {
+                *o = ChannelStats::from_moments(count, m, v);
+            }
+        }),
     }
     Ok(())
 }

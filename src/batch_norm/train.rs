@@ -294,8 +294,9 @@ pub(crate) fn train_rows<E: Element>(
         };
         scratch_f64(2 * c, |moments| {
             let (mean, var) = moments.split_at_mut(c);
-            row_moments(t, src, c, pivots, |ch, (_, m, v)| {
-                (mean[ch], var[ch]) = (m, v)
+            row_moments(t, src, c, pivots, |c0, _, m, v| {
+                mean[c0..c0 + m.len()].copy_from_slice(m);
+                var[c0..c0 + v.len()].copy_from_slice(v);
             });
             let (g, b) = (params.gamma, params.beta);
             active_kernels().bn_train_consts(mean, var, count, g, b, params.eps, consts);
