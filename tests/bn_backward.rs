@@ -260,6 +260,10 @@ fn shapes(layout: Layout) -> Vec<Shape> {
             (3, 65),
             (33, 130),
             (4, 200),
+            // Rows wider than 2 Ki columns: dx a band of columns at a time (bands of 704
+            // and 672 columns; of 1024).
+            (3, 2080),
+            (2, 4096),
         ]
         .into_iter()
         .map(|(n, c)| Shape::nc(n, c))
@@ -271,6 +275,7 @@ fn shapes(layout: Layout) -> Vec<Shape> {
             (4, 5, 1, 17),
             (2, 3, 31, 33),
             (1, 66, 2, 3),
+            (1, 2080, 1, 3),
         ]
         .into_iter()
         .map(|(n, c, h, w)| Shape::nchw(n, c, h, w))

@@ -22,6 +22,7 @@ use crate::error::check_len;
 use crate::kernels::bn_backward::{BwdConsts, coefficients};
 use crate::parallel::{Par, for_each_chunk};
 use crate::{Error, Layout, Shape};
+use core::ops::Range;
 
 /// The batch statistics the training forward saved ([`SavedStatsMut`](super::SavedStatsMut)), read
 /// by backward.
@@ -452,6 +453,93 @@ pub(crate) fn row_grad_sums<E: Element>(
     });
 }
 
+/// Columns above which [`row_dx`] with plain stores goes a band of at most
+/// [`BWD_BAND_COLUMNS`] columns at a time, so that the band's four rows of constants (16 B a
+/// column) stay in L1 beside the data streaming through: a whole 4096-column row of them is
+/// 64 KiB, more than the 48 KiB L1 of the AMD EPYC machine, and each vector of `dx` then
+/// loaded four vectors from L2. (NC (64,4096), 1 thread: f32 backward ×1.21, 16-bit
+/// ×1.23–1.35, paired roofline. At 2048 columns, two bands measured 0.72–0.93: not banded.)
+const BWD_WIDE_COLUMNS: usize = 2048;
+
+/// Widest band of [`dx_wide_rows`]: 16 KiB of constants. (Bands of 512 columns were slower
+/// on NC (256,4096); of 1536, no faster.)
+const BWD_BAND_COLUMNS: usize = 1024;
+
+/// [`row_dx`] for rows wider than [`BWD_WIDE_COLUMNS`] with plain stores: tasks of whole
+/// rows (each thread's share, as the sums pass had it), within them a band of at most
+/// [`BWD_BAND_COLUMNS`] columns at a time over all their rows — last to first after a sums
+/// pass (see [`blocks_last_first`]).
+#[allow(clippy::too_many_arguments)]
+fn dx_wide_rows<E: Element>(
+    k: &TypedKernels<E>,
+    x: &[E],
+    dy: &[E],
+    y: Option<&[E]>,
+    dx: &mut [E],
+    dr: Option<&mut [E]>,
+    c: usize,
+    after_sums: bool,
+    consts: &[f32],
+) {
+    let bands = c.div_ceil(BWD_BAND_COLUMNS);
+    let w = c.div_ceil(bands).next_multiple_of(16);
+    let task = tile_task(dx.len(), c);
+    let par = Par::above_threshold(dx.len(), 1);
+    let like = dx.as_ptr() as usize;
+    // One row segment of a band: `at` its range in the whole tensor, `dxs`/`drs` its outputs.
+    let segment =
+        |tile: &[f32], wb: usize, at: Range<usize>, dxs: &mut [E], drs: Option<&mut [E]>| {
+            let yr = y.map(|y| &y[at.clone()]);
+            let dys = Src::Slice(&dy[at.clone()]);
+            k.bn_bwd_dx_tiled(&x[at], dys, yr, dxs, drs, tile, wb, false);
+        };
+    // Calls `f(tile, columns)` for each band, in the pass's order, with the band's tile.
+    let each_band = |f: &mut dyn FnMut(&[f32], Range<usize>)| {
+        for bi in 0..bands {
+            let b = if after_sums { bands - 1 - bi } else { bi };
+            let cols = b * w..((b + 1) * w).min(c);
+            if cols.is_empty() {
+                continue;
+            }
+            let wb = cols.len();
+            let r = wb + 16;
+            scratch_f32(4 * r + 16, |buf| {
+                let tile = aligned_like(buf, like as *const E, 4 * r);
+                for row in 0..4 {
+                    let src = &consts[row * c + cols.start..row * c + cols.end];
+                    tile[row * r..row * r + wb].copy_from_slice(src);
+                    tile.copy_within(row * r..row * r + 16, row * r + wb);
+                }
+                f(tile, cols.clone());
+            });
+        }
+    };
+    let order = |rows: usize, i: usize| if after_sums { rows - 1 - i } else { i };
+    match dr {
+        None => for_each_chunk(dx, task, par, |ti, dxc| {
+            let rows = dxc.len() / c;
+            each_band(&mut |tile, cols| {
+                for i in 0..rows {
+                    let seg = order(rows, i) * c + cols.start..order(rows, i) * c + cols.end;
+                    let at = ti * task + seg.start..ti * task + seg.end;
+                    segment(tile, cols.len(), at, &mut dxc[seg], None);
+                }
+            });
+        }),
+        Some(dr) => crate::parallel::for_each_chunk2(dx, task, dr, task, par, |ti, dxc, drc| {
+            let rows = dxc.len() / c;
+            each_band(&mut |tile, cols| {
+                for i in 0..rows {
+                    let seg = order(rows, i) * c + cols.start..order(rows, i) * c + cols.end;
+                    let at = ti * task + seg.start..ti * task + seg.end;
+                    let drs = Some(&mut drc[seg.clone()]);
+                    segment(tile, cols.len(), at, &mut dxc[seg], drs);
+                }
+            });
+        }),
+    }
+}
+
 /// `dx` (and `dr`) of an NC/NHWC tensor of `c` columns by rows, with `consts(ch)` tiled.
 /// `after_sums`: a sums pass over the same rows just ran, so blocks go last to first (see
 /// [`blocks_last_first`]).
@@ -470,6 +558,9 @@ pub(crate) fn row_dx<E: Element>(
 ) {
     assert_eq!(consts.len(), 4 * c, "rows [m; a; c1; c0] of c");
     let (tile_rows, l) = tile_layout(c);
+    if tile_rows == 1 && !nt && c > BWD_WIDE_COLUMNS {
+        return dx_wide_rows(k, x, dy, y, dx, dr, c, after_sums, consts);
+    }
     let r = l + 16;
     let fwd = nt || !after_sums;
     scratch_f32(4 * r + 16, |buf| {
