@@ -197,18 +197,9 @@ fn one_call_backward(
     params: &BnParams,
     saved: &SavedStats,
 ) -> Grads {
-    let c = shape.c;
-    let (mut dx, mut dg, mut db) = (
-        vec![f32::NAN; x.len()],
-        vec![f32::NAN; c],
-        vec![f32::NAN; c],
-    );
-    let grads = BnGrads {
-        dx: &mut dx,
-        dgamma: &mut dg,
-        dbeta: &mut db,
-    };
-    batch_norm_backward(x, dy, y, grads, shape, layout, params, saved).unwrap();
+    let [dx, dg, db] = with_grads(x.len(), shape.c, |g| {
+        batch_norm_backward(x, dy, y, g, shape, layout, params, saved).unwrap()
+    });
     [bits(&dx), bits(&dg), bits(&db)]
 }
 
@@ -221,21 +212,38 @@ fn split_backward(
     params: &BnParams,
     saved: &SavedStats,
 ) -> Grads {
-    let c = shape.c;
-    let mut sums = vec![GradSums::default(); c];
+    let mut sums = vec![GradSums::default(); shape.c];
     batch_norm_backward_sums(x, dy, y, &mut sums, shape, layout, saved).unwrap();
-    let (mut dx, mut dg, mut db) = (
-        vec![f32::NAN; x.len()],
-        vec![f32::NAN; c],
-        vec![f32::NAN; c],
-    );
-    let grads = BnGrads {
+    let [dx, dg, db] = backward_apply(x, dy, y, shape, layout, params, saved, &sums);
+    [bits(&dx), bits(&dg), bits(&db)]
+}
+
+/// `f` given NaN-filled gradients of `n` values and `c` channels; returns them.
+fn with_grads(n: usize, c: usize, f: impl FnOnce(BnGrads)) -> [Vec<f32>; 3] {
+    let (mut dx, mut dg, mut db) = (vec![f32::NAN; n], vec![f32::NAN; c], vec![f32::NAN; c]);
+    f(BnGrads {
         dx: &mut dx,
         dgamma: &mut dg,
         dbeta: &mut db,
-    };
-    batch_norm_backward_apply(x, dy, y, grads, shape, layout, params, saved, &sums).unwrap();
-    [bits(&dx), bits(&dg), bits(&db)]
+    });
+    [dx, dg, db]
+}
+
+/// `batch_norm_backward_apply` with `sums` into NaN-filled `[dx, dγ, dβ]`.
+#[allow(clippy::too_many_arguments)]
+fn backward_apply(
+    x: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    shape: Shape,
+    layout: Layout,
+    params: &BnParams,
+    saved: &SavedStats,
+    sums: &[GradSums],
+) -> [Vec<f32>; 3] {
+    with_grads(x.len(), shape.c, |g| {
+        batch_norm_backward_apply(x, dy, y, g, shape, layout, params, saved, sums).unwrap()
+    })
 }
 
 /// The forward's saved statistics and output of `x`.
@@ -741,32 +749,13 @@ fn per_channel_counts_take_each_channels_own_count() {
                 twice[0].dy *= 2.0;
                 twice[0].dy_xmu *= 2.0;
                 let back = |s: &[GradSums]| {
-                    let c = shape.c;
-                    let (mut dx, mut dg, mut db) = (
-                        vec![f32::NAN; x.len()],
-                        vec![f32::NAN; c],
-                        vec![f32::NAN; c],
-                    );
-                    let grads = BnGrads {
-                        dx: &mut dx,
-                        dgamma: &mut dg,
-                        dbeta: &mut db,
-                    };
-                    batch_norm_backward_apply(
-                        &x, &dy, None, grads, shape, layout, &params, &saved, s,
-                    )
-                    .unwrap();
-                    (dx, dg, db)
+                    backward_apply(&x, &dy, None, shape, layout, &params, &saved, s)
                 };
-                let (one, two) = (back(&sums), back(&twice));
-                assert_eq!(bits(&one.0), bits(&two.0), "dx {what}");
-                assert_eq!(bits(&one.1[1..]), bits(&two.1[1..]), "dgamma {what}");
-                assert_eq!(bits(&one.2[1..]), bits(&two.2[1..]), "dbeta {what}");
-                assert_eq!(
-                    (2.0 * one.1[0], 2.0 * one.2[0]),
-                    (two.1[0], two.2[0]),
-                    "{what}"
-                );
+                let ([dx1, dg1, db1], [dx2, dg2, db2]) = (back(&sums), back(&twice));
+                assert_eq!(bits(&dx1), bits(&dx2), "dx {what}");
+                assert_eq!(bits(&dg1[1..]), bits(&dg2[1..]), "dgamma {what}");
+                assert_eq!(bits(&db1[1..]), bits(&db2[1..]), "dbeta {what}");
+                assert_eq!((2.0 * dg1[0], 2.0 * db1[0]), (dg2[0], db2[0]), "{what}");
             }
         }
     });
