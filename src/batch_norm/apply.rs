@@ -321,8 +321,7 @@ fn run<E: Element>(
     // about as long for them as for the pass itself). The biased variance `m2 / count` comes
     // in ready, so the kernel's count is 1 (`(v·1)/1 = v`): `channel_consts`' bits.
     let kernels = active_kernels();
-    scratch_f32(5 * c, |buf| {
-        let (consts, invstd) = buf.split_at_mut(4 * c);
+    scratch_f32(5 * c, |consts| {
         scratch_f64(2 * c, |mv| {
             let (mean, var) = mv.split_at_mut(c);
             for ((m, v), st) in mean.iter_mut().zip(var.iter_mut()).zip(stats) {
@@ -333,8 +332,8 @@ fn run<E: Element>(
         });
         let (k, rest) = consts.split_at(c);
         let (a, rest) = rest.split_at(c);
-        let (b, var) = rest.split_at(c);
-        kernels.bn_scale_consts(var, None, params.eps, invstd);
+        let (b, rest) = rest.split_at(c);
+        let (var, invstd) = rest.split_at(c);
         let mut running = running.map(|(r, _)| r);
         match stats.first().map(|s| s.count) {
             Some(n) if stats.iter().all(|s| s.count == n) => {
@@ -389,7 +388,7 @@ mod tests {
                         params = params.with_affine(&gamma, &beta);
                     }
                     for len in [1, 8, 9, 16, 17, n] {
-                        let mut out = vec![f32::NAN; 4 * len];
+                        let mut out = vec![f32::NAN; 5 * len];
                         let (g, b) = (
                             params.gamma.map(|g| &g[..len]),
                             params.beta.map(|b| &b[..len]),
@@ -397,9 +396,9 @@ mod tests {
                         k.bn_train_consts(&mean[..len], &var[..len], count, g, b, eps, &mut out);
                         for ch in 0..len {
                             let st = ChannelStats::from_moments(count, mean[ch], var[ch]);
-                            let (f, [m, v, _]) = channel_consts(&st, &params, ch);
-                            let got = [0, 1, 2, 3].map(|r| out[r * len + ch].to_bits());
-                            let want = [f.k, f.a, f.b, v].map(f32::to_bits);
+                            let (f, [m, v, is]) = channel_consts(&st, &params, ch);
+                            let got = [0, 1, 2, 3, 4].map(|r| out[r * len + ch].to_bits());
+                            let want = [f.k, f.a, f.b, v, is].map(f32::to_bits);
                             assert_eq!(got, want, "{isa} eps {eps} affine {affine} ch {ch}");
                             assert_eq!(m.to_bits(), f.k.to_bits());
                         }

@@ -218,52 +218,64 @@ fn run<E: Element>(
         (f, mean, var)
     };
     let par = Par::above_threshold(n, 1);
-    // Each block saves its channels' mean and (provisionally, in `invstd`) biased variance.
-    match geometry(shape, layout) {
-        Geometry::Runs(geo) => {
-            // Channel by channel, pipelined: the statistics of channel c+1 are taken while
-            // channel c is written, in the same loop.
-            let width = block_width(geo);
-            for_each_block(
-                x,
-                res,
-                y,
-                geo,
-                width,
-                par,
-                saved.mean,
-                saved.invstd,
-                |mut block, means, vars| {
-                    let chans = block.channels();
-                    let mut pivot = block.first(chans.start);
-                    let mut sums = block.sums_one(t, chans.start, pivot);
-                    for (i, ch) in chans.clone().enumerate() {
-                        let (mut m, better) = from_sums(pivot, sums, count);
-                        if let Some(b) = better {
-                            m = from_sums(b, block.sums_one(t, ch, b), count).0;
-                        }
-                        let (f, mean, var) = consts(ch, m);
-                        (means[i], vars[i]) = (mean, var);
-                        if ch + 1 == chans.end {
-                            block.normalize_one(t, ch, f, relu, nt, false);
-                        } else {
-                            pivot = block.first(ch + 1);
-                            sums = block.normalize_sum_one(t, ch, f, relu, nt, ch + 1, pivot);
-                        }
-                    }
-                },
-            );
-        }
-        Geometry::Rows { c, .. } => {
-            let (means, vars) = (&mut *saved.mean, &mut *saved.invstd);
-            train_rows(t, x, res, y, c, relu, nt, params, count, means, vars);
-        }
-    }
-
-    // Running statistics from the saved ones, then the variance becomes invstd (the square
-    // roots and divisions of every channel at once, vectorized).
+    // Each block (or the row pass) saves its channels' mean and (provisionally, in `invstd`)
+    // biased variance; then the running statistics from the saved ones, and the variance
+    // becomes invstd (every channel's square root and division at once, vectorized; the row
+    // pass has them from its constants).
     scratch_f32(c, |invstd| {
-        active_kernels().bn_scale_consts(saved.invstd, None, params.eps, invstd);
+        match geometry(shape, layout) {
+            Geometry::Runs(geo) => {
+                // Channel by channel, pipelined: the statistics of channel c+1 are taken while
+                // channel c is written, in the same loop.
+                let width = block_width(geo);
+                for_each_block(
+                    x,
+                    res,
+                    y,
+                    geo,
+                    width,
+                    par,
+                    saved.mean,
+                    saved.invstd,
+                    |mut block, means, vars| {
+                        let chans = block.channels();
+                        let mut pivot = block.first(chans.start);
+                        let mut sums = block.sums_one(t, chans.start, pivot);
+                        for (i, ch) in chans.clone().enumerate() {
+                            let (mut m, better) = from_sums(pivot, sums, count);
+                            if let Some(b) = better {
+                                m = from_sums(b, block.sums_one(t, ch, b), count).0;
+                            }
+                            let (f, mean, var) = consts(ch, m);
+                            (means[i], vars[i]) = (mean, var);
+                            if ch + 1 == chans.end {
+                                block.normalize_one(t, ch, f, relu, nt, false);
+                            } else {
+                                pivot = block.first(ch + 1);
+                                sums = block.normalize_sum_one(t, ch, f, relu, nt, ch + 1, pivot);
+                            }
+                        }
+                    },
+                );
+                active_kernels().bn_scale_consts(saved.invstd, None, params.eps, invstd);
+            }
+            Geometry::Rows { c, .. } => {
+                let (means, vars) = (&mut *saved.mean, &mut *saved.invstd);
+                train_rows(
+                    t,
+                    x,
+                    res,
+                    y,
+                    c,
+                    relu,
+                    nt,
+                    params,
+                    count,
+                    [means, vars, invstd],
+                );
+            }
+        }
+
         finish_channels(&mut saved, running.as_mut(), weights, invstd, count as u64);
     });
     Ok(())
@@ -283,10 +295,9 @@ pub(crate) fn train_rows<E: Element>(
     nt: bool,
     params: &BnParams,
     count: usize,
-    means: &mut [f32],
-    vars: &mut [f32],
+    [means, vars, invstds]: [&mut [f32]; 3],
 ) {
-    scratch_f32(5 * c, |buf| {
+    scratch_f32(6 * c, |buf| {
         let (pivots, consts) = buf.split_at_mut(c);
         let src: &[E] = match x {
             Src::Slice(xs) => xs,
@@ -303,9 +314,11 @@ pub(crate) fn train_rows<E: Element>(
         });
         let (k, rest) = consts.split_at(c);
         let (a, rest) = rest.split_at(c);
-        let (b, var) = rest.split_at(c);
+        let (b, rest) = rest.split_at(c);
+        let (var, invstd) = rest.split_at(c);
         means.copy_from_slice(k);
         vars.copy_from_slice(var);
+        invstds.copy_from_slice(invstd);
         let par = Par::above_threshold(y.len(), 1);
         let consts = Columns { k, a, b };
         normalize_rows(t, x, y, c, res.map(Src::Slice), relu, nt, par, true, consts);

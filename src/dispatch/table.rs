@@ -153,7 +153,7 @@ impl Kernels {
     }
 
     /// The training forward's constants of `mean.len()` channels from their batch mean and
-    /// biased variance: `out` = rows `[k; a; b; var]` of `mean.len()` floats.
+    /// biased variance: `out` = rows `[k; a; b; var; invstd]` of `mean.len()` floats.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn bn_train_consts(
         &self,
@@ -166,12 +166,12 @@ impl Kernels {
         out: &mut [f32],
     ) {
         let n = mean.len();
-        assert!(var.len() == n && out.len() == 4 * n);
+        assert!(var.len() == n && out.len() == 5 * n);
         assert!(gamma.is_none_or(|g| g.len() == n) && beta.is_none_or(|b| b.len() == n));
         let g = gamma.map_or(core::ptr::null(), |g| g.as_ptr());
         let b = beta.map_or(core::ptr::null(), |b| b.as_ptr());
         // SAFETY: features checked by `for_isa`; every input holds n values (gamma and beta
-        // when given) and `out` 4n.
+        // when given) and `out` 5n.
         unsafe {
             (self.bn_train_consts)(
                 mean.as_ptr(),

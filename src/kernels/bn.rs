@@ -66,11 +66,12 @@ pub(crate) unsafe fn scale_consts<S: Simd>(
 /// The training forward's per-channel constants from each channel's batch mean and biased
 /// variance (f64, of `count` values), for `n` channels at once, as `channel_consts` makes them
 /// one at a time (the same bits): rows of `n` floats in `out` — `k` (the mean rounded to
-/// f32), `a = γ·invstd`, `b = β − (mean − k)·a`, and the saved variance `var` (as f32).
-/// Vectorized like [`scale_consts`]: a division and a square root per channel.
+/// f32), `a = γ·invstd`, `b = β − (mean − k)·a`, the saved variance `var` (as f32) and
+/// `invstd` itself (what the call saves). Vectorized like [`scale_consts`]: a division and a
+/// square root per channel.
 ///
 /// # Safety
-/// `mean`, `var` valid for `n` reads, `gamma` and `beta` too when not null, `out` for `4n`
+/// `mean`, `var` valid for `n` reads, `gamma` and `beta` too when not null, `out` for `5n`
 /// writes.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -86,7 +87,7 @@ pub(crate) unsafe fn train_consts<S: Simd>(
     n: usize,
 ) {
     let cnt = count as f64;
-    // SAFETY: forwarded; i < n, and the four output rows are [0, 4n).
+    // SAFETY: forwarded; i < n, and the five output rows are [0, 5n).
     unsafe {
         for i in 0..n {
             let (m, v) = (*mean.add(i), *var.add(i));
@@ -95,11 +96,13 @@ pub(crate) unsafe fn train_consts<S: Simd>(
             let k = m as f32;
             let g = if gamma.is_null() { 1.0 } else { *gamma.add(i) };
             let beta = if beta.is_null() { 0.0 } else { *beta.add(i) };
-            let a = (g as f64 * inv_std(var32, eps) as f64) as f32;
+            let is = inv_std(var32, eps);
+            let a = (g as f64 * is as f64) as f32;
             *out.add(i) = k;
             *out.add(n + i) = a;
             *out.add(2 * n + i) = (beta as f64 - (m - k as f64) * a as f64) as f32;
             *out.add(3 * n + i) = var32;
+            *out.add(4 * n + i) = is;
         }
     }
 }
