@@ -457,8 +457,8 @@ pub(crate) fn row_grad_sums<E: Element>(
 /// [`BWD_BAND_COLUMNS`] columns at a time, so that the band's four rows of constants (16 B a
 /// column) stay in L1 beside the data streaming through: a whole 4096-column row of them is
 /// 64 KiB, more than the 48 KiB L1 of the AMD EPYC machine, and each vector of `dx` then
-/// loaded four vectors from L2. (NC (64,4096), 1 thread: f32 backward ×1.21, 16-bit
-/// ×1.23–1.35, paired roofline. At 2048 columns, two bands measured 0.72–0.93: not banded.)
+/// loaded four vectors from L2. (NC (64,4096), 1 thread: f32 backward ×1.25, 16-bit
+/// ×1.40–1.41, paired roofline. At 2048 columns, two bands measured 0.72–0.93: not banded.)
 const BWD_WIDE_COLUMNS: usize = 2048;
 
 /// Widest band of [`dx_wide_rows`]: 16 KiB of constants. (Bands of 512 columns were slower
@@ -520,7 +520,8 @@ fn dx_wide_rows<E: Element>(
             let rows = dxc.len() / c;
             each_band(&mut |tile, cols| {
                 for i in 0..rows {
-                    let seg = order(rows, i) * c + cols.start..order(rows, i) * c + cols.end;
+                    let row = order(rows, i) * c;
+                    let seg = row + cols.start..row + cols.end;
                     let at = ti * task + seg.start..ti * task + seg.end;
                     segment(tile, cols.len(), at, &mut dxc[seg], None);
                 }
@@ -530,7 +531,8 @@ fn dx_wide_rows<E: Element>(
             let rows = dxc.len() / c;
             each_band(&mut |tile, cols| {
                 for i in 0..rows {
-                    let seg = order(rows, i) * c + cols.start..order(rows, i) * c + cols.end;
+                    let row = order(rows, i) * c;
+                    let seg = row + cols.start..row + cols.end;
                     let at = ti * task + seg.start..ti * task + seg.end;
                     let drs = Some(&mut drc[seg.clone()]);
                     segment(tile, cols.len(), at, &mut dxc[seg], drs);
